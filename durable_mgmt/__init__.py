@@ -1,0 +1,15 @@
+"""durable_mgmt: manage Durable Functions orchestration instances from Python."""
+
+from .errors import (ConcurrencyConflict, DurableError, InstanceAlreadyExists, InstanceNotFailed, InstanceNotFound,
+                     InstanceNotRunning, InstanceNotTerminal, InvalidFilter, InvalidHubName, InvalidInput,
+                     InvalidInstanceId, InvalidSetting, ManagementApiError, NotFound, StorageUnavailable,
+                     TaskHubNotFound, WrongState)
+from .models import (InstanceQuery, InstanceStatus, Page, PurgeProgress, PurgeResult, RuntimeStatus)
+
+__all__ = [
+    "InstanceQuery", "InstanceStatus", "Page", "PurgeProgress", "PurgeResult", "RuntimeStatus",
+    "DurableError", "InvalidInput", "InvalidHubName", "InvalidInstanceId", "InvalidFilter", "InvalidSetting",
+    "NotFound", "InstanceNotFound", "TaskHubNotFound", "WrongState", "InstanceAlreadyExists",
+    "InstanceNotRunning", "InstanceNotFailed", "InstanceNotTerminal", "ConcurrencyConflict",
+    "StorageUnavailable", "ManagementApiError",
+]

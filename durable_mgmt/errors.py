@@ -1,0 +1,112 @@
+"""The one error tree of durable_mgmt.
+
+Everything this package raises on purpose derives from ``DurableError``;
+third-party storage errors are translated once, inside the task hub layer
+(``durable_mgmt.taskhub.storage.map_storage_errors``), so callers never see
+``azure.core.exceptions`` types.
+
+    DurableError
+    ├── InvalidInput                    a value given by the caller is not allowed
+    │   ├── InvalidHubName
+    │   ├── InvalidInstanceId
+    │   ├── InvalidFilter               a query/purge filter value is malformed
+    │   └── InvalidSetting              a configuration value is missing or malformed
+    ├── NotFound
+    │   ├── InstanceNotFound
+    │   └── TaskHubNotFound
+    ├── WrongState                      the instance exists but cannot do that now
+    │   ├── InstanceAlreadyExists       start of an id that is Pending/Running/Suspended
+    │   ├── InstanceNotRunning          terminate/raise/suspend of a finished instance
+    │   ├── InstanceNotFailed           rewind of an instance that did not fail
+    │   └── InstanceNotTerminal         purge of an instance still in flight
+    ├── ConcurrencyConflict             another worker changed the history first (409/412)
+    ├── StorageUnavailable              storage could not be reached or failed
+    └── ManagementApiError              the HTTP management API answered unexpectedly
+"""
+
+from __future__ import annotations
+
+
+class DurableError(Exception):
+    """Root of every error raised by durable_mgmt."""
+
+
+class InvalidInput(DurableError, ValueError):
+    """A value given by the caller is not allowed; nothing was changed."""
+
+
+class InvalidHubName(InvalidInput):
+    pass
+
+
+class InvalidInstanceId(InvalidInput):
+    pass
+
+
+class InvalidFilter(InvalidInput):
+    pass
+
+
+class InvalidSetting(InvalidInput):
+    pass
+
+
+class NotFound(DurableError, LookupError):
+    """The thing asked for does not exist."""
+
+
+class InstanceNotFound(NotFound):
+    def __init__(self, instance_id: str, message: str | None = None):
+        self.instance_id = instance_id
+        super().__init__(message or f"No orchestration instance with id {instance_id!r} exists in this task hub.")
+
+
+class TaskHubNotFound(NotFound):
+    def __init__(self, hub_name: str, message: str | None = None):
+        self.hub_name = hub_name
+        super().__init__(
+            message
+            or f"Task hub {hub_name!r} does not exist in this storage account "
+            "(check --task-hub-name, host.json extensions.durableTask.hubName, and the connection setting)."
+        )
+
+
+class WrongState(DurableError):
+    """The instance exists, but its runtime status does not allow the operation."""
+
+    def __init__(self, instance_id: str, status: object, message: str):
+        self.instance_id = instance_id
+        self.status = status
+        super().__init__(message)
+
+
+class InstanceAlreadyExists(WrongState):
+    pass
+
+
+class InstanceNotRunning(WrongState):
+    pass
+
+
+class InstanceNotFailed(WrongState):
+    pass
+
+
+class InstanceNotTerminal(WrongState):
+    pass
+
+
+class ConcurrencyConflict(DurableError):
+    """Another worker wrote the same history first; this work item must be abandoned."""
+
+
+class StorageUnavailable(DurableError):
+    """Azure Storage could not be reached, or answered with an unexpected error."""
+
+
+class ManagementApiError(DurableError):
+    """The durable HTTP management API answered with an unexpected status."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        super().__init__(message)

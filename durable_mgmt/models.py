@@ -1,0 +1,199 @@
+"""Typed inputs and results of instance management (frozen dataclasses, enums)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any, Generic, Iterable, TypeVar
+
+from .errors import InvalidFilter
+
+T = TypeVar("T")
+
+
+class RuntimeStatus(str, Enum):
+    """The runtime status of an orchestration instance, spelled as everywhere in Durable Functions."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    CONTINUED_AS_NEW = "ContinuedAsNew"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+    TERMINATED = "Terminated"
+    SUSPENDED = "Suspended"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @property
+    def is_active(self) -> bool:
+        """Pending, Running, Suspended or ContinuedAsNew: the instance may still do work."""
+        return not self.is_terminal
+
+    @classmethod
+    def parse(cls, value: "str | RuntimeStatus") -> "RuntimeStatus":
+        """A status from its name, case-insensitively (``completed``, ``Completed``, ``COMPLETED``)."""
+        if isinstance(value, RuntimeStatus):
+            return value
+        text = str(value).strip()
+        for status in cls:
+            if status.value.lower() == text.lower() or status.name.lower() == text.lower():
+                return status
+        if text.isdigit() and int(text) in _DOTNET_NUMBERS:
+            return _DOTNET_NUMBERS[int(text)]
+        allowed = ", ".join(s.value for s in cls)
+        raise InvalidFilter(f"Unknown runtime status {text!r}. Allowed (case-insensitive): {allowed}.")
+
+    @classmethod
+    def parse_many(cls, values: "Iterable[str | RuntimeStatus] | str | None") -> frozenset["RuntimeStatus"]:
+        if values is None:
+            return frozenset()
+        if isinstance(values, (str, RuntimeStatus)):
+            values = [v for v in str(values).replace(",", " ").split() if v]
+        return frozenset(cls.parse(v) for v in values)
+
+
+TERMINAL_STATUSES = frozenset({RuntimeStatus.COMPLETED, RuntimeStatus.FAILED, RuntimeStatus.TERMINATED,
+                               RuntimeStatus.CANCELED})
+_DOTNET_NUMBERS = {0: RuntimeStatus.RUNNING, 1: RuntimeStatus.COMPLETED, 2: RuntimeStatus.CONTINUED_AS_NEW,
+                   3: RuntimeStatus.FAILED, 4: RuntimeStatus.CANCELED, 5: RuntimeStatus.TERMINATED,
+                   6: RuntimeStatus.PENDING, 7: RuntimeStatus.SUSPENDED}
+
+
+def parse_json_text(text: str | None) -> Any:
+    """Values are stored as JSON text; give the value, or the text itself when it is not JSON."""
+    if text is None or text == "":
+        return None
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    """What is known about one orchestration instance.
+
+    ``input``, ``output`` and ``custom_status`` are decoded JSON values (or the
+    raw text when it is not JSON); ``input`` is None when it was not asked for.
+    ``history`` is present only when asked for: events rendered as the HTTP
+    management API renders them (``EventType`` names, ``Timestamp``...).
+    """
+
+    instance_id: str
+    name: str
+    runtime_status: RuntimeStatus
+    created_time: datetime
+    last_updated_time: datetime
+    input: Any = None
+    output: Any = None
+    custom_status: Any = None
+    execution_id: str | None = None
+    completed_time: datetime | None = None
+    scheduled_start_time: datetime | None = None
+    generation: int | None = None
+    version: str | None = None
+    history: tuple[dict[str, Any], ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The HTTP management API's status body."""
+        from .taskhub.timefmt import to_iso
+
+        body: dict[str, Any] = {
+            "name": self.name,
+            "instanceId": self.instance_id,
+            "runtimeStatus": self.runtime_status.value,
+            "input": self.input,
+            "customStatus": self.custom_status,
+            "output": self.output,
+            "createdTime": _iso_seconds(self.created_time),
+            "lastUpdatedTime": _iso_seconds(self.last_updated_time),
+        }
+        if self.history is not None:
+            body["historyEvents"] = list(self.history)
+        return body
+
+
+def _iso_seconds(value: datetime) -> str:
+    # The extension renders status times as "2019-11-02T10:00:00Z" (seconds precision).
+    from .taskhub.timefmt import as_utc
+
+    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class InstanceQuery:
+    """Which instances to list, count or purge. Empty fields do not filter.
+
+    ``instance_id_prefix`` and ``name`` match exactly from the start / exactly;
+    ``page_size`` is the most rows one page returns (1..1000).
+    """
+
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    statuses: frozenset[RuntimeStatus] = field(default_factory=frozenset)
+    instance_id_prefix: str | None = None
+    name: str | None = None
+    show_input: bool = False
+    show_output: bool = True
+    page_size: int = 100
+    continuation_token: str | None = None
+
+    def __post_init__(self) -> None:
+        from .taskhub.timefmt import as_utc
+
+        object.__setattr__(self, "statuses", RuntimeStatus.parse_many(self.statuses))
+        if self.created_from is not None:
+            object.__setattr__(self, "created_from", as_utc(self.created_from))
+        if self.created_to is not None:
+            object.__setattr__(self, "created_to", as_utc(self.created_to))
+        if self.created_from and self.created_to and self.created_from > self.created_to:
+            raise InvalidFilter(
+                f"createdTimeFrom ({self.created_from.isoformat()}) is after createdTimeTo "
+                f"({self.created_to.isoformat()}); give a range whose start is not after its end."
+            )
+        if not isinstance(self.page_size, int) or isinstance(self.page_size, bool) or not 1 <= self.page_size <= 1000:
+            raise InvalidFilter(f"Invalid page size (top) {self.page_size!r}: it must be an integer from 1 to 1000.")
+        if self.instance_id_prefix == "":
+            object.__setattr__(self, "instance_id_prefix", None)
+        if self.name == "":
+            object.__setattr__(self, "name", None)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of results, and the token that fetches the next one (None on the last page)."""
+
+    items: tuple[T, ...]
+    continuation_token: str | None = None
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    """What a purge deleted."""
+
+    instances_deleted: int
+    rows_deleted: int = 0
+    blobs_deleted: int = 0
+
+
+@dataclass(frozen=True)
+class PurgeProgress:
+    """Passed to the progress callback of a purge after each batch of instances."""
+
+    instances_scanned: int
+    instances_deleted: int
+    rows_deleted: int

@@ -1,0 +1,223 @@
+"""One task hub in one storage account: its clients, and its creation and deletion."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+from ..errors import TaskHubNotFound
+from .names import DEFAULT_PARTITION_COUNT, TaskHubNames, validate_partition_count
+from .storage import StorageAccount, map_storage_errors
+
+if TYPE_CHECKING:
+    from .messages import TaskMessage
+from .timefmt import to_iso, utcnow
+
+
+@dataclass(frozen=True)
+class TaskHubInfo:
+    """The contents of ``taskhub.json`` in the leases container."""
+
+    name: str
+    created_at: str
+    partition_count: int
+
+
+class TaskHub:
+    """Async handle on one task hub: clients for its tables, queues and containers.
+
+    Use as ``async with TaskHub(account, "MyHub") as hub:``. The partition count
+    used for routing is the one recorded in ``taskhub.json`` when the hub
+    exists (so routing matches whoever created it), else ``partition_count``.
+    """
+
+    def __init__(self, account: StorageAccount, hub_name: str, partition_count: int = DEFAULT_PARTITION_COUNT):
+        self.account = account
+        self.names = TaskHubNames(hub_name, partition_count)
+        self._tables = self._queues = self._blobs = None
+        self._queue_clients: dict[str, Any] = {}
+        self.instances = self.history = self.large = None
+        self._opened = False
+
+    @property
+    def name(self) -> str:
+        return self.names.hub
+
+    async def __aenter__(self) -> "TaskHub":
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        from .history import HistoryTable
+        from .instances import InstancesTable
+        from .largevalues import LargeValues
+
+        self._tables = self.account.table_service()
+        self._queues = self.account.queue_service()
+        self._blobs = self.account.blob_service()
+        self.large = LargeValues(self._blobs.get_container_client(self.names.large_messages_container))
+        self.instances = InstancesTable(self, self._tables.get_table_client(self.names.instances_table))
+        self.history = HistoryTable(self, self._tables.get_table_client(self.names.history_table))
+        self._opened = True
+        info = await self.read_info()
+        if info and info.partition_count != self.names.partition_count:
+            self.names = TaskHubNames(self.names.hub, validate_partition_count(info.partition_count))
+
+    async def close(self) -> None:
+        for client in (self._tables, self._queues, self._blobs):
+            if client is not None:
+                await client.close()
+        self._opened = False
+
+    # --- clients -----------------------------------------------------------
+
+    def queue(self, name: str):
+        client = self._queue_clients.get(name)
+        if client is None:
+            client = self._queue_clients[name] = self._queues.get_queue_client(name)
+        return client
+
+    def control_queue(self, partition: int):
+        return self.queue(self.names.control_queue(partition))
+
+    def control_queue_for(self, instance_id: str):
+        return self.queue(self.names.control_queue_for(instance_id))
+
+    @property
+    def workitem_queue(self):
+        return self.queue(self.names.workitem_queue)
+
+    def container(self, name: str):
+        return self._blobs.get_container_client(name)
+
+    @property
+    def table_service(self):
+        return self._tables
+
+    # --- messages ----------------------------------------------------------
+
+    async def send_to_orchestration(self, message: "TaskMessage") -> None:
+        """Put ``message`` on the control queue of its target instance (delayed if it is due later)."""
+        await self._send(self.control_queue_for(message.instance_id), message)
+
+    async def send_to_activities(self, message: "TaskMessage") -> None:
+        await self._send(self.workitem_queue, message)
+
+    async def _send(self, queue, message: "TaskMessage") -> None:
+        from .messages import visibility_delay
+
+        body = await self.large.encode_message(message)
+        delay = visibility_delay(message.event)
+        with map_storage_errors(f"sending {message.event.type.name} to queue {queue.queue_name!r}"):
+            await queue.send_message(body, visibility_timeout=delay or None)
+
+    # --- lifecycle ---------------------------------------------------------
+
+    async def read_info(self) -> TaskHubInfo | None:
+        blob = self.container(self.names.leases_container).get_blob_client(self.names.taskhub_info_blob)
+        with map_storage_errors(f"reading {self.names.leases_container}/taskhub.json"):
+            try:
+                data = json.loads(await (await blob.download_blob()).readall())
+            except ResourceNotFoundError:
+                return None
+        return TaskHubInfo(data.get("TaskHubName", self.name), data.get("CreatedAt", ""),
+                           int(data.get("PartitionCount", DEFAULT_PARTITION_COUNT)))
+
+    async def exists(self) -> bool:
+        """True when the hub's Instances table exists (what every reader needs)."""
+        with map_storage_errors(f"looking for table {self.names.instances_table!r}"):
+            async for _ in self._tables.query_tables(f"TableName eq '{self.names.instances_table}'"):
+                return True
+        return False
+
+    async def require(self) -> None:
+        if not await self.exists():
+            raise TaskHubNotFound(self.name)
+
+    async def create_if_not_exists(self) -> bool:
+        """Create every table, queue and container of the hub; True if anything was new."""
+        created = await asyncio.gather(
+            self._create_table(self.names.instances_table),
+            self._create_table(self.names.history_table),
+            *(self._create_queue(q) for q in self.names.control_queues),
+            self._create_queue(self.names.workitem_queue),
+            self._create_container(self.names.large_messages_container),
+            self._create_container(self.names.leases_container),
+        )
+        info = await self.read_info()
+        if info is None:
+            blob = self.container(self.names.leases_container).get_blob_client(self.names.taskhub_info_blob)
+            body = json.dumps({"TaskHubName": self.name, "CreatedAt": to_iso(utcnow()),
+                               "PartitionCount": self.names.partition_count})
+            with map_storage_errors("writing taskhub.json"):
+                try:
+                    await blob.upload_blob(body, overwrite=False)
+                except ResourceExistsError:
+                    pass
+        return any(created)
+
+    async def delete(self) -> None:
+        """Delete every table, queue and container of the hub, by its recorded partition count."""
+        info = await self.read_info()
+        count = info.partition_count if info else self.names.partition_count
+        names = TaskHubNames(self.name, count)
+        await asyncio.gather(
+            self._delete_table(names.instances_table),
+            self._delete_table(names.history_table),
+            *(self._delete_queue(q) for q in names.control_queues),
+            self._delete_queue(names.workitem_queue),
+            self._delete_container(names.large_messages_container),
+            self._delete_container(names.leases_container),
+            self._delete_container(names.app_lease_container),
+        )
+
+    async def _create_table(self, name: str) -> bool:
+        with map_storage_errors(f"creating table {name!r}"):
+            try:
+                await self._tables.create_table(name)
+                return True
+            except ResourceExistsError:
+                return False
+
+    async def _create_queue(self, name: str) -> bool:
+        with map_storage_errors(f"creating queue {name!r}"):
+            try:
+                await self.queue(name).create_queue()
+                return True
+            except ResourceExistsError:
+                return False
+
+    async def _create_container(self, name: str) -> bool:
+        with map_storage_errors(f"creating container {name!r}"):
+            try:
+                await self.container(name).create_container()
+                return True
+            except ResourceExistsError:
+                return False
+
+    async def _delete_table(self, name: str) -> None:
+        with map_storage_errors(f"deleting table {name!r}"):
+            await self._tables.delete_table(name)  # no error when missing
+
+    async def _delete_queue(self, name: str) -> None:
+        with map_storage_errors(f"deleting queue {name!r}"):
+            try:
+                await self.queue(name).delete_queue()
+            except ResourceNotFoundError:
+                pass
+
+    async def _delete_container(self, name: str) -> None:
+        with map_storage_errors(f"deleting container {name!r}"):
+            try:
+                await self.container(name).delete_container()
+            except ResourceNotFoundError:
+                pass

@@ -1,0 +1,192 @@
+"""The ``{Hub}Instances`` table: one row per orchestration instance.
+
+Columns as ``OrchestrationInstanceStatus`` in DurableTask.AzureStorage:
+PartitionKey = escaped instance id, RowKey = "".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any, AsyncIterator
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import UpdateMode
+
+from ..errors import InvalidFilter
+from ..models import InstanceQuery, InstanceStatus, RuntimeStatus, parse_json_text
+from .names import escape_key, unescape_key
+from .odata import instances_filter
+from .storage import map_storage_errors
+from .timefmt import as_utc
+
+MAX_PAGE = 1000
+SUMMARY_COLUMNS = ["PartitionKey", "RowKey", "Name", "Version", "RuntimeStatus", "CreatedTime", "LastUpdatedTime",
+                   "CompletedTime", "ExecutionId", "ScheduledStartTime", "Generation", "CustomStatus", "Tags",
+                   "TaskHubName"]
+
+
+class InstancesTable:
+    def __init__(self, hub, table_client):
+        self._hub = hub
+        self._table = table_client
+
+    @property
+    def client(self):
+        return self._table
+
+    async def get(self, instance_id: str, *, with_input: bool = True, with_output: bool = True) -> dict[str, Any] | None:
+        """The row of ``instance_id`` (large values brought back), or None."""
+        select = _columns(with_input, with_output)
+        with map_storage_errors(f"reading instance {instance_id!r}"):
+            try:
+                entity = await self._table.get_entity(escape_key(instance_id), "", select=select)
+            except ResourceNotFoundError:
+                return None
+        row = _plain(entity)
+        await self._hub.large.restore_row(row, instances_table=True)
+        return row
+
+    async def upsert(self, row: dict[str, Any], *, replace: bool = False) -> str:
+        """Insert or merge (or replace) ``row``; large values go to blobs first. Returns the new ETag."""
+        row = dict(row)
+        await self._hub.large.offload_row(row, instances_table=True)
+        mode = UpdateMode.REPLACE if replace else UpdateMode.MERGE
+        with map_storage_errors(f"writing instance {unescape_key(row['PartitionKey'])!r}"):
+            meta = await self._table.upsert_entity(row, mode=mode)
+        return meta.get("etag")
+
+    async def insert(self, row: dict[str, Any]) -> str:
+        """Insert ``row``; ConcurrencyConflict if it already exists."""
+        row = dict(row)
+        await self._hub.large.offload_row(row, instances_table=True)
+        with map_storage_errors(f"creating instance {unescape_key(row['PartitionKey'])!r}"):
+            meta = await self._table.create_entity(row)
+        return meta.get("etag")
+
+    async def replace(self, row: dict[str, Any], etag: str) -> str:
+        """Replace ``row`` if it still has ``etag``; ConcurrencyConflict otherwise."""
+        row = dict(row)
+        await self._hub.large.offload_row(row, instances_table=True)
+        with map_storage_errors(f"updating instance {unescape_key(row['PartitionKey'])!r}"):
+            meta = await self._table.update_entity(row, mode=UpdateMode.REPLACE, etag=etag,
+                                                   match_condition=MatchConditions.IfNotModified)
+        return meta.get("etag")
+
+    async def merge(self, row: dict[str, Any], etag: str | None = None) -> str:
+        """Merge ``row`` into an existing row (optionally only if it still has ``etag``)."""
+        row = dict(row)
+        await self._hub.large.offload_row(row, instances_table=True)
+        kwargs = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+        with map_storage_errors(f"updating instance {unescape_key(row['PartitionKey'])!r}"):
+            meta = await self._table.update_entity(row, mode=UpdateMode.MERGE, **kwargs)
+        return meta.get("etag")
+
+    async def delete(self, instance_id: str) -> bool:
+        with map_storage_errors(f"deleting instance {instance_id!r}"):
+            try:
+                await self._table.delete_entity(escape_key(instance_id), "")
+            except ResourceNotFoundError:
+                return False
+        return True
+
+    async def pages(self, query: InstanceQuery, *, max_rows: int | None = None,
+                    restore: bool = True) -> AsyncIterator[tuple[list[dict[str, Any]], str | None]]:
+        """Rows matching ``query``, one storage page at a time, each with the token of the next.
+
+        Pages hold at most ``query.page_size`` rows and may hold fewer (the
+        service decides); only one page is in memory at a time.
+        """
+        f = instances_filter(created_from=query.created_from, created_to=query.created_to,
+                             statuses=[s.value for s in query.statuses],
+                             instance_id_prefix=query.instance_id_prefix, name=query.name)
+        select = _columns(query.show_input, query.show_output)
+        token = decode_continuation_token(query.continuation_token)
+        per_page = min(query.page_size, MAX_PAGE)
+        with map_storage_errors("querying instances"):
+            if f.text:
+                items = self._table.query_entities(f.text, parameters=f.parameters, select=select,
+                                                   results_per_page=per_page)
+            else:
+                items = self._table.list_entities(select=select, results_per_page=per_page)
+            pager = items.by_page(token)
+            async for page in pager:
+                rows = [_plain(e) async for e in page]
+                if restore:
+                    for row in rows:
+                        await self._hub.large.restore_row(row, instances_table=True)
+                yield rows, encode_continuation_token(pager.continuation_token)
+
+    async def query(self, query: InstanceQuery) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of rows for ``query``: at most ``page_size``, with the next token."""
+        async for rows, token in self.pages(query):
+            return rows, token
+        return [], None
+
+
+def _columns(with_input: bool, with_output: bool) -> list[str]:
+    cols = list(SUMMARY_COLUMNS)
+    if with_input:
+        cols.append("Input")
+    if with_output:
+        cols.append("Output")
+    return cols
+
+
+def _plain(entity) -> dict[str, Any]:
+    row = dict(entity)
+    meta = getattr(entity, "metadata", None) or {}
+    if meta.get("etag"):
+        row["etag"] = meta["etag"]
+    for key, value in list(row.items()):
+        if isinstance(value, datetime):
+            row[key] = as_utc(value)
+        elif hasattr(value, "value") and type(value).__name__ == "EntityProperty":
+            row[key] = value.value
+    return row
+
+
+def encode_continuation_token(token: Any) -> str | None:
+    """The SDK's continuation (a dict of next keys) as an opaque URL-safe string."""
+    if not token:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(token, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_continuation_token(token: str | None) -> Any:
+    if not token:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as e:
+        raise InvalidFilter(
+            f"Invalid continuation token {token[:40]!r}: pass back exactly the x-ms-continuation-token "
+            "value (or --continuation-token) returned by the previous page."
+        ) from e
+    if not isinstance(data, dict) or not data:
+        raise InvalidFilter(f"Invalid continuation token {token[:40]!r}: it does not come from a previous page.")
+    return data
+
+
+def status_from_row(row: dict[str, Any], *, history: tuple[dict, ...] | None = None,
+                    show_input: bool = True) -> InstanceStatus:
+    """An ``InstanceStatus`` from an Instances row (large values already restored)."""
+    return InstanceStatus(
+        instance_id=unescape_key(row["PartitionKey"]),
+        name=row.get("Name") or "",
+        runtime_status=RuntimeStatus.parse(row.get("RuntimeStatus") or "Pending"),
+        created_time=row.get("CreatedTime"),
+        last_updated_time=row.get("LastUpdatedTime") or row.get("CreatedTime"),
+        input=parse_json_text(row.get("Input")) if show_input else None,
+        output=parse_json_text(row.get("Output")),
+        custom_status=parse_json_text(row.get("CustomStatus")),
+        execution_id=row.get("ExecutionId"),
+        completed_time=row.get("CompletedTime"),
+        scheduled_start_time=row.get("ScheduledStartTime"),
+        generation=row.get("Generation"),
+        version=row.get("Version"),
+        history=history,
+    )

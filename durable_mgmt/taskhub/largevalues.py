@@ -1,0 +1,156 @@
+"""Values too large for a table property or a queue message, kept as gzip blobs.
+
+As DurableTask.AzureStorage does it (``AzureTableTrackingStore.CompressLargeMessageAsync``,
+``MessageManager``): a string property larger than 60 KiB as UTF-16 goes to
+``{hub}-largemessages``; history rows then hold ``""`` plus a ``{Prop}BlobName``
+column, Instances rows hold the blob's URL. Queue messages over 45 KB are
+stored whole, and the queue carries a small wrapper naming the blob.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from typing import Any
+from urllib.parse import quote, unquote, urlparse
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+from .messages import MAX_INLINE_MESSAGE_BYTES, TaskMessage, compressed_wrapper, decode_body
+from .storage import map_storage_errors
+
+MAX_TABLE_PROPERTY_BYTES = 60 * 1024
+VARIABLE_SIZE_PROPERTIES = ("Name", "Input", "Result", "Output", "Reason", "Details", "Correlation",
+                            "FailureDetails", "Tags")
+INSTANCE_URL_PROPERTIES = ("Input", "Output")
+
+
+def exceeds_table_limit(value: Any) -> bool:
+    # Azure Tables measure strings as UTF-16.
+    return isinstance(value, str) and len(value.encode("utf-16-le")) > MAX_TABLE_PROPERTY_BYTES
+
+
+def blob_property_name(prop: str) -> str:
+    return prop + "BlobName"
+
+
+class LargeValues:
+    """Reads and writes the ``{hub}-largemessages`` container."""
+
+    def __init__(self, container_client):
+        self._container = container_client
+        self._ensured = False
+
+    @property
+    def container_url(self) -> str:
+        return self._container.url.rstrip("/")
+
+    async def ensure_container(self) -> None:
+        if self._ensured:
+            return
+        with map_storage_errors(f"creating container {self._container.container_name!r}"):
+            try:
+                await self._container.create_container()
+            except ResourceExistsError:
+                pass
+        self._ensured = True
+
+    async def upload(self, blob_name: str, text: str) -> None:
+        await self.ensure_container()
+        data = gzip.compress(text.encode("utf-8"))
+        with map_storage_errors(f"uploading large value {blob_name!r}"):
+            await self._container.upload_blob(blob_name, data, overwrite=True)
+
+    async def download(self, blob_name: str) -> str:
+        with map_storage_errors(f"downloading large value {blob_name!r}"):
+            stream = await self._container.download_blob(blob_name)
+            data = await stream.readall()
+        return gzip.decompress(data).decode("utf-8")
+
+    def url_of(self, blob_name: str) -> str:
+        return f"{self.container_url}/{quote(blob_name, safe='/')}"
+
+    def name_from_url(self, value: str) -> str | None:
+        """The blob name if ``value`` is a URL into our container, else None."""
+        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+            return None
+        prefix = urlparse(self.container_url).path.rstrip("/") + "/"
+        path = urlparse(value).path
+        if not path.startswith(prefix):
+            return None
+        return unquote(path[len(prefix):])
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every blob under ``prefix/`` (one instance's values); returns how many."""
+        count = 0
+        with map_storage_errors(f"deleting large values of {prefix!r}"):
+            try:
+                names = [b.name async for b in self._container.list_blobs(name_starts_with=prefix + "/")]
+            except ResourceNotFoundError:
+                return 0
+            for name in names:
+                try:
+                    await self._container.delete_blob(name)
+                    count += 1
+                except ResourceNotFoundError:
+                    pass
+        return count
+
+    # --- table rows --------------------------------------------------------
+
+    async def offload_row(self, row: dict[str, Any], *, instances_table: bool = False) -> list[str]:
+        """Move oversized properties of ``row`` to blobs, in place; returns the blob names."""
+        names = []
+        for prop in VARIABLE_SIZE_PROPERTIES:
+            value = row.get(prop)
+            if not exceeds_table_limit(value):
+                continue
+            name = _history_blob_name(row, prop)
+            await self.upload(name, value)
+            if instances_table:
+                row[prop] = self.url_of(name)
+            else:
+                row[blob_property_name(prop)] = name
+                row[prop] = ""
+            names.append(name)
+        return names
+
+    async def restore_row(self, row: dict[str, Any], *, instances_table: bool = False) -> dict[str, Any]:
+        """Bring back properties that were offloaded to blobs, in place."""
+        for prop in VARIABLE_SIZE_PROPERTIES:
+            blob_name = row.get(blob_property_name(prop))
+            if isinstance(blob_name, str) and blob_name:
+                row[prop] = await self.download(blob_name)
+                del row[blob_property_name(prop)]
+        if instances_table:
+            for prop in INSTANCE_URL_PROPERTIES:
+                name = self.name_from_url(row.get(prop))
+                if name:
+                    row[prop] = await self.download(name)
+        return row
+
+    # --- queue messages ----------------------------------------------------
+
+    async def encode_message(self, message: TaskMessage) -> str:
+        body = message.encode()
+        if len(body.encode("utf-8")) <= MAX_INLINE_MESSAGE_BYTES:
+            return body
+        name = message.large_blob_name
+        message.compressed_blob_name = name
+        await self.upload(name, message.encode())
+        return compressed_wrapper(name)
+
+    async def decode_message(self, body: str | bytes) -> TaskMessage:
+        data = decode_body(body)
+        blob_name = data.get("CompressedBlobName")
+        if blob_name and not data.get("TaskMessage"):
+            data = json.loads(await self.download(blob_name))
+        return TaskMessage.from_json(data)
+
+
+def _history_blob_name(row: dict[str, Any], prop: str) -> str:
+    event_type = row.get("EventType")
+    if not isinstance(event_type, str):
+        event_type = prop  # Instances rows have no EventType: "Input"/"Output", as the provider names them
+    return f"{row['PartitionKey']}/history-{row.get('RowKey', '')}-{event_type}-{random.getrandbits(32):08X}-{prop}.json.gz"

@@ -1,0 +1,151 @@
+"""Queue messages: the MessageData/TaskMessage envelope of DurableTask.AzureStorage.
+
+Messages are UTF-8 JSON text (Newtonsoft with ``TypeNameHandling.Objects``:
+every object carries a ``$type`` without assembly name). Readers accept
+Base64-encoded bodies too, as the real provider does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from .events import EventType, HistoryEvent, orchestration_instance
+from .timefmt import as_utc, utcnow
+
+MESSAGE_DATA_TYPE = "DurableTask.AzureStorage.MessageData"
+TASK_MESSAGE_TYPE = "DurableTask.Core.TaskMessage"
+INSTANCE_TYPE = "DurableTask.Core.OrchestrationInstance"
+
+# Beyond this many UTF-8 bytes, the message body goes to a gzip blob (MessageManager.cs).
+MAX_INLINE_MESSAGE_BYTES = 45 * 1024
+# Azure Storage queues hide a message for at most 7 days; durable timers chain hops below that.
+MAX_VISIBILITY_DELAY = timedelta(days=6)
+
+
+class MessageFormatError(ValueError):
+    """A queue message is not a MessageData envelope this layer can read."""
+
+
+@dataclass
+class TaskMessage:
+    """One durable message: an event addressed to one orchestration instance."""
+
+    event: HistoryEvent
+    instance_id: str
+    execution_id: str | None = None
+    sequence_number: int = 0
+    activity_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    episode: int | None = None
+    sender: dict[str, Any] | None = None
+    compressed_blob_name: str | None = None
+    # Set on received messages: where they came from, for delete/update.
+    queue_name: str | None = None
+    message_id: str | None = None
+    pop_receipt: str | None = None
+    dequeue_count: int = 0
+    inserted_on: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        envelope: dict[str, Any] = {
+            "$type": MESSAGE_DATA_TYPE,
+            "ActivityId": self.activity_id,
+            "TaskMessage": {
+                "$type": TASK_MESSAGE_TYPE,
+                "Event": self.event.to_message(),
+                "SequenceNumber": self.sequence_number,
+                "OrchestrationInstance": {"$type": INSTANCE_TYPE,
+                                          **orchestration_instance(self.instance_id, self.execution_id)},
+            },
+            "CompressedBlobName": self.compressed_blob_name,
+            "SequenceNumber": self.sequence_number,
+        }
+        # Episode and Sender are [DataMember(EmitDefaultValue = false)]: absent when null.
+        if self.episode is not None:
+            envelope["Episode"] = self.episode
+        if self.sender is not None:
+            envelope["Sender"] = {"$type": INSTANCE_TYPE, **self.sender}
+        envelope["SerializableTraceContext"] = None
+        return envelope
+
+    def encode(self) -> str:
+        return json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "TaskMessage":
+        tm = data.get("TaskMessage")
+        if not isinstance(tm, dict) or not isinstance(tm.get("Event"), dict):
+            raise MessageFormatError("message has no TaskMessage.Event")
+        inst = tm.get("OrchestrationInstance") or {}
+        sender = data.get("Sender")
+        return cls(
+            event=HistoryEvent.from_message(tm["Event"]),
+            instance_id=inst.get("InstanceId") or "",
+            execution_id=inst.get("ExecutionId"),
+            sequence_number=int(data.get("SequenceNumber", tm.get("SequenceNumber", 0)) or 0),
+            activity_id=str(data.get("ActivityId") or uuid.UUID(int=0)),
+            episode=data.get("Episode"),
+            sender={k: v for k, v in sender.items() if k != "$type"} if isinstance(sender, dict) else None,
+            compressed_blob_name=data.get("CompressedBlobName"),
+        )
+
+    @property
+    def large_blob_name(self) -> str:
+        """Where this message's body goes when it is too large for the queue."""
+        return f"{self.instance_id}/message-{uuid.UUID(self.activity_id).hex}-{self.event.type.name}.json.gz"
+
+
+def decode_body(body: str | bytes) -> dict[str, Any]:
+    """Parse a queue message body: UTF-8 JSON, or Base64 of it (older clients)."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8")
+    text = body.strip()
+    if not text.startswith("{"):
+        try:
+            text = base64.b64decode(text, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as e:
+            raise MessageFormatError("message body is neither JSON nor Base64-encoded JSON") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise MessageFormatError(f"message body is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise MessageFormatError("message body is not a JSON object")
+    return data
+
+
+def compressed_wrapper(blob_name: str) -> str:
+    """The small message that stands in the queue for a body stored in a blob."""
+    return json.dumps({
+        "$type": MESSAGE_DATA_TYPE,
+        "ActivityId": str(uuid.UUID(int=0)),
+        "TaskMessage": None,
+        "CompressedBlobName": blob_name,
+        "SequenceNumber": 0,
+        "SerializableTraceContext": None,
+    }, separators=(",", ":"))
+
+
+def visibility_delay(event: HistoryEvent, now: datetime | None = None) -> int:
+    """Seconds a new message must stay invisible: timers until FireAt, scheduled starts until their time.
+
+    Long timers are capped to one hop (MAX_VISIBILITY_DELAY); the receiver
+    re-queues a TimerFired that arrives before its FireAt.
+    """
+    now = now or utcnow()
+    if event.type == EventType.TimerFired:
+        due = event.get("FireAt")
+    elif event.type == EventType.ExecutionStarted:
+        due = event.get("ScheduledStartTime")
+    else:
+        return 0
+    if due is None:
+        return 0
+    seconds = (as_utc(due) - now).total_seconds()
+    seconds = min(seconds, MAX_VISIBILITY_DELAY.total_seconds())
+    return max(0, int(seconds + 0.999))  # round up: never deliver before it is due

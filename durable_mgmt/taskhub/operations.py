@@ -1,0 +1,333 @@
+"""Instance management at the storage level: what works with no host running.
+
+``TaskHubClient`` starts, inspects, steers and purges orchestration instances
+by reading and writing the task hub directly, exactly as the Azure Storage
+provider's client does. Every check happens before the first write, so a
+refused operation changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from ..errors import (InstanceAlreadyExists, InstanceNotFailed, InstanceNotFound, InstanceNotRunning,
+                      InstanceNotTerminal, InvalidFilter, InvalidInput)
+from ..models import (TERMINAL_STATUSES, InstanceQuery, InstanceStatus, Page, PurgeProgress, PurgeResult,
+                      RuntimeStatus)
+from .events import EventType, HistoryEvent, event, execution_started
+from .history import SENTINEL_ROW_KEY
+from .history_view import render_history
+from .hub import TaskHub
+from .instances import status_from_row
+from .messages import TaskMessage
+from .names import escape_key, new_execution_id, new_instance_id, validate_instance_id
+from .timefmt import as_utc, utcnow
+
+NO_INPUT = object()
+ProgressCallback = Callable[[PurgeProgress], "Awaitable[None] | None"]
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "to_json"):  # custom classes, as the SDK's df_dumps does
+        return value.to_json()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+class TaskHubClient:
+    """Management operations over one task hub (an opened ``TaskHub``)."""
+
+    def __init__(self, hub: TaskHub):
+        self.hub = hub
+
+    # --- start ---------------------------------------------------------------
+
+    async def start(self, name: str, input: Any = NO_INPUT, *, instance_id: str | None = None,
+                    scheduled_start: datetime | None = None, input_json: str | None = None) -> str:
+        """Schedule a new instance of orchestrator ``name``; returns its id.
+
+        ``input`` is any JSON-serializable value (or give ``input_json``, the
+        JSON text itself). A new id is 32 hex digits. Starting an id whose
+        instance is Pending, Running, Suspended or ContinuedAsNew raises
+        InstanceAlreadyExists; a finished one is replaced (a new generation).
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInput("Invalid orchestrator name: it is empty. Give the name of an orchestrator function.")
+        instance_id = validate_instance_id(instance_id) if instance_id is not None else new_instance_id()
+        if input_json is None:
+            input_json = None if input is NO_INPUT else dumps(input)
+        if scheduled_start is not None:
+            scheduled_start = as_utc(scheduled_start)
+
+        await self.hub.create_if_not_exists()
+        existing = await self.hub.instances.get(instance_id, with_input=False, with_output=False)
+        if existing is not None:
+            status = RuntimeStatus.parse(existing.get("RuntimeStatus") or "Pending")
+            if status.is_active:
+                raise InstanceAlreadyExists(
+                    instance_id, status,
+                    f"An instance with id {instance_id!r} is already {status.value}. Instance ids must be unique "
+                    "among running instances: wait for it to finish, terminate it, or use another id.")
+        generation = (existing.get("Generation") or 0) + 1 if existing else 0
+        execution_id = new_execution_id()
+        started = execution_started(instance_id, execution_id, name, input_json, scheduled_start=scheduled_start,
+                                    generation=generation)
+        message = TaskMessage(started, instance_id, execution_id)
+        await self.hub.send_to_orchestration(message)
+
+        row = {
+            "PartitionKey": escape_key(instance_id), "RowKey": "",
+            "Input": input_json, "CreatedTime": started.timestamp, "Name": name, "Version": "",
+            "RuntimeStatus": RuntimeStatus.PENDING.value, "LastUpdatedTime": utcnow(),
+            "TaskHubName": self.hub.name, "ScheduledStartTime": scheduled_start, "ExecutionId": execution_id,
+            "Generation": generation,
+        }
+        row = {k: v for k, v in row.items() if v is not None}
+        from ..errors import ConcurrencyConflict
+
+        try:
+            if existing is None:
+                await self.hub.instances.insert(row)
+            else:
+                await self.hub.instances.replace(row, existing["etag"])
+        except ConcurrencyConflict:
+            # A host may already have picked up the start message and written the row: fine.
+            current = await self.hub.instances.get(instance_id, with_input=False, with_output=False)
+            if not current or current.get("ExecutionId") != execution_id:
+                raise InstanceAlreadyExists(
+                    instance_id, RuntimeStatus.PENDING,
+                    f"Instance {instance_id!r} was started by someone else at the same moment; use another id.")
+        return instance_id
+
+    # --- read ----------------------------------------------------------------
+
+    async def get_status(self, instance_id: str, *, show_input: bool = True, show_output: bool = True,
+                         show_history: bool = False, show_history_output: bool = False) -> InstanceStatus:
+        """The status of one instance; InstanceNotFound if there is none."""
+        row = await self._row(instance_id, with_input=show_input, with_output=show_output)
+        history = None
+        if show_history:
+            events = (await self.hub.history.read(instance_id)).events
+            history = tuple(render_history(events, show_output=show_history_output, show_input=show_input))
+        return status_from_row(row, history=history, show_input=show_input)
+
+    async def get_history(self, instance_id: str) -> list[HistoryEvent]:
+        """The raw events of the instance's current execution."""
+        await self._row(instance_id, with_input=False, with_output=False)
+        return (await self.hub.history.read(instance_id)).events
+
+    async def query(self, query: InstanceQuery) -> Page[InstanceStatus]:
+        """One page of instances matching ``query`` and the token of the next page."""
+        await self.hub.require()
+        rows, token = await self.hub.instances.query(query)
+        return Page(tuple(status_from_row(r, show_input=query.show_input) for r in rows), token)
+
+    async def iter_instances(self, query: InstanceQuery) -> AsyncIterator[InstanceStatus]:
+        """Every instance matching ``query``, following continuation tokens; one page in memory at a time."""
+        await self.hub.require()
+        async for rows, _ in self.hub.instances.pages(query):
+            for r in rows:
+                yield status_from_row(r, show_input=query.show_input)
+
+    async def count(self, query: InstanceQuery | None = None) -> dict[RuntimeStatus, int]:
+        """How many instances match, per runtime status (a scan of status columns only)."""
+        await self.hub.require()
+        q = query or InstanceQuery()
+        q = InstanceQuery(q.created_from, q.created_to, q.statuses, q.instance_id_prefix, q.name,
+                          show_input=False, show_output=False, page_size=1000)
+        counts = {s: 0 for s in RuntimeStatus}
+        async for rows, _ in self.hub.instances.pages(q, restore=False):
+            for r in rows:
+                counts[RuntimeStatus.parse(r.get("RuntimeStatus") or "Pending")] += 1
+        return counts
+
+    # --- steer ---------------------------------------------------------------
+
+    async def terminate(self, instance_id: str, reason: str | None = None) -> None:
+        """Ask a Pending, Running or Suspended instance to stop; a host carries it out."""
+        await self._require_active(instance_id, "terminate")
+        await self._send(instance_id, event(EventType.ExecutionTerminated, Input=reason))
+
+    async def raise_event(self, instance_id: str, event_name: str, data: Any = None, *,
+                          data_json: str | None = None) -> None:
+        """Send event ``event_name`` with JSON ``data`` to a running instance (kept until it waits)."""
+        if not isinstance(event_name, str) or not event_name.strip():
+            raise InvalidInput("Invalid event name: it is empty. Give the name the orchestrator waits for.")
+        payload = data_json if data_json is not None else dumps(data)
+        await self._require_active(instance_id, f"raise event {event_name!r} to")
+        await self._send(instance_id, event(EventType.EventRaised, Name=event_name, Input=payload))
+
+    async def suspend(self, instance_id: str, reason: str | None = None) -> None:
+        await self._require_active(instance_id, "suspend")
+        await self._send(instance_id, event(EventType.ExecutionSuspended, Reason=reason))
+
+    async def resume(self, instance_id: str, reason: str | None = None) -> None:
+        await self._require_active(instance_id, "resume")
+        await self._send(instance_id, event(EventType.ExecutionResumed, Reason=reason))
+
+    async def rewind(self, instance_id: str, reason: str | None = None) -> list[str]:
+        """Rewind a Failed instance: its failed work runs again, earlier results are replayed.
+
+        The legacy rewrite used by Core Tools and extension 2.x: the failure
+        rows of the current execution become ``GenericEvent`` rows, failed
+        sub-orchestrations are rewound recursively, the instance is set
+        Pending, and each deepest failed instance gets a message to replay.
+        Returns the ids that were sent that message.
+        """
+        row = await self._row(instance_id, with_input=False, with_output=False)
+        status = RuntimeStatus.parse(row.get("RuntimeStatus") or "Pending")
+        if status != RuntimeStatus.FAILED:
+            raise InstanceNotFailed(
+                instance_id, status,
+                f"Instance {instance_id!r} is {status.value}; only Failed instances can be rewound.")
+        leaves = [i async for i in self._rewind_history(instance_id)]
+        for leaf in leaves:
+            await self._send(leaf, event(EventType.GenericEvent, Data=reason or ""))
+        return leaves
+
+    async def _rewind_history(self, instance_id: str) -> AsyncIterator[str]:
+        rows = await self.hub.history.rows(instance_id)
+        sentinel = next((r for r in rows if r["RowKey"] == SENTINEL_ROW_KEY), None)
+        execution_id = (sentinel or {}).get("ExecutionId") or (rows[0].get("ExecutionId") if rows else None)
+        current = [r for r in rows if r["RowKey"] != SENTINEL_ROW_KEY and r.get("ExecutionId") == execution_id]
+        by_id = {(r.get("EventType"), r.get("EventId")): r for r in current}
+        failed_children = False
+        for r in current:
+            etype = r.get("EventType")
+            failed = (etype == "ExecutionCompleted" and r.get("OrchestrationStatus") == "Failed") or etype in (
+                "TaskFailed", "SubOrchestrationInstanceFailed")
+            if not failed:
+                continue
+            if etype == "TaskFailed":
+                scheduled = by_id.get(("TaskScheduled", r.get("TaskScheduledId")))
+                if scheduled:
+                    await self._mark_rewound(scheduled, to_generic=True)
+            elif etype == "SubOrchestrationInstanceFailed":
+                created = by_id.get(("SubOrchestrationInstanceCreated", r.get("TaskScheduledId")))
+                if created:
+                    failed_children = True
+                    # The creation stays valid (the child is rewound in place); it is only marked.
+                    await self._mark_rewound(created, to_generic=False)
+                    async for leaf in self._rewind_history(created["InstanceId"]):
+                        yield leaf
+            await self._mark_rewound(r, to_generic=True)
+        await self.hub.instances.merge({"PartitionKey": escape_key(instance_id), "RowKey": "",
+                                        "RuntimeStatus": RuntimeStatus.PENDING.value, "LastUpdatedTime": utcnow()})
+        if not failed_children:
+            yield instance_id
+
+    async def _mark_rewound(self, row: dict[str, Any], *, to_generic: bool) -> None:
+        row["Reason"] = "Rewound: " + row["EventType"]
+        if to_generic:
+            row["EventType"] = EventType.GenericEvent.name
+        await self.hub.history.replace_row(row)
+
+    # --- purge ---------------------------------------------------------------
+
+    async def purge_instance(self, instance_id: str) -> PurgeResult:
+        """Delete one finished instance: its history, its large values, then its row."""
+        row = await self._row(instance_id, with_input=False, with_output=False)
+        status = RuntimeStatus.parse(row.get("RuntimeStatus") or "Pending")
+        if not status.is_terminal:
+            raise InstanceNotTerminal(
+                instance_id, status,
+                f"Instance {instance_id!r} is {status.value}; only Completed, Failed, Terminated or Canceled "
+                "instances can be purged. Terminate it first, or wait for it to finish.")
+        return await self._purge_one(row["PartitionKey"], instance_id, blobs=True)
+
+    async def purge(self, query: InstanceQuery, *, progress: ProgressCallback | None = None,
+                    concurrency: int = 32) -> PurgeResult:
+        """Delete every finished instance matching ``query`` (created-time range, statuses, prefix, name).
+
+        Only Completed, Failed, Terminated and Canceled instances are purged;
+        asking for another status is an InvalidFilter error. Pages through the
+        Instances table and deletes ``concurrency`` instances at a time;
+        ``progress`` is called after each page.
+        """
+        statuses = query.statuses or TERMINAL_STATUSES
+        bad = sorted(s.value for s in statuses if not s.is_terminal)
+        if bad:
+            raise InvalidFilter(
+                f"Cannot purge instances that are {', '.join(bad)}: purge deletes only Completed, Failed, "
+                "Terminated or Canceled instances.")
+        await self.hub.require()
+        q = InstanceQuery(query.created_from, query.created_to, statuses, query.instance_id_prefix, query.name,
+                          show_input=False, show_output=False, page_size=1000)
+        with_blobs = await self._has_large_values()
+        sem = asyncio.Semaphore(concurrency)
+        scanned = deleted = rows = blobs = 0
+
+        async def one(pk: str) -> PurgeResult:
+            async with sem:
+                return await self._purge_one(pk, None, blobs=with_blobs)
+
+        async for page, _ in self.hub.instances.pages(q, restore=False):
+            scanned += len(page)
+            results = await asyncio.gather(*(one(r["PartitionKey"]) for r in page))
+            deleted += sum(r.instances_deleted for r in results)
+            rows += sum(r.rows_deleted for r in results)
+            blobs += sum(r.blobs_deleted for r in results)
+            if progress is not None:
+                maybe = progress(PurgeProgress(scanned, deleted, rows))
+                if asyncio.iscoroutine(maybe):
+                    await maybe
+        return PurgeResult(deleted, rows, blobs)
+
+    async def _purge_one(self, pk: str, instance_id: str | None, *, blobs: bool) -> PurgeResult:
+        from .names import unescape_key
+
+        instance_id = instance_id or unescape_key(pk)
+        rows = await self.hub.history.delete_all(instance_id)
+        n_blobs = await self.hub.large.delete_prefix(pk) if blobs else 0
+        gone = await self.hub.instances.delete(instance_id)
+        return PurgeResult(int(gone), rows, n_blobs)
+
+    async def _has_large_values(self) -> bool:
+        container = self.hub.container(self.hub.names.large_messages_container)
+        from azure.core.exceptions import ResourceNotFoundError
+
+        from .storage import map_storage_errors
+
+        with map_storage_errors("looking for large values"):
+            try:
+                async for _ in container.list_blobs(results_per_page=1):
+                    return True
+            except ResourceNotFoundError:
+                return False
+        return False
+
+    async def delete_hub(self) -> None:
+        """Delete every table, queue and container of the task hub."""
+        await self.hub.require()
+        await self.hub.delete()
+
+    # --- helpers -------------------------------------------------------------
+
+    async def _row(self, instance_id: str, *, with_input: bool, with_output: bool) -> dict[str, Any]:
+        if not isinstance(instance_id, str) or not instance_id:
+            raise InvalidInput("Invalid instance id: it is empty. Give the id of an existing instance.")
+        await self.hub.require()
+        row = await self.hub.instances.get(instance_id, with_input=with_input, with_output=with_output)
+        if row is None:
+            raise InstanceNotFound(instance_id)
+        return row
+
+    async def _require_active(self, instance_id: str, action: str) -> dict[str, Any]:
+        row = await self._row(instance_id, with_input=False, with_output=False)
+        status = RuntimeStatus.parse(row.get("RuntimeStatus") or "Pending")
+        if status.is_terminal:
+            raise InstanceNotRunning(
+                instance_id, status,
+                f"Cannot {action} instance {instance_id!r}: it is already {status.value}.")
+        return row
+
+    async def _send(self, instance_id: str, ev: HistoryEvent) -> None:
+        await self.hub.send_to_orchestration(TaskMessage(ev, instance_id, None))

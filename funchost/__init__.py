@@ -1,0 +1,1 @@
+"""funchost: a local Azure Functions host for Python v2 apps (``funcpy start``)."""
