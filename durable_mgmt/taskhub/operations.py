@@ -107,6 +107,16 @@ class TaskHubClient:
                     f"Instance {instance_id!r} was started by someone else at the same moment; use another id.")
         return instance_id
 
+    async def restart(self, instance_id: str, *, new_instance_id: bool = True) -> str:
+        """Start the orchestration of ``instance_id`` again with the same input; returns the new id.
+
+        With ``new_instance_id=False`` the same id is reused, which requires the
+        instance to have finished (else InstanceAlreadyExists).
+        """
+        row = await self._row(instance_id, with_input=True, with_output=False)
+        return await self.start(row.get("Name") or "", input_json=row.get("Input"),
+                                instance_id=None if new_instance_id else instance_id)
+
     # --- read ----------------------------------------------------------------
 
     async def get_status(self, instance_id: str, *, show_input: bool = True, show_output: bool = True,

@@ -1,0 +1,29 @@
+"""``funcpy``: the command-line entry point.
+
+    funcpy start      serve a Python v2 Functions app locally (like `func start`)
+    funcpy durable    manage task hubs and instances (like `func durable`)
+"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="durable-mgmt", prog_name="funcpy")
+def main() -> None:
+    """Run and manage Azure Functions Python apps with Durable Functions, locally or on Azure Storage."""
+
+
+def _register() -> None:
+    from funchost.cli_start import start
+    from durable_mgmt.cli import durable
+
+    main.add_command(start)
+    main.add_command(durable)
+
+
+_register()
+
+if __name__ == "__main__":
+    main()
