@@ -45,7 +45,8 @@ class Filter:
     def any_of(self, column: str, values: Iterable[Any]) -> "Filter":
         values = list(values)
         if values:
-            self.clauses.append("(" + " or ".join(f"{column} eq {self._param(v)}" for v in values) + ")")
+            # Spaces around the parentheses: the SDK finds @parameters by splitting on spaces.
+            self.clauses.append("( " + " or ".join(f"{column} eq {self._param(v)}" for v in values) + " )")
         return self
 
     def prefix(self, column: str, prefix: str) -> "Filter":
