@@ -1,0 +1,103 @@
+"""The durable engine: runs an app's orchestrators and activities from a task hub.
+
+    Engine
+    ├── LeaseManager            which control queues (partitions) this worker reads
+    ├── OrchestrationDispatcher one reader per owned partition, one session per instance
+    └── ActivityDispatcher      the shared work-item queue
+
+Stopped in order: leases given up (no new partitions), readers stopped,
+in-flight episodes and activities drained (or left to reappear), leases
+released so another worker takes over at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any
+
+from durable_mgmt.taskhub import TaskHub
+
+from .activities import ActivityDispatcher
+from .functions import ActivityRunner, call_orchestrator, direct_runner
+from .leases import LeaseManager
+from .orchestrations import OrchestrationDispatcher
+from .wakeup import Wakeups
+
+log = logging.getLogger("funchost.engine")
+
+
+class Engine:
+    """Runs orchestrations and activities of ``index`` (a funchost FunctionIndex) on ``hub``.
+
+    ``activity_runner`` calls one activity with its decoded input (the host
+    passes one that also writes output bindings); by default the function is
+    called with its input only.
+    """
+
+    def __init__(self, hub: TaskHub, index: Any, *, settings: Any = None, worker_id: str | None = None,
+                 activity_runner: ActivityRunner | None = None, executor: Executor | None = None,
+                 lease_seconds: int = 15, lease_tick_seconds: float = 3.0, max_concurrent_activities: int = 32,
+                 max_concurrent_orchestrations: int = 64):
+        self.hub = hub
+        self.index = index
+        self.settings = settings
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.wakeups = Wakeups()
+        self.stats: dict[str, int] = {}
+        self._own_executor = executor is None
+        self.executor = executor or ThreadPoolExecutor(max_workers=max_concurrent_activities,
+                                                       thread_name_prefix="activity")
+        orchestrators = index.orchestrators
+        self.orchestrations = OrchestrationDispatcher(hub, self._invoker(orchestrators), self.wakeups,
+                                                      max_concurrent=max_concurrent_orchestrations, stats=self.stats)
+        self.activities = ActivityDispatcher(hub, index.activities, activity_runner or direct_runner(self.executor),
+                                             self.wakeups, concurrency=max_concurrent_activities, stats=self.stats)
+        self.leases = LeaseManager(hub, self.worker_id, self.orchestrations.acquire, self.orchestrations.release,
+                                   lease_seconds=lease_seconds, tick_seconds=lease_tick_seconds)
+        self._started = False
+
+    @staticmethod
+    def _invoker(orchestrators: dict[str, Any]):
+        by_lower = {name.lower(): info for name, info in orchestrators.items()}
+
+        def invoke(name: str, context_json: str) -> str:
+            info = orchestrators.get(name) or by_lower.get(name.lower())
+            if info is None:
+                known = ", ".join(sorted(orchestrators)) or "none"
+                raise LookupError(f"The orchestrator function '{name}' does not exist in this app "
+                                  f"(orchestrators: {known}).")
+            return call_orchestrator(info.user_function, context_json)
+
+        return invoke
+
+    @property
+    def owned_partitions(self) -> list[int]:
+        return sorted(self.leases.owned)
+
+    async def start(self) -> None:
+        await self.hub.create_if_not_exists()
+        self.activities.start()
+        await self.leases.start()
+        self._started = True
+        log.info("durable engine started: worker %s, hub %s, partitions %s", self.worker_id, self.hub.name,
+                 self.owned_partitions)
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        await self.orchestrations.stop()  # stop reading, let running episodes commit
+        await self.activities.stop()
+        await self.leases.stop()          # then hand the partitions over
+        if self._own_executor:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def __aenter__(self) -> "Engine":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()

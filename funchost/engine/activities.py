@@ -1,0 +1,149 @@
+"""The activity dispatcher: work items in, TaskCompleted/TaskFailed back to the orchestration.
+
+The work-item queue is shared by every worker of the hub. Each received
+message runs its activity once (sync functions in the thread pool, async
+ones on the loop); the result goes to the orchestration's control queue
+before the work item is deleted, so a crash in between runs the activity
+again (at least once, as in Durable Functions) and the orchestration drops
+the duplicate result. Long activities keep their message hidden by
+renewing its visibility.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from durable_mgmt.errors import DurableError
+from durable_mgmt.taskhub import TaskHub
+from durable_mgmt.taskhub.events import EventType, event
+from durable_mgmt.taskhub.messages import MessageFormatError, TaskMessage
+
+from .functions import ActivityRunner, decode_activity_input, encode_activity_output
+from .wakeup import Wakeups
+
+log = logging.getLogger("funchost.engine")
+
+
+class ActivityDispatcher:
+    def __init__(self, hub: TaskHub, activities: dict[str, Any], run: ActivityRunner, wakeups: Wakeups, *,
+                 concurrency: int = 32, visibility_seconds: int = 300, stats: dict | None = None):
+        self.hub = hub
+        self.activities = activities
+        self.run = run
+        self.wakeups = wakeups
+        self.concurrency = concurrency
+        self.visibility = visibility_seconds
+        self.free = concurrency
+        self.running: set[asyncio.Task] = set()
+        self.stats = stats if stats is not None else {}
+        self._reader: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._reader = asyncio.create_task(self._read(), name="workitems")
+
+    async def stop(self, drain_seconds: float = 10) -> None:
+        if self._reader:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self.running:
+            # Unfinished work items reappear when their visibility runs out: nothing is lost.
+            await asyncio.wait(self.running, timeout=drain_seconds)
+            for t in self.running:
+                t.cancel()
+
+    async def _read(self) -> None:
+        queue = self.hub.workitem_queue
+        poller = self.wakeups.poller(queue.queue_name)
+        while True:
+            if self.free <= 0:
+                await poller.idle()
+                continue
+            try:
+                batch = [m async for m in queue.receive_messages(messages_per_page=min(32, self.free),
+                                                                 max_messages=min(32, self.free),
+                                                                 visibility_timeout=self.visibility)]
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("reading %s failed: %s", queue.queue_name, e)
+                await asyncio.sleep(1)
+                continue
+            for m in batch:
+                self.free -= 1
+                task = asyncio.create_task(self._one(queue, m))
+                self.running.add(task)
+                task.add_done_callback(self._done)
+            if batch:
+                poller.busy()
+            else:
+                await poller.idle()
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.running.discard(task)
+        self.free += 1
+        self.wakeups.wake(self.hub.names.workitem_queue)
+
+    async def _one(self, queue, raw) -> None:
+        try:
+            msg = await self.hub.large.decode_message(raw.content)
+        except (MessageFormatError, DurableError, ValueError) as e:
+            log.error("dropping unreadable work item %s: %s", raw.id, e)
+            await self._delete(queue, raw.id, raw.pop_receipt)
+            return
+        receipt = [raw.pop_receipt]
+        keeper = asyncio.create_task(self._keep_hidden(queue, raw.id, receipt))
+        try:
+            response = await self._execute(msg)
+        finally:
+            keeper.cancel()
+        await self.hub.send_to_orchestration(TaskMessage(response, msg.instance_id, msg.execution_id))
+        self.wakeups.wake(self.hub.names.control_queue_for(msg.instance_id))
+        await self._delete(queue, raw.id, receipt[0])
+        self.stats["activities"] = self.stats.get("activities", 0) + 1
+
+    async def _execute(self, msg: TaskMessage):
+        scheduled = msg.event
+        name = scheduled.name or ""
+        info = self.activities.get(name) or next(
+            (f for n, f in self.activities.items() if n.lower() == name.lower()), None)
+        if info is None:
+            known = ", ".join(sorted(self.activities)) or "none"
+            return self._failed(scheduled.event_id, f"Activity function '{name}' does not exist in this app "
+                                f"(activities: {known}).", "")
+        try:
+            value = decode_activity_input(scheduled.input)
+            result = await self.run(info, value)
+            return event(EventType.TaskCompleted, -1, TaskScheduledId=scheduled.event_id,
+                         Result=encode_activity_output(result))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            details = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+            log.warning("activity %s failed for %r: %s: %s", name, msg.instance_id, type(e).__name__, e)
+            return self._failed(scheduled.event_id, f"Activity function '{name}' failed: {type(e).__name__}: {e}",
+                                details)
+
+    @staticmethod
+    def _failed(task_id: int, reason: str, details: str):
+        return event(EventType.TaskFailed, -1, TaskScheduledId=task_id, Reason=reason, Details=details)
+
+    async def _keep_hidden(self, queue, message_id: str, receipt: list[str]) -> None:
+        while True:
+            await asyncio.sleep(self.visibility / 2)
+            try:
+                updated = await queue.update_message(message_id, receipt[0], visibility_timeout=self.visibility)
+                receipt[0] = updated.pop_receipt
+            except (ResourceNotFoundError, HttpResponseError) as e:
+                log.warning("could not extend the work item %s: %s", message_id, e)
+                return
+
+    async def _delete(self, queue, message_id: str, pop_receipt: str) -> None:
+        try:
+            await queue.delete_message(message_id, pop_receipt)
+        except (ResourceNotFoundError, HttpResponseError) as e:
+            log.debug("could not delete work item %s: %s", message_id, e)

@@ -1,0 +1,284 @@
+"""The orchestration dispatcher: control-queue messages in, committed episodes out.
+
+Each owned partition has a reader that receives batches of messages and
+hands them to per-instance sessions. A session runs one episode at a time
+(messages that arrive meanwhile wait for the next), keeps the instance's
+history in memory while this worker owns it, and commits in the provider's
+order: send messages, append history (with the sentinel's ETag), merge the
+Instances row, delete the consumed messages. A crash between any two steps
+is repaired by replaying the messages, which were not yet deleted:
+duplicates are dropped by the episode logic, an Instances row left behind
+is brought in line with history when the instance is next loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from durable_mgmt.errors import ConcurrencyConflict, DurableError
+from durable_mgmt.taskhub import TaskHub
+from durable_mgmt.taskhub.events import EventType
+from durable_mgmt.taskhub.history import History
+from durable_mgmt.taskhub.messages import MessageFormatError, TaskMessage, visibility_delay
+from durable_mgmt.taskhub.names import escape_key
+from durable_mgmt.taskhub.timefmt import utcnow
+
+from .episode import EpisodeResult, InstanceState, run_episode
+from .wakeup import Poller, Wakeups
+
+log = logging.getLogger("funchost.engine")
+
+RECEIVE_BATCH = 32
+CONTROL_VISIBILITY = 300  # seconds a received control message stays hidden while we work on it
+DEFER_SECONDS = 1
+MAX_DEFERRALS = 100  # an out-of-order response that never finds its schedule is dropped after this
+MAX_CACHED_INSTANCES = 2000
+
+
+@dataclass
+class _Session:
+    instance_id: str
+    partition: int
+    state: InstanceState | None = None
+    inbox: list[TaskMessage] = field(default_factory=list)
+    busy: bool = False
+
+
+class OrchestrationDispatcher:
+    def __init__(self, hub: TaskHub, invoke: Callable[[str, str], str], wakeups: Wakeups, *,
+                 max_concurrent: int = 64, stats: dict | None = None):
+        self.hub = hub
+        self.invoke = invoke
+        self.wakeups = wakeups
+        self.sessions: OrderedDict[str, _Session] = OrderedDict()
+        self.readers: dict[int, asyncio.Task] = {}
+        self.episode_slots = asyncio.Semaphore(max_concurrent)
+        self.running: set[asyncio.Task] = set()
+        self.stats = stats if stats is not None else {}
+        self._owned: set[int] = set()
+
+    # --- partitions ------------------------------------------------------
+
+    async def acquire(self, partition: int) -> None:
+        if partition in self.readers:
+            return
+        self._owned.add(partition)
+        self.readers[partition] = asyncio.create_task(self._read(partition), name=f"control-{partition:02d}")
+
+    async def release(self, partition: int) -> None:
+        self._owned.discard(partition)
+        task = self.readers.pop(partition, None)
+        if task:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for iid in [i for i, s in self.sessions.items() if s.partition == partition and not s.busy]:
+            self.sessions.pop(iid, None)
+
+    def owns_queue(self, queue_name: str) -> bool:
+        return any(self.hub.names.control_queue(p) == queue_name for p in self._owned)
+
+    async def stop(self) -> None:
+        for p in list(self.readers):
+            await self.release(p)
+        if self.running:
+            await asyncio.wait(self.running, timeout=10)
+
+    async def _read(self, partition: int) -> None:
+        queue = self.hub.control_queue(partition)
+        poller = self.wakeups.poller(queue.queue_name)
+        while True:
+            try:
+                got = await self._receive(queue, partition)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("reading %s failed: %s", queue.queue_name, e)
+                got = 0
+                await asyncio.sleep(1)
+            if got:
+                poller.busy()
+            else:
+                await poller.idle()
+
+    async def _receive(self, queue, partition: int) -> int:
+        raw = []
+        async for m in queue.receive_messages(messages_per_page=RECEIVE_BATCH, max_messages=RECEIVE_BATCH,
+                                              visibility_timeout=CONTROL_VISIBILITY):
+            raw.append(m)
+        for m in raw:
+            try:
+                msg = await self.hub.large.decode_message(m.content)
+            except (MessageFormatError, DurableError, ValueError) as e:
+                log.error("dropping unreadable message %s on %s: %s", m.id, queue.queue_name, e)
+                await self._delete(queue, m.id, m.pop_receipt)
+                continue
+            msg.queue_name, msg.message_id, msg.pop_receipt = queue.queue_name, m.id, m.pop_receipt
+            msg.dequeue_count, msg.inserted_on = m.dequeue_count or 0, m.inserted_on
+            self._deliver(msg, partition)
+        return len(raw)
+
+    # --- sessions --------------------------------------------------------
+
+    def _deliver(self, msg: TaskMessage, partition: int) -> None:
+        session = self.sessions.get(msg.instance_id)
+        if session is None:
+            session = self.sessions[msg.instance_id] = _Session(msg.instance_id, partition)
+        self.sessions.move_to_end(msg.instance_id)
+        if any(m.message_id == msg.message_id for m in session.inbox):
+            return
+        session.inbox.append(msg)
+        if not session.busy:
+            session.busy = True
+            task = asyncio.create_task(self._drain(session), name=f"instance {msg.instance_id}")
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+        self._evict()
+
+    def _evict(self) -> None:
+        while len(self.sessions) > MAX_CACHED_INSTANCES:
+            iid, s = next(iter(self.sessions.items()))
+            if s.busy or s.inbox:
+                self.sessions.move_to_end(iid)
+                return
+            self.sessions.pop(iid)
+
+    async def _drain(self, session: _Session) -> None:
+        try:
+            while session.inbox:
+                batch, session.inbox = session.inbox, []
+                async with self.episode_slots:
+                    try:
+                        await self._episode(session, batch)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as e:
+                        # Leave the messages to reappear; forget the cached state, it may be stale.
+                        log.exception("episode of %r failed, will retry: %s", session.instance_id, e)
+                        session.state = None
+                        await self._abandon(batch, DEFER_SECONDS)
+        finally:
+            session.busy = False
+            if session.state is not None and session.state.is_terminal and not session.inbox:
+                self.sessions.pop(session.instance_id, None)
+
+    async def _episode(self, session: _Session, batch: list[TaskMessage]) -> None:
+        iid = session.instance_id
+        starts = any(m.event.type == EventType.ExecutionStarted for m in batch)
+        # Reload on a cache miss, a start, or a rewind (which rewrites rows without touching the ETag).
+        reload = session.state is None or starts or any(m.event.type == EventType.GenericEvent for m in batch)
+        if reload:
+            session.state = await self._load(iid)
+        state = session.state
+        row = None
+        if reload or state.started is None:
+            row = await self.hub.instances.get(iid, with_input=False, with_output=False)
+            if row is not None and state.started is not None:
+                await self._repair_row(state, row)
+        result = run_episode(state, batch, self.invoke, now=utcnow(),
+                             row_execution_id=(row or {}).get("ExecutionId"),
+                             row_status=(row or {}).get("RuntimeStatus"))
+        for line in result.log:
+            log.info(line)
+        await self._commit(session, result)
+
+    async def _repair_row(self, state: InstanceState, row: dict[str, Any]) -> None:
+        """Finish a commit a crash interrupted: history is final, the Instances row was not updated."""
+        status = state.status
+        if status is None or not state.is_terminal or row.get("RuntimeStatus") == status.name:
+            return
+        if row.get("ExecutionId") not in (None, state.execution_id):
+            return
+        done = next((e for e in reversed(state.events) if e.type == EventType.ExecutionCompleted), None)
+        log.info("repairing the Instances row of %r: %s", state.instance_id, status.name)
+        await self._write_row(state.instance_id, {
+            "RuntimeStatus": status.name, "Output": done.result if done else None,
+            "LastUpdatedTime": utcnow(), "CompletedTime": utcnow(), "ExecutionId": state.execution_id})
+
+    async def _load(self, instance_id: str) -> InstanceState:
+        history = await self.hub.history.read(instance_id)
+        return InstanceState(instance_id, history.execution_id, history.events, history.etag)
+
+    # --- commit ----------------------------------------------------------
+
+    async def _commit(self, session: _Session, result: EpisodeResult) -> None:
+        state = session.state
+        iid = session.instance_id
+        sends = [self._send_activity(m) for m in result.to_activities]
+        sends += [self._send_orchestration(m) for m in result.to_orchestrations]
+        if sends:
+            await asyncio.gather(*sends)
+        if result.has_commit:
+            base = [] if result.reset_history else state.events
+            history = History(iid, state.execution_id, list(base), state.etag)
+            try:
+                await self.hub.history.append(history, result.new_events, result.execution_id)
+            except ConcurrencyConflict:
+                # Another worker wrote this history first: ours is stale. Let the messages come back.
+                log.warning("history of %r changed under us; abandoning the episode", iid)
+                session.state = None
+                await self._abandon(result.consumed, DEFER_SECONDS)
+                return
+            except DurableError as e:
+                if "404" in str(e):  # the sentinel was purged meanwhile: treat as a conflict
+                    session.state = None
+                    await self._abandon(result.consumed, DEFER_SECONDS)
+                    return
+                raise
+            session.state = InstanceState(iid, result.execution_id, history.events, history.etag)
+            await self._write_row(iid, result.row)
+            self.stats["episodes"] = self.stats.get("episodes", 0) + 1
+        elif result.terminate_unstarted is not None:
+            now = utcnow()
+            await self._write_row(iid, {"RuntimeStatus": "Terminated", "Output": result.terminate_unstarted,
+                                        "LastUpdatedTime": now, "CompletedTime": now})
+        await asyncio.gather(*(self._delete_message(m) for m in result.consumed))
+        if result.deferred:
+            await self._abandon(result.deferred, DEFER_SECONDS, count=True)
+
+    async def _write_row(self, instance_id: str, row: dict[str, Any]) -> None:
+        cols = {k: v for k, v in row.items() if v is not None}
+        cols.update({"PartitionKey": escape_key(instance_id), "RowKey": "", "TaskHubName": self.hub.name})
+        await self.hub.instances.upsert(cols)
+
+    async def _send_activity(self, m: TaskMessage) -> None:
+        await self.hub.send_to_activities(m)
+        self.wakeups.wake(self.hub.names.workitem_queue)
+
+    async def _send_orchestration(self, m: TaskMessage) -> None:
+        await self.hub.send_to_orchestration(m)
+        queue = self.hub.names.control_queue_for(m.instance_id)
+        delay = visibility_delay(m.event)
+        if delay:
+            self.wakeups.wake_at(queue, delay + 0.05)
+        else:
+            self.wakeups.wake(queue)
+
+    async def _delete_message(self, m: TaskMessage) -> None:
+        await self._delete(self.hub.queue(m.queue_name), m.message_id, m.pop_receipt)
+
+    async def _delete(self, queue, message_id: str, pop_receipt: str) -> None:
+        try:
+            await queue.delete_message(message_id, pop_receipt)
+        except (ResourceNotFoundError, HttpResponseError) as e:
+            # Gone already or its receipt expired (it was re-delivered): the next delivery is deduplicated.
+            log.debug("could not delete message %s: %s", message_id, e)
+
+    async def _abandon(self, messages: list[TaskMessage], seconds: int, *, count: bool = False) -> None:
+        for m in messages:
+            if count and m.dequeue_count > MAX_DEFERRALS:
+                log.warning("dropping %s for %r: it never matched its instance's history", m.event.type.name,
+                            m.instance_id)
+                await self._delete_message(m)
+                continue
+            try:
+                await self.hub.queue(m.queue_name).update_message(m.message_id, m.pop_receipt,
+                                                                  visibility_timeout=seconds)
+            except (ResourceNotFoundError, HttpResponseError):
+                pass
+            self.wakeups.wake_at(m.queue_name, seconds + 0.05)
