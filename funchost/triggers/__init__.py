@@ -1,0 +1,1 @@
+"""Trigger sources of the local host: HTTP routes, queue listeners, timer schedules."""
