@@ -173,3 +173,39 @@ async def test_rewind_failed_sub_orchestration(engine, client, state_dir):
     assert status.output == ["Hello parent-first!", ["Hello first!", "fixed rw-parent-child", "Hello third!"]]
     assert runs(state_dir, "SayHello").count("parent-first") == 1
     assert runs(state_dir, "SayHello").count("first") == 1
+
+
+async def test_history_rows_match_the_provider_schema(engine, client, hub):
+    """Golden: the whole history of HelloSequence as rows, read back through the task hub layer."""
+    iid = await client.start("HelloSequence", "in", instance_id="golden-1")
+    await wait_for(client, iid)
+    rows = await hub.history.rows(iid)
+    started = await hub.instances.get(iid)
+    execution_id = started["ExecutionId"]
+    expected = [
+        ("OrchestratorStarted", -1), ("ExecutionStarted", -1), ("TaskScheduled", 0), ("OrchestratorCompleted", -1),
+        ("OrchestratorStarted", -1), ("TaskCompleted", -1), ("TaskScheduled", 1), ("OrchestratorCompleted", -1),
+        ("OrchestratorStarted", -1), ("TaskCompleted", -1), ("TaskScheduled", 2), ("OrchestratorCompleted", -1),
+        ("OrchestratorStarted", -1), ("TaskCompleted", -1), ("ExecutionCompleted", -1), ("OrchestratorCompleted", -1),
+    ]
+    assert [(r["EventType"], r["EventId"]) for r in rows[:-1]] == expected
+    assert [r["RowKey"] for r in rows] == [f"{i:016X}" for i in range(16)] + ["sentinel"]
+    assert all(r["PartitionKey"] == iid and r["ExecutionId"] == execution_id for r in rows)
+    assert all(isinstance(r["_Timestamp"], type(started["CreatedTime"])) for r in rows[:-1])
+    assert all(r["IsPlayed"] is False for r in rows[:-1])
+    es = rows[1]
+    assert es["Name"] == "HelloSequence" and es["Input"] == '"in"' and es["Version"] == ""
+    assert json.loads(es["OrchestrationInstance"]) == {"InstanceId": iid, "ExecutionId": execution_id}
+    assert [(r["Name"], r["Input"]) for r in rows[:-1] if r["EventType"] == "TaskScheduled"] == [
+        ("SayHello", '"Tokyo"'), ("SayHello", '"Seattle"'), ("SayHello", '"London"')]
+    assert [(r["TaskScheduledId"], r["Result"]) for r in rows[:-1] if r["EventType"] == "TaskCompleted"] == [
+        (0, '"Hello Tokyo!"'), (1, '"Hello Seattle!"'), (2, '"Hello London!"')]
+    done = rows[14]
+    assert done["OrchestrationStatus"] == "Completed"
+    assert json.loads(done["Result"]) == ["Hello Tokyo!", "Hello Seattle!", "Hello London!"]
+    sentinel = rows[-1]
+    assert sentinel["ExecutionId"] == execution_id and sentinel["IsCheckpointComplete"] is True
+    assert "CheckpointCompletedTimestamp" in sentinel
+    assert started["RuntimeStatus"] == "Completed" and started["Output"] == done["Result"]
+    assert started["CustomStatus"] == "null" and started["TaskHubName"] == hub.name
+    assert started["CompletedTime"] >= started["CreatedTime"]

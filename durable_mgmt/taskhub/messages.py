@@ -50,6 +50,7 @@ class TaskMessage:
     pop_receipt: str | None = None
     dequeue_count: int = 0
     inserted_on: datetime | None = None
+    received_at: float | None = None  # monotonic time of receipt, for visibility renewal
 
     def to_json(self) -> dict[str, Any]:
         envelope: dict[str, Any] = {

@@ -40,7 +40,7 @@ class Engine:
     def __init__(self, hub: TaskHub, index: Any, *, settings: Any = None, worker_id: str | None = None,
                  activity_runner: ActivityRunner | None = None, executor: Executor | None = None,
                  lease_seconds: int = 15, lease_tick_seconds: float = 3.0, max_concurrent_activities: int = 32,
-                 max_concurrent_orchestrations: int = 64):
+                 max_concurrent_orchestrations: int = 64, visibility_seconds: int = 30):
         self.hub = hub
         self.index = index
         self.settings = settings
@@ -52,9 +52,11 @@ class Engine:
                                                        thread_name_prefix="activity")
         orchestrators = index.orchestrators
         self.orchestrations = OrchestrationDispatcher(hub, self._invoker(orchestrators), self.wakeups,
-                                                      max_concurrent=max_concurrent_orchestrations, stats=self.stats)
+                                                      max_concurrent=max_concurrent_orchestrations,
+                                                      visibility_seconds=visibility_seconds, stats=self.stats)
         self.activities = ActivityDispatcher(hub, index.activities, activity_runner or direct_runner(self.executor),
-                                             self.wakeups, concurrency=max_concurrent_activities, stats=self.stats)
+                                             self.wakeups, concurrency=max_concurrent_activities,
+                                             visibility_seconds=visibility_seconds, stats=self.stats)
         self.leases = LeaseManager(hub, self.worker_id, self.orchestrations.acquire, self.orchestrations.release,
                                    lease_seconds=lease_seconds, tick_seconds=lease_tick_seconds)
         self._started = False

@@ -31,7 +31,7 @@ log = logging.getLogger("funchost.engine")
 
 class ActivityDispatcher:
     def __init__(self, hub: TaskHub, activities: dict[str, Any], run: ActivityRunner, wakeups: Wakeups, *,
-                 concurrency: int = 32, visibility_seconds: int = 300, stats: dict | None = None):
+                 concurrency: int = 32, visibility_seconds: int = 30, stats: dict | None = None):
         self.hub = hub
         self.activities = activities
         self.run = run

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -35,7 +36,6 @@ from .wakeup import Poller, Wakeups
 log = logging.getLogger("funchost.engine")
 
 RECEIVE_BATCH = 32
-CONTROL_VISIBILITY = 300  # seconds a received control message stays hidden while we work on it
 DEFER_SECONDS = 1
 MAX_DEFERRALS = 100  # an out-of-order response that never finds its schedule is dropped after this
 MAX_CACHED_INSTANCES = 2000
@@ -47,13 +47,17 @@ class _Session:
     partition: int
     state: InstanceState | None = None
     inbox: list[TaskMessage] = field(default_factory=list)
+    in_flight: list[TaskMessage] = field(default_factory=list)
     busy: bool = False
 
 
 class OrchestrationDispatcher:
     def __init__(self, hub: TaskHub, invoke: Callable[[str, str], str], wakeups: Wakeups, *,
-                 max_concurrent: int = 64, stats: dict | None = None):
+                 max_concurrent: int = 64, visibility_seconds: int = 30, stats: dict | None = None):
+        """``visibility_seconds``: how long a received message stays hidden. Held messages are
+        renewed while we work on them; after a crash they reappear this soon."""
         self.hub = hub
+        self.visibility = visibility_seconds
         self.invoke = invoke
         self.wakeups = wakeups
         self.sessions: OrderedDict[str, _Session] = OrderedDict()
@@ -62,12 +66,15 @@ class OrchestrationDispatcher:
         self.running: set[asyncio.Task] = set()
         self.stats = stats if stats is not None else {}
         self._owned: set[int] = set()
+        self._renewer: asyncio.Task | None = None
 
     # --- partitions ------------------------------------------------------
 
     async def acquire(self, partition: int) -> None:
         if partition in self.readers:
             return
+        if self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_held(), name="control-renewals")
         self._owned.add(partition)
         self.readers[partition] = asyncio.create_task(self._read(partition), name=f"control-{partition:02d}")
 
@@ -88,6 +95,27 @@ class OrchestrationDispatcher:
             await self.release(p)
         if self.running:
             await asyncio.wait(self.running, timeout=10)
+        if self._renewer:
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
+
+    async def _renew_held(self) -> None:
+        """Keep messages we still hold (waiting in an inbox or in a running episode) hidden."""
+        while True:
+            await asyncio.sleep(self.visibility / 3)
+            now = time.monotonic()
+            for s in list(self.sessions.values()):
+                for m in s.inbox + s.in_flight:
+                    if now - (m.received_at or now) > self.visibility / 3:
+                        await self._extend(m, now)
+
+    async def _extend(self, m: TaskMessage, now: float) -> None:
+        try:
+            updated = await self.hub.queue(m.queue_name).update_message(m.message_id, m.pop_receipt,
+                                                                        visibility_timeout=self.visibility)
+            m.pop_receipt, m.received_at = updated.pop_receipt, now
+        except (ResourceNotFoundError, HttpResponseError) as e:
+            log.debug("could not extend message %s: %s", m.message_id, e)
 
     async def _read(self, partition: int) -> None:
         queue = self.hub.control_queue(partition)
@@ -109,7 +137,7 @@ class OrchestrationDispatcher:
     async def _receive(self, queue, partition: int) -> int:
         raw = []
         async for m in queue.receive_messages(messages_per_page=RECEIVE_BATCH, max_messages=RECEIVE_BATCH,
-                                              visibility_timeout=CONTROL_VISIBILITY):
+                                              visibility_timeout=self.visibility):
             raw.append(m)
         for m in raw:
             try:
@@ -120,6 +148,7 @@ class OrchestrationDispatcher:
                 continue
             msg.queue_name, msg.message_id, msg.pop_receipt = queue.queue_name, m.id, m.pop_receipt
             msg.dequeue_count, msg.inserted_on = m.dequeue_count or 0, m.inserted_on
+            msg.received_at = time.monotonic()
             self._deliver(msg, partition)
         return len(raw)
 
@@ -152,6 +181,7 @@ class OrchestrationDispatcher:
         try:
             while session.inbox:
                 batch, session.inbox = session.inbox, []
+                session.in_flight = batch
                 async with self.episode_slots:
                     try:
                         await self._episode(session, batch)
@@ -163,6 +193,7 @@ class OrchestrationDispatcher:
                         session.state = None
                         await self._abandon(batch, DEFER_SECONDS)
         finally:
+            session.in_flight = []
             session.busy = False
             if session.state is not None and session.state.is_terminal and not session.inbox:
                 self.sessions.pop(session.instance_id, None)
