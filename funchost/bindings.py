@@ -1,0 +1,207 @@
+"""Output bindings: queue, table and blob outputs (``func.Out`` parameters or ``$return``).
+
+A function sets ``func.Out`` values while it runs; once it returns, every set
+value is written, in binding order. Names may use ``%Setting%`` (resolved at
+start) and ``{expressions}`` resolved per invocation: ``{rand-guid}``,
+``{DateTime}``, ``{sys.utcnow}``, ``{sys.randguid}`` and the trigger's data
+(route and query values for HTTP, ``{queueTrigger}`` and JSON properties of
+the message for queues).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Generic, Iterable, Mapping, TypeVar
+
+import azure.functions as func
+from azure.core.exceptions import ResourceExistsError
+
+from durable_mgmt.errors import ConcurrencyConflict, InvalidSetting
+from durable_mgmt.settings import AppSettings
+from durable_mgmt.taskhub.storage import map_storage_errors
+
+from .connections import Connections, setting_name
+from .errors import HostError
+from .loader import FunctionInfo
+
+T = TypeVar("T")
+_EXPR = re.compile(r"\{([^{}]+)\}")
+_NAME_KEYS = {"queue": "queueName", "table": "tableName", "blob": "path"}
+
+
+class BindingError(HostError):
+    """An output value cannot be written; the message names the function, the binding and why."""
+
+
+class OutValue(func.Out, Generic[T]):
+    """The ``func.Out`` the host passes for each output parameter."""
+
+    def __init__(self) -> None:
+        self._value: Any = None
+        self.is_set = False
+
+    def set(self, val: T) -> None:
+        self._value = val
+        self.is_set = True
+
+    def get(self) -> T:
+        return self._value
+
+
+def check_outputs(info: FunctionInfo, settings: AppSettings) -> list[str]:
+    """Start-up problems of ``info``'s queue/table/blob outputs: missing names, unknown settings."""
+    problems = []
+    for b in info.outputs:
+        key = _NAME_KEYS.get(b.get("type"))
+        if key is None:
+            continue
+        if not b.get(key):
+            problems.append(f"{info.describe()}: {b['type']} output {b['name']!r} has no {key}.")
+            continue
+        try:
+            settings.expand(str(b[key]), f"{info.describe()}: {b['type']} output {b['name']!r} {key}")
+            settings.connection_string(setting_name(b))
+        except InvalidSetting as e:
+            problems.append(str(e) if str(e).startswith(info.describe()) else f"{info.describe()}: {e}")
+        if b["type"] == "blob" and "/" not in str(b[key]).strip("/"):
+            problems.append(f"{info.describe()}: blob output {b['name']!r} path {b[key]!r} must be "
+                            "'container/blob-name'.")
+    return problems
+
+
+class OutputWriter:
+    """Writes output binding values to storage."""
+
+    def __init__(self, connections: Connections, settings: AppSettings, *, message_encoding: str = "base64"):
+        self._connections = connections
+        self._settings = settings
+        self._encoding = message_encoding
+        self._created: set[tuple[str, str, str]] = set()
+
+    async def write(self, info: FunctionInfo, binding: Mapping[str, Any], value: Any,
+                    trigger_data: Mapping[str, Any]) -> None:
+        kind = binding.get("type")
+        if kind not in _NAME_KEYS or value is None:
+            return
+        where = f"{info.describe()}: {kind} output {binding['name']!r}"
+        name = resolve(self._settings.expand(str(binding[_NAME_KEYS[kind]]), where), trigger_data, where)
+        setting = setting_name(binding)
+        if kind == "queue":
+            await self._queue(setting, name, value, where)
+        elif kind == "table":
+            await self._table(setting, name, value, binding, where)
+        else:
+            await self._blob(setting, name, value, where)
+
+    async def _queue(self, setting: str, name: str, value: Any, where: str) -> None:
+        queue = self._connections.queue_service(setting).get_queue_client(name)
+        await self._ensure(("queue", setting, name), queue.create_queue, f"creating queue {name!r}")
+        for text in _messages(value, where):
+            body = base64.b64encode(text.encode("utf-8")).decode("ascii") if self._encoding == "base64" else text
+            with map_storage_errors(f"{where}: sending a message to queue {name!r}"):
+                await queue.send_message(body)
+
+    async def _table(self, setting: str, name: str, value: Any, binding: Mapping[str, Any], where: str) -> None:
+        table = self._connections.table_service(setting).get_table_client(name)
+        await self._ensure(("table", setting, name), table.create_table, f"creating table {name!r}")
+        for entity in _entities(value, binding, where):
+            try:
+                with map_storage_errors(f"{where}: inserting into table {name!r}"):
+                    await table.create_entity(entity)
+            except ConcurrencyConflict:
+                raise BindingError(f"{where}: table {name!r} already has an entity with PartitionKey="
+                                   f"{entity['PartitionKey']!r} and RowKey={entity['RowKey']!r}; a table output "
+                                   "inserts new entities only.") from None
+
+    async def _blob(self, setting: str, path: str, value: Any, where: str) -> None:
+        container_name, _, blob_name = path.strip("/").partition("/")
+        if not blob_name:
+            raise BindingError(f"{where}: blob path {path!r} must be 'container/blob-name'.")
+        container = self._connections.blob_service(setting).get_container_client(container_name)
+        await self._ensure(("blob", setting, container_name), container.create_container,
+                           f"creating container {container_name!r}")
+        data = value.read() if hasattr(value, "read") else value
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if not isinstance(data, (bytes, bytearray)):
+            raise BindingError(f"{where}: a blob output takes str, bytes or a readable stream, "
+                               f"not {type(value).__name__}.")
+        with map_storage_errors(f"{where}: uploading blob {path!r}"):
+            await container.upload_blob(blob_name, bytes(data), overwrite=True)
+
+    async def _ensure(self, key: tuple[str, str, str], create, what: str) -> None:
+        if key in self._created:
+            return
+        with map_storage_errors(what):
+            try:
+                await create()
+            except ResourceExistsError:
+                pass
+        self._created.add(key)
+
+
+def resolve(text: str, data: Mapping[str, Any], where: str) -> str:
+    """Replace ``{expressions}`` in a binding name with per-invocation values."""
+    lower = {str(k).lower(): v for k, v in data.items()}
+
+    def sub(m: re.Match) -> str:
+        key = m.group(1).strip()
+        k = key.lower()
+        if k in ("rand-guid", "sys.randguid"):
+            return str(uuid.uuid4())
+        if k in ("datetime", "sys.utcnow"):
+            return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
+        if k in lower and lower[k] is not None:
+            return str(lower[k])
+        available = ", ".join(sorted({"rand-guid", "DateTime", *map(str, data)}))
+        raise BindingError(f"{where}: the binding expression {{{key}}} has no value in this invocation. "
+                           f"Available: {available}.")
+
+    return _EXPR.sub(sub, text)
+
+
+def _messages(value: Any, where: str) -> Iterable[str]:
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for item in items:
+        if isinstance(item, func.QueueMessage):
+            yield item.get_body().decode("utf-8")
+        elif isinstance(item, str):
+            yield item
+        elif isinstance(item, (bytes, bytearray)):
+            try:
+                yield bytes(item).decode("utf-8")
+            except UnicodeDecodeError:
+                raise BindingError(f"{where}: queue messages must be UTF-8 text; got bytes that are not.") from None
+        else:
+            try:
+                yield json.dumps(item)
+            except TypeError:
+                raise BindingError(f"{where}: cannot send a {type(item).__name__} as a queue message; give str, "
+                                   "bytes, func.QueueMessage, or a JSON-serializable value.") from None
+
+
+def _entities(value: Any, binding: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+    if isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise BindingError(f"{where}: a table output takes a JSON object (or array) with PartitionKey "
+                               "and RowKey, as text or a dict.") from None
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise BindingError(f"{where}: each table entity must be a JSON object, not {type(item).__name__}.")
+        entity = dict(item)
+        entity.setdefault("PartitionKey", binding.get("partitionKey"))
+        entity.setdefault("RowKey", binding.get("rowKey"))
+        for key in ("PartitionKey", "RowKey"):
+            if not isinstance(entity.get(key), str):
+                raise BindingError(f"{where}: the entity has no {key} (a string); set it in the entity or "
+                                   f"in the binding ({key[0].lower() + key[1:]}).")
+        out.append(entity)
+    return out
