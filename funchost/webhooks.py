@@ -1,0 +1,317 @@
+"""The durable HTTP management API, ``/runtime/webhooks/durabletask/...``.
+
+Routes, statuses and headers follow the extension's ``HttpApiHandler`` (see
+``shared/reference/http-api.md``); the work is done by the storage-level
+operations of ``durable_mgmt.taskhub.TaskHubClient``, the same ones the CLI
+uses. The same handlers serve two doors:
+
+* public (``rpc=False``): under the app's origin, guarded by the
+  ``durabletask_extension`` system key when auth is on;
+* internal (``rpc=True``): the loopback endpoint given to the SDK's client as
+  ``rpcBaseUrl``. Its only caller is the SDK, which double-encodes bodies and
+  cannot page, so there bodies are unwrapped once, a list without ``top``
+  returns every match (streamed, one storage page in memory at a time), and
+  restart answers with the new id (what the SDK's ``restart`` returns).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Awaitable, Callable
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from durable_mgmt.errors import DurableError, InvalidFilter
+from durable_mgmt.models import InstanceQuery, InstanceStatus, RuntimeStatus, parse_json_text
+from durable_mgmt.taskhub import TaskHubClient
+from durable_mgmt.taskhub.timefmt import utcnow
+
+from .durable_links import DurableLinks, origin_of
+from .hubs import HubDirectory
+from .keys import HostKeys
+from .loader import FunctionIndex
+from .webhook_io import (CONTINUATION_HEADER, BadRequest, accepted, error_body, error_response, get_bool, get_int,
+                         get_seconds, get_statuses, get_time, json_response, read_json_body)
+
+log = logging.getLogger("funchost.webhooks")
+
+STATUS_RETRY_AFTER = "5"      # GET status of a running instance (HttpApiHandler)
+CHECK_STATUS_RETRY_AFTER = "10"  # the 202 check-status response
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+
+
+class ManagementApi:
+    """Dispatches ``{base}/...`` requests to the operation handlers."""
+
+    def __init__(self, hubs: HubDirectory, links: DurableLinks, *, index: FunctionIndex | None = None,
+                 keys: HostKeys | None = None, rpc: bool = False, base_path: str):
+        self._hubs = hubs
+        self._links = links
+        self._index = index
+        self._keys = keys        # None: anonymous (no --enable-auth), or the internal endpoint
+        self._rpc = rpc
+        self._base = base_path.rstrip("/")
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self._keys is not None and not self._keys.authorizes("system", _code(request)):
+            return web.json_response(error_body(
+                "Unauthorized: this host runs with --enable-auth, so management calls need the "
+                "durabletask_extension system key (or the master key) as ?code=... or in the x-functions-key "
+                "header. The management URLs handed to client functions carry it.", "Unauthorized"), status=401)
+        raw = request.rel_url.raw_path[len(self._base):]
+        parts = [unquote(p) for p in raw.strip("/").split("/")] if raw.strip("/") else []
+        try:
+            handler, args = self._route(request.method, parts)
+            return await handler(request, *args)
+        except DurableError as e:
+            return error_response(e)
+
+    def _route(self, method: str, parts: list[str]) -> tuple[Handler, tuple]:
+        n = len(parts)
+        head = parts[0].lower() if parts else ""
+        if head == "orchestrators" and n in (2, 3):
+            return self._only(method, "POST", self.start), (parts[1], parts[2] if n == 3 else None)
+        if head == "entities" and n in (2, 3):
+            if method == "GET" and n == 3:
+                return self.get_entity, (parts[1], parts[2])
+            return self.entity_not_supported, ()
+        if head == "instances":
+            if n == 1:
+                return self._by_method(method, GET=self.list_instances, DELETE=self.purge_by_filter), ()
+            if n == 2:
+                return self._by_method(method, GET=self.get_status, DELETE=self.purge_instance), (parts[1],)
+            if n == 3:
+                op = {"terminate": self.terminate, "suspend": self.suspend, "resume": self.resume,
+                      "rewind": self.rewind, "restart": self.restart}.get(parts[2].lower())
+                if op is not None:
+                    return self._only(method, "POST", op), (parts[1],)
+            if n == 4 and parts[2].lower() == "raiseevent":
+                return self._only(method, "POST", self.raise_event), (parts[1], parts[3])
+        return self.not_found, ("/" + "/".join(parts),)
+
+    def _only(self, method: str, allowed: str, handler: Handler) -> Handler:
+        return handler if method == allowed else self._not_allowed(allowed)
+
+    def _by_method(self, method: str, **handlers: Handler) -> Handler:
+        return handlers.get(method) or self._not_allowed(", ".join(handlers))
+
+    @staticmethod
+    def _not_allowed(allowed: str) -> Handler:
+        async def handler(request: web.Request, *args) -> web.Response:
+            return web.json_response(error_body(f"{request.method} is not allowed here; use {allowed}.",
+                                                "MethodNotAllowed"), status=405, headers={"Allow": allowed})
+        return handler
+
+    async def not_found(self, request: web.Request, path: str) -> web.Response:
+        return web.json_response(error_body(
+            f"No management operation at {path!r}. Routes: POST orchestrators/{{name}}[/{{id}}]; GET/DELETE "
+            "instances[/{id}]; POST instances/{id}/(terminate|suspend|resume|rewind|restart); POST "
+            "instances/{id}/raiseEvent/{name}; GET entities/{name}/{key}.", "NotFound"), status=404)
+
+    # --- start ----------------------------------------------------------------
+
+    async def start(self, request: web.Request, name: str, instance_id: str | None) -> web.StreamResponse:
+        client = await self._client(request)
+        name = self._orchestrator_name(name)
+        input_json = read_json_body(await request.read(), unwrap_string=self._rpc)
+        timeout, interval = self._wait_params(request)
+        new_id = await client.start(name, input_json=input_json, instance_id=instance_id or None)
+        log.info("Started orchestration '%s' (instance %s).", name, new_id)
+        return await self._created(request, client, new_id, timeout, interval)
+
+    def _orchestrator_name(self, name: str) -> str:
+        if self._index is None:
+            return name
+        found = self._index.find(name, "orchestrationTrigger")
+        if found is None:
+            known = ", ".join(self._index.orchestrators) or "none"
+            raise BadRequest(f"The function '{name}' doesn't exist, is disabled, or is not an orchestrator "
+                             f"function. Orchestrator functions of this app: {known}.")
+        return found.name
+
+    def _wait_params(self, request: web.Request) -> tuple[float | None, float]:
+        timeout = get_seconds(request.query, "timeout")
+        interval = get_seconds(request.query, "pollingInterval")
+        if timeout is None:
+            return None, 0.0
+        interval = 1.0 if interval is None else interval
+        if interval > timeout:
+            raise BadRequest(f"Total timeout {timeout:g} should be bigger than retry timeout {interval:g} "
+                             "(pollingInterval must not exceed timeout).")
+        return timeout, max(interval, 0.05)
+
+    async def _created(self, request: web.Request, client: TaskHubClient, instance_id: str,
+                       timeout: float | None, interval: float) -> web.StreamResponse:
+        if timeout is not None:
+            status = await _wait(client, instance_id, timeout, interval)
+            if status is not None and status.runtime_status == RuntimeStatus.COMPLETED:
+                return json_response(status.output)
+            if status is not None:
+                return self._status_response(request, status)
+        return self._check_status(request, client, instance_id)
+
+    def _check_status(self, request: web.Request, client: TaskHubClient, instance_id: str) -> web.Response:
+        payload = self._payload(request, client, instance_id)
+        return json_response(payload, 202, {"Location": payload["statusQueryGetUri"],
+                                            "Retry-After": CHECK_STATUS_RETRY_AFTER})
+
+    def _payload(self, request: web.Request, client: TaskHubClient, instance_id: str) -> dict[str, str]:
+        # Links always point at the public API, also when asked through the internal endpoint.
+        origin = None if self._rpc else origin_of(str(request.url))
+        return self._links.management_payload(instance_id, origin=origin, hub=client.hub.name,
+                                              connection=_query(request, "connection"))
+
+    # --- read -----------------------------------------------------------------
+
+    async def get_status(self, request: web.Request, instance_id: str) -> web.StreamResponse:
+        q = request.query
+        show_history = get_bool(q, "showHistory", False)
+        show_history_output = get_bool(q, "showHistoryOutput", False)
+        show_input = get_bool(q, "showInput", True)
+        get_bool(q, "returnInternalServerErrorOnFailure", False)  # validated before any read
+        client = await self._client(request)
+        status = await client.get_status(instance_id, show_input=show_input, show_history=show_history,
+                                         show_history_output=show_history_output)
+        return self._status_response(request, status)
+
+    def _status_response(self, request: web.Request, status: InstanceStatus) -> web.Response:
+        body = status.to_json()
+        if status.runtime_status.is_active:
+            return json_response(body, 202, {"Location": str(request.url), "Retry-After": STATUS_RETRY_AFTER})
+        failed = status.runtime_status == RuntimeStatus.FAILED
+        code = 500 if failed and get_bool(request.query, "returnInternalServerErrorOnFailure", False) else 200
+        return json_response(body, code)
+
+    async def list_instances(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        top = get_int(q, "top", 1, 1000)
+        token = request.headers.get(CONTINUATION_HEADER) or None
+        query = InstanceQuery(created_from=get_time(q, "createdTimeFrom"), created_to=get_time(q, "createdTimeTo"),
+                              statuses=get_statuses(q), instance_id_prefix=_query(request, "instanceIdPrefix"),
+                              show_input=get_bool(q, "showInput", True), page_size=top or 100,
+                              continuation_token=token)
+        client = await self._client(request)
+        if self._rpc and top is None and token is None:
+            return await _stream_all(request, client, query)
+        page = await client.query(query)
+        headers = {CONTINUATION_HEADER: page.continuation_token} if page.continuation_token else None
+        return json_response([s.to_json() for s in page], 200, headers)
+
+    async def get_entity(self, request: web.Request, name: str, key: str) -> web.Response:
+        client = await self._client(request)
+        entity_id = f"@{name.lower()}@{'' if key == '$' else key}"
+        status = await client.get_status(entity_id, show_input=True)
+        state = status.input if isinstance(status.input, dict) else {}
+        if not state.get("exists", False):
+            return web.json_response(error_body(f"Entity {entity_id!r} has no state.", "NotFound"), status=404)
+        return json_response(parse_json_text(state.get("state")))
+
+    async def entity_not_supported(self, request: web.Request) -> web.Response:
+        return web.json_response(error_body("Signalling and listing durable entities over HTTP is not supported "
+                                            "by funcpy start; read one entity with GET entities/{name}/{key}.",
+                                            "NotImplemented"), status=501)
+
+    # --- steer ----------------------------------------------------------------
+
+    async def raise_event(self, request: web.Request, instance_id: str, event_name: str) -> web.Response:
+        if request.content_type.lower() != "application/json":
+            raise BadRequest("Only application/json request content is supported: send the event data as "
+                             "JSON with Content-Type: application/json.")
+        data = read_json_body(await request.read(), unwrap_string=self._rpc)
+        client = await self._client(request)
+        await client.raise_event(instance_id, event_name, data_json=data if data is not None else "null")
+        return accepted()
+
+    async def terminate(self, request: web.Request, instance_id: str) -> web.Response:
+        await (await self._client(request)).terminate(instance_id, _query(request, "reason"))
+        return accepted()
+
+    async def suspend(self, request: web.Request, instance_id: str) -> web.Response:
+        await (await self._client(request)).suspend(instance_id, _query(request, "reason"))
+        return accepted()
+
+    async def resume(self, request: web.Request, instance_id: str) -> web.Response:
+        await (await self._client(request)).resume(instance_id, _query(request, "reason"))
+        return accepted()
+
+    async def rewind(self, request: web.Request, instance_id: str) -> web.Response:
+        await (await self._client(request)).rewind(instance_id, _query(request, "reason"))
+        return accepted()
+
+    async def restart(self, request: web.Request, instance_id: str) -> web.StreamResponse:
+        new_id_wanted = get_bool(request.query, "restartWithNewInstanceId", True)
+        timeout, interval = self._wait_params(request)
+        client = await self._client(request)
+        new_id = await client.restart(instance_id, new_instance_id=new_id_wanted)
+        if self._rpc:
+            # The SDK's restart() returns the response body as the new id.
+            return json_response(new_id, 202, {"Location": self._payload(request, client, new_id)["statusQueryGetUri"]})
+        return await self._created(request, client, new_id, timeout, interval)
+
+    # --- purge ----------------------------------------------------------------
+
+    async def purge_instance(self, request: web.Request, instance_id: str) -> web.Response:
+        result = await (await self._client(request)).purge_instance(instance_id)
+        return json_response({"instancesDeleted": result.instances_deleted})
+
+    async def purge_by_filter(self, request: web.Request) -> web.Response:
+        q = request.query
+        created_from = get_time(q, "createdTimeFrom")
+        if created_from is None:
+            raise InvalidFilter("Please provide value for 'createdTimeFrom' parameter: purging by filter needs "
+                                "the start of the creation-time range (ISO 8601, e.g. 2024-01-01T00:00:00Z).")
+        query = InstanceQuery(created_from=created_from, created_to=get_time(q, "createdTimeTo") or utcnow(),
+                              statuses=get_statuses(q))
+        result = await (await self._client(request)).purge(query)
+        log.info("Purged %d instance(s) (%d history rows).", result.instances_deleted, result.rows_deleted)
+        return json_response({"instancesDeleted": result.instances_deleted}, 200 if result.instances_deleted else 404)
+
+    # --- helpers --------------------------------------------------------------
+
+    async def _client(self, request: web.Request) -> TaskHubClient:
+        return await self._hubs.client(_query(request, "taskHub"), _query(request, "connection"))
+
+
+async def _wait(client: TaskHubClient, instance_id: str, timeout: float, interval: float) -> InstanceStatus | None:
+    """The status once terminal, or None when ``timeout`` seconds pass first."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        status = await client.get_status(instance_id)
+        if status.runtime_status.is_terminal:
+            return status
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return None
+        await asyncio.sleep(min(interval, remaining))
+
+
+async def _stream_all(request: web.Request, client: TaskHubClient, query: InstanceQuery) -> web.StreamResponse:
+    # The first item is fetched before the 200 is committed, so errors (no such hub...) keep their status.
+    items = client.iter_instances(query)
+    item = await anext(items, None)
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json; charset=utf-8"})
+    await response.prepare(request)
+    await response.write(b"[")
+    sep = b""
+    while item is not None:
+        await response.write(sep + json.dumps(item.to_json(), ensure_ascii=False).encode())
+        sep = b","
+        item = await anext(items, None)
+    await response.write(b"]")
+    await response.write_eof()
+    return response
+
+
+def _code(request: web.Request) -> str | None:
+    return _query(request, "code") or request.headers.get("x-functions-key")
+
+
+def _query(request: web.Request, name: str) -> str | None:
+    for key, value in request.query.items():
+        if key.lower() == name.lower() and value:
+            return value
+    return None
