@@ -68,6 +68,11 @@ class ManagementApi:
             return await handler(request, *args)
         except DurableError as e:
             return error_response(e)
+        except Exception as e:
+            # The path only: the query may hold the key.
+            log.exception("Management API: %s %s failed.", request.method, request.path)
+            return web.json_response(error_body(f"Something went wrong while processing your request: "
+                                                f"{type(e).__name__}: {e}", type(e).__name__), status=500)
 
     def _route(self, method: str, parts: list[str]) -> tuple[Handler, tuple]:
         n = len(parts)

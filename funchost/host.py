@@ -1,0 +1,343 @@
+"""The local Functions host: one object that starts every part in order and stops them in reverse.
+
+    async with LocalHost("tests/apps/http_app", port=0, connection_string=cs, hub_name="T1") as host:
+        ...  # host.base_url, host.rpc_base_url, host.client (TaskHubClient), host.index
+
+Start: settings -> app index and every binding checked (AppLoadError lists all
+problems) -> task hub opened and created if missing -> keys -> sockets bound
+(port 0 reads the real port back) -> HTTP servers -> queue and timer
+triggers -> the durable engine. Stop: triggers stop polling and drain, the
+public server drains its requests, the engine stops, then the internal RPC
+endpoint (client functions may call it until the end) and storage clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from aiohttp import web
+
+from durable_mgmt.settings import AppSettings, load_settings
+from durable_mgmt.taskhub import TaskHub, TaskHubClient
+
+from .bindings import OutputWriter, check_outputs
+from .config import HostConfig
+from .connections import Connections
+from .durable_links import RPC_PATH, WEBHOOK_PATH, DurableLinks
+from .errors import AppLoadError, HostStartError
+from .hubs import HubDirectory
+from .invoker import Invoker
+from .keys import HostKeys, load_or_create_keys
+from .loader import FunctionIndex, load_app
+from .triggers.http import HttpRoute, HttpTriggers, build_routes
+from .triggers.queue import QueueBinding, QueueListener, build_queue_bindings
+from .triggers.timer import TimerBinding, TimerRunner, TimerStatusStore, build_timers
+from .webhooks import ManagementApi
+
+log = logging.getLogger("funchost")
+
+HUBS_KEY = web.AppKey("hubs", HubDirectory)
+MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions host's request size limit
+SCRIPT_FILE_SETTING = "PYTHON_SCRIPT_FILE_NAME"
+THREADS_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
+
+
+class LocalHost:
+    """Serves one Python v2 app. Use ``async with``, or ``start()`` / ``stop()``."""
+
+    def __init__(self, script_root: str | Path = ".", *, port: int = 7071, host: str = "127.0.0.1",
+                 enable_auth: bool = False, connection_string: str | None = None, hub_name: str | None = None,
+                 environ: Mapping[str, str] | None = None, run_orchestrations: bool = True,
+                 drain_timeout: float = 10.0, index: FunctionIndex | None = None):
+        self.script_root = Path(script_root).resolve()
+        self.enable_auth = enable_auth
+        self.run_orchestrations = run_orchestrations
+        self.drain_timeout = drain_timeout
+        self._bind = (host, port)
+        self._hub_name = hub_name
+        env = dict(os.environ if environ is None else environ)
+        if connection_string:
+            env["AzureWebJobsStorage"] = connection_string
+        self._environ = env
+        self.settings: AppSettings | None = None
+        self.config: HostConfig | None = None
+        self.index: FunctionIndex | None = index
+        self.hub: TaskHub | None = None
+        self.keys: HostKeys | None = None
+        self.links: DurableLinks | None = None
+        self.routes: list[HttpRoute] = []
+        self.queue_bindings: list[QueueBinding] = []
+        self.timer_bindings: list[TimerBinding] = []
+        self.engine: Any = None
+        self.port = 0
+        self.rpc_port = 0
+        self._connections: Connections | None = None
+        self._hubs: HubDirectory | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._runners: dict[str, web.AppRunner] = {}
+        self._listeners: list[Any] = []
+        self._started = False
+
+    # --- public surface ---------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{_display_host(self._bind[0])}:{self.port}"
+
+    @property
+    def rpc_base_url(self) -> str:
+        return self.links.rpc_base_url if self.links else ""
+
+    @property
+    def webhook_base_url(self) -> str:
+        return self.base_url + WEBHOOK_PATH
+
+    @property
+    def client(self) -> TaskHubClient:
+        """Storage-level management of this host's task hub (no HTTP involved)."""
+        return self._hubs.default
+
+    @property
+    def hub_name(self) -> str:
+        return self.hub.name
+
+    def function_url(self, name: str) -> str:
+        route = next(r for r in self.routes if r.function.name == name)
+        return route.url(self.base_url, self.config.route_prefix)
+
+    async def __aenter__(self) -> "LocalHost":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    # --- start --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start everything; on any failure, whatever was started is stopped again."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+        self._started = True
+
+    async def _start(self) -> None:
+        self.settings = load_settings(self.script_root, environ=self._environ)
+        self.config = HostConfig.from_settings(self.settings)
+        if self.index is None:
+            self.index = load_app(self.script_root, self.settings.get(SCRIPT_FILE_SETTING), strict=False)
+        self._configure_triggers()
+
+        account = self.settings.storage_account()
+        self.hub = TaskHub(account, self.settings.hub_name(self._hub_name), self.settings.partition_count())
+        await self.hub.open()
+        await self.hub.create_if_not_exists()
+        self._hubs = HubDirectory(self.hub, self.settings)
+        self._connections = Connections(self.settings)
+        with_keys = [r.function.name for r in self.routes if r.auth_level == "function"]
+        self.keys = await load_or_create_keys(self._connections.blob_service(), self.config.host_id, with_keys)
+
+        public_sock = _bind(*self._bind)
+        rpc_sock = _bind("127.0.0.1", 0)
+        self.port, self.rpc_port = public_sock.getsockname()[1], rpc_sock.getsockname()[1]
+        self.links = DurableLinks(self.base_url, f"http://127.0.0.1:{self.rpc_port}", self.hub.name,
+                                  self.keys.durable_system_key)
+
+        self._executor = ThreadPoolExecutor(max_workers=self._threads(), thread_name_prefix="funcpy-worker")
+        writer = OutputWriter(self._connections, self.settings, message_encoding=self.config.queues.message_encoding)
+        invoker = Invoker(writer, self._executor, self.links.client_json, str(self.script_root))
+
+        await self._serve("rpc", self._rpc_app(), rpc_sock)
+        await self._serve("public", self._public_app(invoker), public_sock)
+        await self._start_triggers(invoker)
+        self.engine = await self._start_engine(invoker)
+
+    def _configure_triggers(self) -> None:
+        plan = plan_triggers(self.index, self.settings)
+        self.routes, self.queue_bindings, self.timer_bindings = plan.routes, plan.queues, plan.timers
+
+    def _threads(self) -> int:
+        configured = self.settings.get(THREADS_SETTING)
+        if configured:
+            if not configured.isdigit() or not 1 <= int(configured) <= 32:
+                from durable_mgmt.errors import InvalidSetting
+
+                raise InvalidSetting(f"App setting {THREADS_SETTING}={configured!r} must be an integer from 1 to 32.")
+            return int(configured)
+        return min(32, (os.cpu_count() or 1) + 4)
+
+    def _public_app(self, invoker: Invoker) -> web.Application:
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_access_log])
+        app[HOST_KEY] = self
+        api = ManagementApi(self._hubs, self.links, index=self.index, keys=self.keys if self.enable_auth else None,
+                            base_path=WEBHOOK_PATH)
+        app.router.add_route("*", WEBHOOK_PATH + "{tail:(/.*)?}", api.handle)
+        app.router.add_get("/admin/host/status", _host_status)
+        http = HttpTriggers(self.routes, invoker, prefix=self.config.route_prefix,
+                            keys=self.keys if self.enable_auth else None)
+        prefix = "/" + self.config.route_prefix if self.config.route_prefix else ""
+        app.router.add_route("*", prefix + "{tail:(/.*)?}" if prefix else "/{tail:.*}", http.handle)
+        return app
+
+    def _rpc_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_access_log])
+        app[HOST_KEY] = self
+        app[HUBS_KEY] = self._hubs
+        app.cleanup_ctx.append(_close_hubs)  # stopped last: other hubs opened for API calls close with it
+        api = ManagementApi(self._hubs, self.links, index=self.index, rpc=True, base_path=RPC_PATH)
+        app.router.add_route("*", RPC_PATH + "{tail:(/.*)?}", api.handle)
+        return app
+
+    async def _serve(self, name: str, app: web.Application, sock: socket.socket) -> None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               shutdown_timeout=self.drain_timeout)
+        await runner.setup()
+        self._runners[name] = runner
+        await web.SockSite(runner, sock).start()
+
+    async def _start_triggers(self, invoker: Invoker) -> None:
+        store = TimerStatusStore(self._connections.blob_service(), self.config.host_id)
+        for binding in self.queue_bindings:
+            self._listeners.append(QueueListener(binding, invoker, self._connections, self.config.queues))
+        for binding in self.timer_bindings:
+            self._listeners.append(TimerRunner(binding, invoker, store))
+        for listener in self._listeners:
+            await listener.start()
+
+    async def _start_engine(self, invoker: Invoker) -> Any:
+        if not self.run_orchestrations or not self.index.has_durable_functions:
+            return None
+        try:
+            from funchost.engine import Engine  # written separately; optional until it lands
+        except ImportError as e:
+            log.warning("The durable orchestration engine is not available (%s): orchestrations, activities "
+                        "and entities will NOT run. The management API and client bindings still work.", e)
+            return None
+        async def run_activity(info, value):  # activities get output bindings and logs like any function
+            return await invoker.invoke(info, value, reason="Activity scheduled by an orchestration.")
+
+        engine = Engine(self.hub, self.index, settings=self.settings, activity_runner=run_activity,
+                        executor=self._executor)
+        await engine.start()
+        return engine
+
+    # --- stop ---------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Stop in order: triggers and public HTTP drain, engine, internal endpoint, storage. Idempotent."""
+        listeners, self._listeners = self._listeners, []
+        public = self._runners.pop("public", None)
+        await asyncio.gather(*(l.stop(self.drain_timeout) for l in listeners),
+                             public.cleanup() if public else _nothing(), return_exceptions=True)
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            try:
+                await engine.stop()
+            except Exception:
+                log.exception("The durable engine did not stop cleanly.")
+        rpc = self._runners.pop("rpc", None)
+        if rpc is not None:
+            await rpc.cleanup()
+        await _close_sdk_session()
+        if self._connections is not None:
+            await self._connections.close()
+            self._connections = None
+        if self.hub is not None:
+            await self.hub.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        self._started = False
+
+
+HOST_KEY = web.AppKey("host", LocalHost)
+
+
+@dataclass(frozen=True)
+class TriggerPlan:
+    routes: list[HttpRoute]
+    queues: list[QueueBinding]
+    timers: list[TimerBinding]
+
+
+def plan_triggers(index: FunctionIndex, settings: AppSettings) -> TriggerPlan:
+    """Every trigger's configuration checked against the settings: AppLoadError listing all problems.
+
+    Needs no storage, so ``funcpy start`` runs it before starting Azurite.
+    """
+    problems: list[str] = list(index.problems)
+    plan = TriggerPlan(build_routes(index, problems), build_queue_bindings(index, settings, problems),
+                       build_timers(index, settings, problems))
+    for info in index:
+        problems += check_outputs(info, settings)
+    if problems:
+        raise AppLoadError(problems, app_file=index.app_file)
+    return plan
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise HostStartError(f"Cannot listen on {host}:{port}: {e.strerror or e}. Another process may be using "
+                             "the port: stop it, or choose another with --port.") from None
+    return sock
+
+
+def _display_host(host: str) -> str:
+    return "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "::1", "localhost") else host
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _close_hubs(app: web.Application):
+    yield
+    await app[HUBS_KEY].close()
+
+
+async def _close_sdk_session() -> None:
+    # The SDK keeps one module-level aiohttp session for its client; close it with the loop that made it.
+    try:
+        from azure.durable_functions.models.utils import http_utils
+        await http_utils._close_session()
+    except Exception:  # an SDK without it, or a session of another loop: nothing to do
+        pass
+
+
+@web.middleware
+async def _access_log(request: web.Request, handler):
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as e:
+        status = e.status
+        raise
+    finally:
+        # The path only: query strings may carry keys (?code=...), which never go to the log.
+        log.debug("%s %s -> %d (%.0f ms)", request.method, request.path, status,
+                  (time.perf_counter() - started) * 1000)
+
+
+async def _host_status(request: web.Request) -> web.Response:
+    host = request.app[HOST_KEY]
+    return web.json_response({"id": host.config.host_id, "state": "Running", "processId": os.getpid(),
+                              "taskHub": host.hub.name, "functions": len(host.index)})

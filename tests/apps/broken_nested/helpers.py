@@ -1,0 +1,3 @@
+SETTINGS = {}
+
+PORT = SETTINGS["port"]

@@ -1,0 +1,3 @@
+"""A script with no FunctionApp in it."""
+
+VALUE = 1
