@@ -182,6 +182,7 @@ class LocalHost:
         api = ManagementApi(self._hubs, self.links, index=self.index, keys=self.keys if self.enable_auth else None,
                             base_path=WEBHOOK_PATH)
         app.router.add_route("*", WEBHOOK_PATH + "{tail:(/.*)?}", api.handle)
+        app.router.add_get("/admin/host/ping", _ping)
         app.router.add_get("/admin/host/status", _host_status)
         http = HttpTriggers(self.routes, invoker, prefix=self.config.route_prefix,
                             keys=self.keys if self.enable_auth else None)
@@ -237,8 +238,10 @@ class LocalHost:
         """Stop in order: triggers and public HTTP drain, engine, internal endpoint, storage. Idempotent."""
         listeners, self._listeners = self._listeners, []
         public = self._runners.pop("public", None)
-        await asyncio.gather(*(l.stop(self.drain_timeout) for l in listeners),
-                             public.cleanup() if public else _nothing(), return_exceptions=True)
+        results = await asyncio.gather(*(l.stop(self.drain_timeout) for l in listeners),
+                                       public.cleanup() if public else _nothing(), return_exceptions=True)
+        for error in (r for r in results if isinstance(r, BaseException)):
+            log.error("A trigger did not stop cleanly: %s", error, exc_info=error)
         engine, self.engine = self.engine, None
         if engine is not None:
             try:
@@ -337,7 +340,14 @@ async def _access_log(request: web.Request, handler):
                   (time.perf_counter() - started) * 1000)
 
 
+async def _ping(request: web.Request) -> web.Response:
+    return web.Response(status=200)  # anonymous, as in the Functions host: "is it up?"
+
+
 async def _host_status(request: web.Request) -> web.Response:
     host = request.app[HOST_KEY]
+    if host.enable_auth and not host.keys.authorizes("admin", request.query.get("code")
+                                                     or request.headers.get("x-functions-key")):
+        return web.Response(status=401)
     return web.json_response({"id": host.config.host_id, "state": "Running", "processId": os.getpid(),
                               "taskHub": host.hub.name, "functions": len(host.index)})

@@ -60,6 +60,9 @@ async def test_function_and_admin_levels(host):
         assert await status_of(s, "GET", api + "/secret", headers={"x-functions-key": own}) == 200
         assert await status_of(s, "GET", f"{api}/admin-only?code={host_key}") == 401
         assert await status_of(s, "GET", f"{api}/admin-only?code={host.keys.master}") == 200
+        assert await status_of(s, "GET", host.base_url + "/admin/host/ping") == 200
+        assert await status_of(s, "GET", host.base_url + "/admin/host/status") == 401
+        assert await status_of(s, "GET", f"{host.base_url}/admin/host/status?code={host.keys.master}") == 200
 
 
 async def test_keys_are_generated_once_and_kept_in_the_secrets_container(connection_string, hub_name, host_id, host):

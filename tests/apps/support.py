@@ -83,7 +83,7 @@ def _answers(port: int) -> bool:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/host/status", timeout=1) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/host/ping", timeout=1) as r:
             return r.status == 200
     except OSError:
         return False
