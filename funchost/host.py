@@ -84,6 +84,7 @@ class LocalHost:
         self._executor: ThreadPoolExecutor | None = None
         self._runners: dict[str, web.AppRunner] = {}
         self._listeners: list[Any] = []
+        self._sockets: list[socket.socket] = []
         self._started = False
 
     # --- public surface ---------------------------------------------------------
@@ -137,6 +138,7 @@ class LocalHost:
         if self.index is None:
             self.index = load_app(self.script_root, self.settings.get(SCRIPT_FILE_SETTING), strict=False)
         self._configure_triggers()
+        threads = self._threads()
 
         account = self.settings.storage_account()
         self.hub = TaskHub(account, self.settings.hub_name(self._hub_name), self.settings.partition_count())
@@ -148,12 +150,14 @@ class LocalHost:
         self.keys = await load_or_create_keys(self._connections.blob_service(), self.config.host_id, with_keys)
 
         public_sock = _bind(*self._bind)
+        self._sockets.append(public_sock)
         rpc_sock = _bind("127.0.0.1", 0)
+        self._sockets.append(rpc_sock)
         self.port, self.rpc_port = public_sock.getsockname()[1], rpc_sock.getsockname()[1]
         self.links = DurableLinks(self.base_url, f"http://127.0.0.1:{self.rpc_port}", self.hub.name,
                                   self.keys.durable_system_key)
 
-        self._executor = ThreadPoolExecutor(max_workers=self._threads(), thread_name_prefix="funcpy-worker")
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="funcpy-worker")
         writer = OutputWriter(self._connections, self.settings, message_encoding=self.config.queues.message_encoding)
         invoker = Invoker(writer, self._executor, self.links.client_json, str(self.script_root))
 
@@ -251,6 +255,9 @@ class LocalHost:
         rpc = self._runners.pop("rpc", None)
         if rpc is not None:
             await rpc.cleanup()
+        for sock in self._sockets:  # bound but never served when start failed half-way
+            sock.close()
+        self._sockets = []
         await _close_sdk_session()
         if self._connections is not None:
             await self._connections.close()
