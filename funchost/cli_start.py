@@ -41,7 +41,7 @@ AZURITE_FOLDER = ".azurite"
 @click.option("--host", "bind_host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 for every interface).")
 def start(port: int, script_root: Path, enable_auth: bool, bind_host: str) -> None:
-    """Serve the Functions app in SCRIPT_ROOT: HTTP, queue and timer triggers, Durable Functions."""
+    """Serve the Functions app in --script-root: HTTP, queue and timer triggers, Durable Functions."""
     sys.exit(run(script_root, port=port, enable_auth=enable_auth, bind_host=bind_host))
 
 
