@@ -94,16 +94,19 @@ class InstancesTable:
         return True
 
     async def pages(self, query: InstanceQuery, *, max_rows: int | None = None,
-                    restore: bool = True) -> AsyncIterator[tuple[list[dict[str, Any]], str | None]]:
+                    restore: bool = True, columns: list[str] | None = None,
+                    ) -> AsyncIterator[tuple[list[dict[str, Any]], str | None]]:
         """Rows matching ``query``, one storage page at a time, each with the token of the next.
 
         Pages hold at most ``query.page_size`` rows and may hold fewer (the
-        service decides); only one page is in memory at a time.
+        service decides); only one page is in memory at a time. ``columns``
+        overrides the selected columns: counting and purging read only what
+        they need, which makes each page several times cheaper to fetch.
         """
         f = instances_filter(created_from=query.created_from, created_to=query.created_to,
                              statuses=[s.value for s in query.statuses],
                              instance_id_prefix=query.instance_id_prefix, name=query.name)
-        select = _columns(query.show_input, query.show_output)
+        select = columns or _columns(query.show_input, query.show_output)
         token = decode_continuation_token(query.continuation_token)
         per_page = min(query.page_size, MAX_PAGE)
         with map_storage_errors("querying instances"):

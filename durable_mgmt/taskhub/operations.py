@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+
+from azure.data.tables import TransactionOperation
 
 from ..errors import (InstanceAlreadyExists, InstanceNotFailed, InstanceNotFound, InstanceNotRunning,
                       InstanceNotTerminal, InvalidFilter, InvalidInput)
@@ -23,7 +25,9 @@ from .history_view import render_history
 from .hub import TaskHub
 from .instances import status_from_row
 from .messages import TaskMessage
-from .names import escape_key, new_execution_id, new_instance_id, validate_instance_id
+from .names import escape_key, new_execution_id, new_instance_id, unescape_key, validate_instance_id
+from .odata import Filter
+from .storage import HttpResponseError, map_storage_errors, status_of
 from .timefmt import as_utc, utcnow
 
 NO_INPUT = object()
@@ -40,6 +44,20 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+PURGE_RUN = 50  # instances whose history keys are read with one range query
+
+
+def purgeable_statuses(statuses: "Iterable[RuntimeStatus | str] | None") -> frozenset[RuntimeStatus]:
+    """The statuses a purge deletes: those given, which must all be terminal, else all terminal ones."""
+    parsed = RuntimeStatus.parse_many(statuses) if statuses else frozenset()
+    bad = sorted(s.value for s in parsed if not s.is_terminal)
+    if bad:
+        raise InvalidFilter(
+            f"Cannot purge instances that are {', '.join(bad)}: purge deletes only Completed, Failed, "
+            "Terminated or Canceled instances.")
+    return parsed or TERMINAL_STATUSES
 
 
 class TaskHubClient:
@@ -154,7 +172,7 @@ class TaskHubClient:
         q = InstanceQuery(q.created_from, q.created_to, q.statuses, q.instance_id_prefix, q.name,
                           show_input=False, show_output=False, page_size=1000)
         counts = {s: 0 for s in RuntimeStatus}
-        async for rows, _ in self.hub.instances.pages(q, restore=False):
+        async for rows, _ in self.hub.instances.pages(q, restore=False, columns=["PartitionKey", "RuntimeStatus"]):
             for r in rows:
                 counts[RuntimeStatus.parse(r.get("RuntimeStatus") or "Pending")] += 1
         return counts
@@ -259,41 +277,96 @@ class TaskHubClient:
 
         Only Completed, Failed, Terminated and Canceled instances are purged;
         asking for another status is an InvalidFilter error. Pages through the
-        Instances table and deletes ``concurrency`` instances at a time;
-        ``progress`` is called after each page.
+        Instances table reading only keys, finds the history rows of runs of
+        consecutive instances with range queries (``_history_keys``), and
+        deletes ``concurrency`` instances at a time, each history before its
+        row, so an interrupted purge can simply be run again. ``progress`` is
+        called after each run of at most ``PURGE_RUN`` instances.
         """
-        statuses = query.statuses or TERMINAL_STATUSES
-        bad = sorted(s.value for s in statuses if not s.is_terminal)
-        if bad:
-            raise InvalidFilter(
-                f"Cannot purge instances that are {', '.join(bad)}: purge deletes only Completed, Failed, "
-                "Terminated or Canceled instances.")
+        statuses = purgeable_statuses(query.statuses)
         await self.hub.require()
         q = InstanceQuery(query.created_from, query.created_to, statuses, query.instance_id_prefix, query.name,
                           show_input=False, show_output=False, page_size=1000)
         with_blobs = await self._has_large_values()
         sem = asyncio.Semaphore(concurrency)
-        scanned = deleted = rows = blobs = 0
+        totals = {"scanned": 0, "deleted": 0, "rows": 0, "blobs": 0}
 
-        async def one(pk: str) -> PurgeResult:
+        async def one(pk: str, row_keys: list[str]) -> PurgeResult:
             async with sem:
-                return await self._purge_one(pk, None, blobs=with_blobs)
+                return await self._purge_keys(pk, row_keys, blobs=with_blobs)
 
-        async for page, _ in self.hub.instances.pages(q, restore=False):
-            scanned += len(page)
-            results = await asyncio.gather(*(one(r["PartitionKey"]) for r in page))
-            deleted += sum(r.instances_deleted for r in results)
-            rows += sum(r.rows_deleted for r in results)
-            blobs += sum(r.blobs_deleted for r in results)
+        async def run(pks: list[str]) -> None:
+            async with sem:
+                keys = await self._history_keys(pks)
+            results = await asyncio.gather(*(one(pk, keys[pk]) for pk in pks))
+            totals["deleted"] += sum(r.instances_deleted for r in results)
+            totals["rows"] += sum(r.rows_deleted for r in results)
+            totals["blobs"] += sum(r.blobs_deleted for r in results)
             if progress is not None:
-                maybe = progress(PurgeProgress(scanned, deleted, rows))
+                maybe = progress(PurgeProgress(totals["scanned"], totals["deleted"], totals["rows"]))
                 if asyncio.iscoroutine(maybe):
                     await maybe
-        return PurgeResult(deleted, rows, blobs)
+
+        async for page, _ in self.hub.instances.pages(q, restore=False, columns=["PartitionKey"]):
+            totals["scanned"] += len(page)
+            pks = sorted(r["PartitionKey"] for r in page)
+            await asyncio.gather(*(run(pks[i:i + PURGE_RUN]) for i in range(0, len(pks), PURGE_RUN)))
+        return PurgeResult(totals["deleted"], totals["rows"], totals["blobs"])
+
+    async def _history_keys(self, pks: list[str]) -> dict[str, list[str]]:
+        """The history RowKeys of each partition in ``pks`` (sorted), in as few queries as possible.
+
+        One query per instance would cost a round trip each (and, on Azurite,
+        a scan of the whole History table each). Instead the key range
+        ``pks[0]..pks[-1]`` is read in pages of 1000 keys; rows of instances
+        that are not being purged are skipped. When the range turns out to be
+        mostly other instances (a page touching fewer than two wanted
+        partitions), the remaining partitions are read one by one.
+        """
+        wanted = set(pks)
+        found: dict[str, list[str]] = {pk: [] for pk in pks}
+        f = Filter().ge("PartitionKey", pks[0]).le("PartitionKey", pks[-1])
+        rest: list[str] = []
+        with map_storage_errors("reading history keys"):
+            pager = self.hub.history.client.query_entities(
+                f.text, parameters=f.parameters, select=["PartitionKey", "RowKey"], results_per_page=1000).by_page()
+            async for page in pager:
+                touched: set[str] = set()
+                rows = last = None
+                async for e in page:
+                    rows, last = True, e["PartitionKey"]
+                    if last in wanted:
+                        found[last].append(e["RowKey"])
+                        touched.add(last)
+                if pager.continuation_token and rows and len(touched) < 2:
+                    rest = [pk for pk in pks if pk >= last]
+                    break
+        for pk in rest:
+            found[pk] = [r["RowKey"] for r in await self.hub.history.rows(unescape_key(pk),
+                                                                           select=["PartitionKey", "RowKey"])]
+        return found
+
+    async def _purge_keys(self, pk: str, row_keys: list[str], *, blobs: bool) -> PurgeResult:
+        """Delete the given history rows (batches of 100), the large values, then the Instances row."""
+        instance_id = unescape_key(pk)
+        table = self.hub.history.client
+        stale = False
+        for i in range(0, len(row_keys), 100):
+            ops = [(TransactionOperation.DELETE, {"PartitionKey": pk, "RowKey": rk}) for rk in row_keys[i:i + 100]]
+            with map_storage_errors(f"deleting the history of {instance_id!r}"):
+                try:
+                    await table.submit_transaction(ops)
+                except HttpResponseError as e:
+                    if status_of(e) != 404:
+                        raise
+                    stale = True  # someone else deleted a row meanwhile: read the keys again below
+                    break
+        rows = len(row_keys) if not stale else await self.hub.history.delete_all(instance_id)
+        n_blobs = await self.hub.large.delete_prefix(pk) if blobs else 0
+        gone = await self.hub.instances.delete(instance_id)
+        return PurgeResult(int(gone), rows, n_blobs)
 
     async def _purge_one(self, pk: str, instance_id: str | None, *, blobs: bool) -> PurgeResult:
-        from .names import unescape_key
-
         instance_id = instance_id or unescape_key(pk)
         rows = await self.hub.history.delete_all(instance_id)
         n_blobs = await self.hub.large.delete_prefix(pk) if blobs else 0

@@ -1,0 +1,92 @@
+"""Errors → one line on stderr and an exit code, decided in this one place.
+
+Operators script these commands, so the exit code is part of the interface:
+
+    0  done
+    1  refused or not found: unknown instance or hub, wrong state, storage
+       failure, timeout, confirmation declined
+    2  usage error: a bad option value, setting or filter (nothing was done)
+
+Every error prints exactly one line, ``Error: <what was wrong>. <what to do>``;
+a traceback is never shown for an error we expected. ``DurableGroup`` applies
+this to every subcommand, including click's own parse errors, whose default
+rendering (usage line, blank line, message) is three lines.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import (DurableError, InstanceNotFailed, InstanceNotFound, InstanceNotRunning, InstanceNotTerminal,
+                      InvalidInput)
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+
+# What to do next, added after the library's own message where that message says only what was wrong.
+_HINTS: list[tuple[type[DurableError], str]] = [
+    (InstanceNotFound, "List the instances with 'funcpy durable get-instances --all', and check --task-hub-name."),
+    (InstanceNotFailed, "Check its status with 'funcpy durable get-runtime-status --id ...'."),
+    (InstanceNotRunning, "It has finished; use 'funcpy durable get-runtime-status' to see how."),
+    (InstanceNotTerminal, "Terminate it first with 'funcpy durable terminate --id ...', or wait for it to finish."),
+]
+
+
+def exit_code_for(err: BaseException) -> int:
+    """The exit code of an error: 2 for a bad input (nothing done), 1 for everything else."""
+    if isinstance(err, (InvalidInput, click.UsageError)):
+        return EXIT_USAGE
+    if isinstance(err, click.ClickException):
+        return err.exit_code
+    return EXIT_REFUSED
+
+
+class CliError(click.ClickException):
+    """An error shown as one line: ``Error: message``."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_REFUSED):
+        super().__init__(one_line(message))
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:  # click's signature
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def from_durable_error(err: DurableError) -> CliError:
+    message = one_line(str(err))
+    for kind, hint in _HINTS:
+        if isinstance(err, kind) and hint not in message:
+            message = f"{message} {hint}"
+            break
+    return CliError(message, exit_code_for(err))
+
+
+def from_usage_error(err: click.UsageError) -> CliError:
+    """click's parse errors, made one line with a pointer to the command's help."""
+    message = one_line(err.format_message()).rstrip(".")
+    ctx = err.ctx
+    where = f" Run '{ctx.command_path} --help' for its options and examples." if ctx is not None else ""
+    return CliError(f"{message}.{where}", EXIT_USAGE)
+
+
+class DurableGroup(click.Group):
+    """A click group whose subcommands fail with one line and a mapped exit code.
+
+    The translation happens in ``invoke`` (not ``main``), so it applies both
+    when the group runs on its own and when it is nested in ``funcpy``.
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DurableError as err:
+            raise from_durable_error(err) from None
+        except CliError:
+            raise
+        except click.UsageError as err:
+            raise from_usage_error(err) from None
