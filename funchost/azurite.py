@@ -21,6 +21,7 @@ from pathlib import Path
 from durable_mgmt.taskhub.storage import StorageAccount
 
 SERVICES = ("blob", "queue", "table")
+KEEP_ALIVE_SECONDS = 120
 
 
 class AzuriteError(RuntimeError):
@@ -103,6 +104,11 @@ class Azurite:
         workdir = Path(location) if location and not in_memory else Path(tempfile.mkdtemp(prefix="azurite-"))
         workdir.mkdir(parents=True, exist_ok=True)
         args = [str(launcher), "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose"]
+        # Azurite closes idle keep-alive connections after 5 s by default, while aiohttp keeps them
+        # for 15 s: a request sent on a connection Azurite is just closing fails with "connection
+        # reset". Keeping them longer on Azurite's side than on ours removes that race.
+        for s in SERVICES:
+            args += [f"--{s}KeepAliveTimeout", str(KEEP_ALIVE_SECONDS)]
         args += ["--inMemoryPersistence"] if in_memory else ["--location", str(workdir)]
         for s in SERVICES:
             args += [f"--{s}Host", host, f"--{s}Port", str(ports[s])]

@@ -114,6 +114,8 @@ class HistoryEvent:
     timestamp: datetime = field(default_factory=utcnow)
     is_played: bool = False
     props: dict[str, Any] = field(default_factory=dict)
+    # to_sdk() is asked for every event on every replay; events do not change once written.
+    _sdk: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def get(self, prop: str, default: Any = None) -> Any:
         return self.props.get(prop, default)
@@ -218,6 +220,11 @@ class HistoryEvent:
     # --- the Python SDK's replay input -----------------------------------
 
     def to_sdk(self) -> dict[str, Any]:
+        if self._sdk is None:
+            self._sdk = self._build_sdk()
+        return self._sdk
+
+    def _build_sdk(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "EventType": int(self.type),
             "EventId": self.event_id,

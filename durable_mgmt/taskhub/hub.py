@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
@@ -16,6 +16,14 @@ from .storage import StorageAccount, map_storage_errors
 if TYPE_CHECKING:
     from .messages import TaskMessage
 from .timefmt import to_iso, utcnow
+
+
+_LOCAL_READERS: dict[str, list] = {}
+
+
+def _notify_local_readers(queue_url: str, delay: float) -> None:
+    for wake in _LOCAL_READERS.get(queue_url, ()):
+        wake(delay)
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,8 @@ class TaskHub:
         self._queue_clients: dict[str, Any] = {}
         self.instances = self.history = self.large = None
         self._opened = False
+        self._ensured = False
+        self._ensure_lock = asyncio.Lock()
 
     @property
     def name(self) -> str:
@@ -105,20 +115,47 @@ class TaskHub:
 
     # --- messages ----------------------------------------------------------
 
-    async def send_to_orchestration(self, message: "TaskMessage") -> None:
-        """Put ``message`` on the control queue of its target instance (delayed if it is due later)."""
-        await self._send(self.control_queue_for(message.instance_id), message)
+    async def send_to_orchestration(self, message: "TaskMessage", *, hidden_for: int | None = None) -> "TaskMessage":
+        """Put ``message`` on the control queue of its target instance (delayed if it is due later).
 
-    async def send_to_activities(self, message: "TaskMessage") -> None:
-        await self._send(self.workitem_queue, message)
+        ``hidden_for`` sends it invisible for that many seconds: the sender
+        handles it itself and deletes it with the returned receipt; if the
+        sender dies, the message reappears for whoever owns the queue then.
+        Returns ``message`` with its queue name, id and pop receipt set.
+        """
+        return await self._send(self.control_queue_for(message.instance_id), message, hidden_for)
 
-    async def _send(self, queue, message: "TaskMessage") -> None:
+    async def send_to_activities(self, message: "TaskMessage", *, hidden_for: int | None = None) -> "TaskMessage":
+        return await self._send(self.workitem_queue, message, hidden_for)
+
+    async def _send(self, queue, message: "TaskMessage", hidden_for: int | None) -> "TaskMessage":
         from .messages import visibility_delay
 
         body = await self.large.encode_message(message)
         delay = visibility_delay(message.event)
+        if hidden_for:
+            delay = max(delay, hidden_for)
         with map_storage_errors(f"sending {message.event.type.name} to queue {queue.queue_name!r}"):
-            await queue.send_message(body, visibility_timeout=delay or None)
+            sent = await queue.send_message(body, visibility_timeout=delay or None)
+        message.queue_name, message.message_id, message.pop_receipt = queue.queue_name, sent.id, sent.pop_receipt
+        if not hidden_for:
+            _notify_local_readers(queue.url, delay)
+        return message
+
+    @staticmethod
+    def add_local_reader(queue_url: str, wake: "Callable[[float], None]") -> None:
+        """Register ``wake(delay_seconds)`` to be called whenever this process sends to ``queue_url``.
+
+        The queue stays the source of truth; this only lets a reader in the
+        same process look at once instead of at its next poll.
+        """
+        _LOCAL_READERS.setdefault(queue_url, []).append(wake)
+
+    @staticmethod
+    def remove_local_reader(queue_url: str, wake: "Callable[[float], None]") -> None:
+        readers = _LOCAL_READERS.get(queue_url, [])
+        if wake in readers:
+            readers.remove(wake)
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -142,6 +179,16 @@ class TaskHub:
     async def require(self) -> None:
         if not await self.exists():
             raise TaskHubNotFound(self.name)
+
+    async def ensure_created(self) -> None:
+        """Create the hub once per handle (the first start on a new hub creates it)."""
+        if self._ensured:
+            return
+        async with self._ensure_lock:
+            if not self._ensured:
+                if not await self.exists():
+                    await self.create_if_not_exists()
+                self._ensured = True
 
     async def create_if_not_exists(self) -> bool:
         """Create every table, queue and container of the hub; True if anything was new."""

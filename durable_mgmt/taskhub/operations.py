@@ -85,7 +85,7 @@ class TaskHubClient:
         if scheduled_start is not None:
             scheduled_start = as_utc(scheduled_start)
 
-        await self.hub.create_if_not_exists()
+        await self.hub.ensure_created()
         existing = await self.hub.instances.get(instance_id, with_input=False, with_output=False)
         if existing is not None:
             status = RuntimeStatus.parse(existing.get("RuntimeStatus") or "Pending")
@@ -160,10 +160,20 @@ class TaskHubClient:
 
     async def iter_instances(self, query: InstanceQuery) -> AsyncIterator[InstanceStatus]:
         """Every instance matching ``query``, following continuation tokens; one page in memory at a time."""
+        async for page in self.pages(query):
+            for status in page:
+                yield status
+
+    async def pages(self, query: InstanceQuery) -> AsyncIterator[Page[InstanceStatus]]:
+        """Every page of instances matching ``query``, to the last one.
+
+        The next page is requested while the caller handles the current one
+        (at most two pages in memory), so listing a large hub keeps storage
+        and this process busy at the same time.
+        """
         await self.hub.require()
-        async for rows, _ in self.hub.instances.pages(query):
-            for r in rows:
-                yield status_from_row(r, show_input=query.show_input)
+        async for rows, token in self.hub.instances.pages(query, prefetch=True):
+            yield Page(tuple(status_from_row(r, show_input=query.show_input) for r in rows), token)
 
     async def count(self, query: InstanceQuery | None = None) -> dict[RuntimeStatus, int]:
         """How many instances match, per runtime status (a scan of status columns only)."""
@@ -172,7 +182,8 @@ class TaskHubClient:
         q = InstanceQuery(q.created_from, q.created_to, q.statuses, q.instance_id_prefix, q.name,
                           show_input=False, show_output=False, page_size=1000)
         counts = {s: 0 for s in RuntimeStatus}
-        async for rows, _ in self.hub.instances.pages(q, restore=False, columns=["PartitionKey", "RuntimeStatus"]):
+        async for rows, _ in self.hub.instances.pages(q, restore=False, columns=["PartitionKey", "RuntimeStatus"],
+                                                      prefetch=True):
             for r in rows:
                 counts[RuntimeStatus.parse(r.get("RuntimeStatus") or "Pending")] += 1
         return counts

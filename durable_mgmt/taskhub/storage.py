@@ -42,6 +42,8 @@ class StorageAccount:
     table_endpoint: str
     connection_string: str = field(repr=False)
     is_development: bool = False
+    # Called with every HTTP response (azure-core's raw_response_hook): benchmarks count requests with it.
+    response_hook: object = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_connection_string(cls, connection_string: str, setting_name: str = "connection string") -> "StorageAccount":
@@ -100,20 +102,28 @@ class StorageAccount:
 
     # SDK clients ---------------------------------------------------------------
 
+    def with_response_hook(self, hook) -> "StorageAccount":
+        from dataclasses import replace
+
+        return replace(self, response_hook=hook)
+
+    def _client_options(self) -> dict:
+        return {"raw_response_hook": self.response_hook} if self.response_hook else {}
+
     def table_service(self):
         from azure.data.tables.aio import TableServiceClient
 
-        return TableServiceClient.from_connection_string(self.connection_string)
+        return TableServiceClient.from_connection_string(self.connection_string, **self._client_options())
 
     def queue_service(self):
         from azure.storage.queue.aio import QueueServiceClient
 
-        return QueueServiceClient.from_connection_string(self.connection_string)
+        return QueueServiceClient.from_connection_string(self.connection_string, **self._client_options())
 
     def blob_service(self):
         from azure.storage.blob.aio import BlobServiceClient
 
-        return BlobServiceClient.from_connection_string(self.connection_string)
+        return BlobServiceClient.from_connection_string(self.connection_string, **self._client_options())
 
 
 def _parse(connection_string: str, setting_name: str) -> dict[str, str]:

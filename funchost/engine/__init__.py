@@ -57,6 +57,8 @@ class Engine:
         self.activities = ActivityDispatcher(hub, index.activities, activity_runner or direct_runner(self.executor),
                                              self.wakeups, concurrency=max_concurrent_activities,
                                              visibility_seconds=visibility_seconds, stats=self.stats)
+        self.orchestrations.local_activities = self.activities
+        self.activities.local_orchestrations = self.orchestrations
         self.leases = LeaseManager(hub, self.worker_id, self.orchestrations.acquire, self.orchestrations.release,
                                    lease_seconds=lease_seconds, tick_seconds=lease_tick_seconds)
         self._started = False
@@ -94,6 +96,7 @@ class Engine:
         await self.orchestrations.stop()  # stop reading, let running episodes commit
         await self.activities.stop()
         await self.leases.stop()          # then hand the partitions over
+        self.wakeups.close()
         if self._own_executor:
             self.executor.shutdown(wait=False, cancel_futures=True)
 

@@ -42,6 +42,7 @@ class ActivityDispatcher:
         self.running: set[asyncio.Task] = set()
         self.stats = stats if stats is not None else {}
         self._reader: asyncio.Task | None = None
+        self.local_orchestrations = None  # the OrchestrationDispatcher of this worker, for the fast path
 
     def start(self) -> None:
         self._reader = asyncio.create_task(self._read(), name="workitems")
@@ -58,7 +59,7 @@ class ActivityDispatcher:
 
     async def _read(self) -> None:
         queue = self.hub.workitem_queue
-        poller = self.wakeups.poller(queue.queue_name)
+        poller = self.wakeups.watch(queue)
         while True:
             if self.free <= 0:
                 await poller.idle()
@@ -74,14 +75,24 @@ class ActivityDispatcher:
                 await asyncio.sleep(1)
                 continue
             for m in batch:
-                self.free -= 1
-                task = asyncio.create_task(self._one(queue, m))
-                self.running.add(task)
-                task.add_done_callback(self._done)
+                self._spawn(self._one(queue, m))
             if batch:
                 poller.busy()
             else:
                 await poller.idle()
+
+    def has_room(self) -> bool:
+        return self.free > 0
+
+    def take_local(self, msg: TaskMessage) -> None:
+        """Run a work item this process just sent (hidden), without receiving it."""
+        self._spawn(self._process(self.hub.workitem_queue, msg, msg.message_id, msg.pop_receipt))
+
+    def _spawn(self, coro) -> None:
+        self.free -= 1
+        task = asyncio.create_task(coro)
+        self.running.add(task)
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task) -> None:
         self.running.discard(task)
@@ -95,15 +106,22 @@ class ActivityDispatcher:
             log.error("dropping unreadable work item %s: %s", raw.id, e)
             await self._delete(queue, raw.id, raw.pop_receipt)
             return
-        receipt = [raw.pop_receipt]
-        keeper = asyncio.create_task(self._keep_hidden(queue, raw.id, receipt))
+        await self._process(queue, msg, raw.id, raw.pop_receipt)
+
+    async def _process(self, queue, msg: TaskMessage, message_id: str, pop_receipt: str) -> None:
+        receipt = [pop_receipt]
+        keeper = asyncio.create_task(self._keep_hidden(queue, message_id, receipt))
         try:
-            response = await self._execute(msg)
+            response = TaskMessage(await self._execute(msg), msg.instance_id, msg.execution_id)
         finally:
             keeper.cancel()
-        await self.hub.send_to_orchestration(TaskMessage(response, msg.instance_id, msg.execution_id))
-        self.wakeups.wake(self.hub.names.control_queue_for(msg.instance_id))
-        await self._delete(queue, raw.id, receipt[0])
+        local = self.local_orchestrations
+        if local is not None and local.owns_queue(self.hub.names.control_queue_for(msg.instance_id)):
+            # Local fast path: the result goes to our own partition hidden and straight to its session.
+            local.deliver_local(await self.hub.send_to_orchestration(response, hidden_for=local.visibility))
+        else:
+            await self.hub.send_to_orchestration(response)
+        await self._delete(queue, message_id, receipt[0])
         self.stats["activities"] = self.stats.get("activities", 0) + 1
 
     async def _execute(self, msg: TaskMessage):

@@ -19,6 +19,27 @@ from azure.functions.durable_functions import ActivityTriggerConverter, Orchestr
 ActivityRunner = Callable[[Any, Any], Awaitable[Any]]
 
 
+def _use_iso_timestamps_parser() -> None:
+    """Let the SDK read history timestamps with dateutil's ISO parser instead of its general one.
+
+    The SDK parses every event's Timestamp with ``dateutil.parser.parse`` on
+    every replay; that general parser is ~8x slower than ``dateutil.parser.isoparse``
+    and dominated replay time (a 400-event history cost ~20 ms). This host
+    writes only ISO 8601 UTC timestamps, for which both return the same
+    value (aware, ``tzutc``), so only the speed changes.
+    """
+    import importlib
+
+    from dateutil.parser import isoparse
+
+    history_event_module = importlib.import_module("azure.durable_functions.models.history.HistoryEvent")
+    if getattr(history_event_module, "dt_parse", None) is not None:
+        history_event_module.dt_parse = isoparse
+
+
+_use_iso_timestamps_parser()
+
+
 def call_orchestrator(user_function: Callable[..., Any], context_json: str) -> str:
     """Run the SDK's orchestrator handle over one history; returns its JSON state (or raises)."""
     context = OrchestrationTriggerConverter.decode(meta.Datum(type="json", value=context_json), trigger_metadata=None)

@@ -26,7 +26,7 @@ from durable_mgmt.errors import ConcurrencyConflict, DurableError
 from durable_mgmt.taskhub import TaskHub
 from durable_mgmt.taskhub.events import EventType
 from durable_mgmt.taskhub.history import History
-from durable_mgmt.taskhub.messages import MessageFormatError, TaskMessage, visibility_delay
+from durable_mgmt.taskhub.messages import MessageFormatError, TaskMessage
 from durable_mgmt.taskhub.names import escape_key
 from durable_mgmt.taskhub.timefmt import utcnow
 
@@ -67,6 +67,7 @@ class OrchestrationDispatcher:
         self.stats = stats if stats is not None else {}
         self._owned: set[int] = set()
         self._renewer: asyncio.Task | None = None
+        self.local_activities = None  # the ActivityDispatcher of this worker, for the local fast path
 
     # --- partitions ------------------------------------------------------
 
@@ -119,7 +120,7 @@ class OrchestrationDispatcher:
 
     async def _read(self, partition: int) -> None:
         queue = self.hub.control_queue(partition)
-        poller = self.wakeups.poller(queue.queue_name)
+        poller = self.wakeups.watch(queue)
         while True:
             try:
                 got = await self._receive(queue, partition)
@@ -151,6 +152,15 @@ class OrchestrationDispatcher:
             msg.received_at = time.monotonic()
             self._deliver(msg, partition)
         return len(raw)
+
+    def deliver_local(self, msg: TaskMessage) -> bool:
+        """Take a message this process just sent (hidden) to a queue it owns, without receiving it."""
+        partition = self.hub.names.partition_of(msg.instance_id)
+        if partition not in self._owned:
+            return False
+        msg.received_at = time.monotonic()
+        self._deliver(msg, partition)
+        return True
 
     # --- sessions --------------------------------------------------------
 
@@ -262,13 +272,16 @@ class OrchestrationDispatcher:
                     return
                 raise
             session.state = InstanceState(iid, result.execution_id, history.events, history.etag)
-            await self._write_row(iid, result.row)
             self.stats["episodes"] = self.stats.get("episodes", 0) + 1
-        elif result.terminate_unstarted is not None:
-            now = utcnow()
-            await self._write_row(iid, {"RuntimeStatus": "Terminated", "Output": result.terminate_unstarted,
-                                        "LastUpdatedTime": now, "CompletedTime": now})
-        await asyncio.gather(*(self._delete_message(m) for m in result.consumed))
+            # The row and the deletes both follow the history; a crash between them is repaired on reload.
+            await asyncio.gather(self._write_row(iid, result.row),
+                                 *(self._delete_message(m) for m in result.consumed))
+        else:
+            if result.terminate_unstarted is not None:
+                now = utcnow()
+                await self._write_row(iid, {"RuntimeStatus": "Terminated", "Output": result.terminate_unstarted,
+                                            "LastUpdatedTime": now, "CompletedTime": now})
+            await asyncio.gather(*(self._delete_message(m) for m in result.consumed))
         if result.deferred:
             await self._abandon(result.deferred, DEFER_SECONDS, count=True)
 
@@ -278,17 +291,15 @@ class OrchestrationDispatcher:
         await self.hub.instances.upsert(cols)
 
     async def _send_activity(self, m: TaskMessage) -> None:
-        await self.hub.send_to_activities(m)
-        self.wakeups.wake(self.hub.names.workitem_queue)
+        local = self.local_activities
+        if local is not None and local.has_room():
+            # Local fast path: sent hidden, run here at once, deleted by us; if we die it reappears.
+            local.take_local(await self.hub.send_to_activities(m, hidden_for=local.visibility))
+        else:
+            await self.hub.send_to_activities(m)
 
     async def _send_orchestration(self, m: TaskMessage) -> None:
         await self.hub.send_to_orchestration(m)
-        queue = self.hub.names.control_queue_for(m.instance_id)
-        delay = visibility_delay(m.event)
-        if delay:
-            self.wakeups.wake_at(queue, delay + 0.05)
-        else:
-            self.wakeups.wake(queue)
 
     async def _delete_message(self, m: TaskMessage) -> None:
         await self._delete(self.hub.queue(m.queue_name), m.message_id, m.pop_receipt)

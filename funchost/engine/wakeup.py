@@ -36,15 +36,26 @@ class Poller:
 
 
 class Wakeups:
-    """Pollers by queue name, so a sender can wake whoever reads that queue in this process."""
+    """Pollers by queue name, woken when anything in this process sends to their queue."""
 
     def __init__(self) -> None:
         self._pollers: dict[str, Poller] = {}
+        self._registered: list[tuple[str, object]] = []
 
-    def poller(self, queue_name: str, maximum: float = 1.0) -> Poller:
-        p = self._pollers.get(queue_name)
+    def watch(self, queue_client, maximum: float = 1.0) -> Poller:
+        """The poller of ``queue_client``; sends to that queue from this process wake it."""
+        from durable_mgmt.taskhub import TaskHub
+
+        name = queue_client.queue_name
+        p = self._pollers.get(name)
         if p is None:
-            p = self._pollers[queue_name] = Poller(maximum=maximum)
+            p = self._pollers[name] = Poller(maximum=maximum)
+
+            def wake(delay: float, name: str = name) -> None:
+                self.wake_at(name, delay + 0.05) if delay else self.wake(name)
+
+            TaskHub.add_local_reader(queue_client.url, wake)
+            self._registered.append((queue_client.url, wake))
         return p
 
     def wake(self, queue_name: str) -> None:
@@ -56,3 +67,10 @@ class Wakeups:
         """Wake ``queue_name``'s reader when a delayed message becomes visible."""
         if queue_name in self._pollers:
             asyncio.get_running_loop().call_later(max(0.0, delay_seconds), self.wake, queue_name)
+
+    def close(self) -> None:
+        from durable_mgmt.taskhub import TaskHub
+
+        for url, wake in self._registered:
+            TaskHub.remove_local_reader(url, wake)
+        self._registered.clear()

@@ -1,0 +1,132 @@
+"""Shared benchmark machinery: a fresh Azurite, the raw Azurite rates, figures and the report.
+
+Raw rates are measured with the Azure SDKs directly (no durable_mgmt code),
+with the same concurrency the product uses, so each product figure can be
+read as a fraction of what the emulator itself allows on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+
+from azure.data.tables import TransactionOperation
+from funchost.azurite import Azurite
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    raw: str | None = None          # key into env.raw: the raw Azurite rate to compare with
+    target: str | None = None       # human-readable target
+    note: str = ""
+
+
+@dataclass
+class BenchEnv:
+    """A fresh in-memory Azurite for the whole run, plus the raw rates measured on it."""
+
+    azurite: Azurite | None = None
+    raw: dict[str, float] = field(default_factory=dict)
+
+    async def __aenter__(self) -> "BenchEnv":
+        self.azurite = Azurite.start()
+        self.raw = await measure_raw_rates(self.azurite.account)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.azurite.stop()
+
+    @property
+    def account(self):
+        return self.azurite.account
+
+    def describe(self) -> str:
+        lines = [f"date {date.today().isoformat()}, {platform.node()}: {os.cpu_count()} cores, "
+                 f"Python {platform.python_version()}, {platform.machine()}",
+                 "raw Azurite rates (Azure SDK for Python, async):"]
+        lines += [f"  {k:<34} {v:>10,.0f} /s" for k, v in self.raw.items()]
+        return "\n".join(lines)
+
+
+async def _parallel(n: int, concurrency: int, make) -> float:
+    """Run ``make(i)`` for i < n with ``concurrency`` in flight; returns the rate per second."""
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i):
+        async with sem:
+            await make(i)
+
+    t = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return n / (time.perf_counter() - t)
+
+
+async def measure_raw_rates(account) -> dict[str, float]:
+    raw: dict[str, float] = {}
+    name = "raw" + uuid.uuid4().hex[:8]
+    async with account.queue_service() as qs, account.table_service() as ts:
+        q = qs.get_queue_client(name)
+        await q.create_queue()
+        body = '{"$type":"x","payload":"' + "x" * 400 + '"}'
+        raw["queue send"] = await _parallel(1000, 16, lambda i: q.send_message(body))
+        received = []
+
+        async def receive_delete(_):
+            async for m in q.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=30):
+                received.append(m)
+                await q.delete_message(m)
+
+        t = time.perf_counter()
+        while len(received) < 1000:
+            before = len(received)
+            await asyncio.gather(*(receive_delete(i) for i in range(4)))
+            if len(received) == before:
+                break
+        raw["queue receive+delete"] = len(received) / (time.perf_counter() - t)
+        await q.delete_queue()
+
+        table = ts.get_table_client(name)
+        await table.create_table()
+        raw["table upsert"] = await _parallel(1000, 16, lambda i: table.upsert_entity(
+            {"PartitionKey": f"p{i}", "RowKey": "", "Name": "x", "RuntimeStatus": "Completed", "Input": "x" * 200}))
+
+        async def batch(i):
+            await table.submit_transaction([(TransactionOperation.UPSERT, {
+                "PartitionKey": f"b{i}", "RowKey": f"{j:016X}", "EventType": "TaskCompleted", "Result": "x" * 100})
+                for j in range(100)])
+        raw["table batch insert (entities)"] = 100 * await _parallel(40, 4, batch)
+
+        t = time.perf_counter()
+        n = 0
+        async for _ in table.query_entities("RuntimeStatus eq 'Completed'", results_per_page=1000,
+                                            select=["PartitionKey", "RuntimeStatus"]):
+            n += 1
+        raw["table filtered scan (rows)"] = n / (time.perf_counter() - t)
+
+        async def delete_batch(i):
+            await table.submit_transaction([(TransactionOperation.DELETE, {
+                "PartitionKey": f"b{i}", "RowKey": f"{j:016X}"}) for j in range(100)])
+        raw["table batch delete (entities)"] = 100 * await _parallel(40, 4, delete_batch)
+        await ts.delete_table(name)
+    return raw
+
+
+def print_report(figures: list[Figure], env: BenchEnv) -> None:
+    for f in figures:
+        line = f"  {f.name:<48} {f.value:>10,.1f} {f.unit}"
+        if f.raw:
+            rate = env.raw[f.raw]
+            line += f"   ({f.value / rate:.1%} of raw {f.raw}: {rate:,.0f}/s)"
+        if f.target:
+            line += f"   target {f.target}"
+        if f.note:
+            line += f"   {f.note}"
+        print(line, flush=True)
