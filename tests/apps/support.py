@@ -46,7 +46,8 @@ async def running_host(app: str, connection_string: str, hub_name: str, *, setti
 
 
 def funcpy_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "funchost.cli_start", *args]
+    """`funcpy start ...` through the real entry point (funchost/__main__.py)."""
+    return [sys.executable, "-m", "funchost", "start", *args]
 
 
 @contextlib.contextmanager
