@@ -33,9 +33,11 @@ async def filled(hub):
 
 
 async def control_messages(hub, instance_id):
+    """The messages for ``instance_id`` on its control queue (which other instances share)."""
     queue = hub.control_queue_for(instance_id)
-    return [await hub.large.decode_message(m.content)
-            async for m in queue.receive_messages(messages_per_page=32, visibility_timeout=1)]
+    messages = [await hub.large.decode_message(m.content)
+                async for m in queue.receive_messages(messages_per_page=32, visibility_timeout=1)]
+    return [m for m in messages if m.instance_id == instance_id]
 
 
 # --- queries -----------------------------------------------------------------------------------

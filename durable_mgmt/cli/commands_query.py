@@ -46,17 +46,21 @@ def get_instances(target: Target, filters: Filters, top: int, continuation_token
     async def work(client) -> None:
         listed, token, query = 0, continuation_token, first
         with InstanceList(target.output, show_input=show_input, show_output=show_output) as out:
+            if limit is None:
+                async for page in client.pages(query):  # the next page is fetched while this one is written
+                    out.add(page.items)
+                out.finish(None)
+                return
             while True:
                 page = await client.query(query)
                 out.add(page.items)
                 listed += len(page)
                 token = page.continuation_token
                 # A page may hold fewer rows than asked for (the service decides); keep going until --top is met.
-                if not token or (limit is not None and listed >= limit):
+                if not token or listed >= limit:
                     break
-                size = MAX_PAGE if limit is None else min(limit - listed, MAX_PAGE)
-                query = filters.query(show_input=show_input, show_output=show_output, page_size=size,
-                                      continuation_token=token)
+                query = filters.query(show_input=show_input, show_output=show_output,
+                                      page_size=min(limit - listed, MAX_PAGE), continuation_token=token)
             out.finish(token)
 
     target.run(work)
