@@ -3,10 +3,13 @@
 from .errors import (ConcurrencyConflict, DurableError, InstanceAlreadyExists, InstanceNotFailed, InstanceNotFound,
                      InstanceNotRunning, InstanceNotTerminal, InvalidFilter, InvalidHubName, InvalidInput,
                      InvalidInstanceId, InvalidSetting, ManagementApiError, NotFound, StorageUnavailable,
-                     TaskHubNotFound, WrongState)
-from .models import (InstanceQuery, InstanceStatus, Page, PurgeProgress, PurgeResult, RuntimeStatus)
+                     TaskHubNotFound, WaitTimeout, WrongState)
+from .manager import InstanceManager
+from .models import (InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeProgress, PurgeResult,
+                     RuntimeStatus)
 
 __all__ = [
+    "InstanceManager", "ManagementUrls", "WaitTimeout",
     "InstanceQuery", "InstanceStatus", "Page", "PurgeProgress", "PurgeResult", "RuntimeStatus",
     "DurableError", "InvalidInput", "InvalidHubName", "InvalidInstanceId", "InvalidFilter", "InvalidSetting",
     "NotFound", "InstanceNotFound", "TaskHubNotFound", "WrongState", "InstanceAlreadyExists",

@@ -21,7 +21,8 @@ third-party storage errors are translated once, inside the task hub layer
     │   └── InstanceNotTerminal         purge of an instance still in flight
     ├── ConcurrencyConflict             another worker changed the history first (409/412)
     ├── StorageUnavailable              storage could not be reached or failed
-    └── ManagementApiError              the HTTP management API answered unexpectedly
+    ├── ManagementApiError              the HTTP management API answered unexpectedly
+    └── WaitTimeout                     the instance did not finish within the wait
 """
 
 from __future__ import annotations
@@ -110,3 +111,14 @@ class ManagementApiError(DurableError):
     def __init__(self, status: int, message: str):
         self.status = status
         super().__init__(message)
+
+
+class WaitTimeout(DurableError, TimeoutError):
+    """``wait_for_completion`` gave up; ``status`` is the last status seen."""
+
+    def __init__(self, instance_id: str, timeout: float, status: object):
+        self.instance_id = instance_id
+        self.timeout = timeout
+        self.status = status
+        super().__init__(f"Instance {instance_id!r} did not finish within {timeout:g} s "
+                         f"(it is {getattr(getattr(status, 'runtime_status', None), 'value', 'unknown')}).")

@@ -197,3 +197,51 @@ class PurgeProgress:
     instances_scanned: int
     instances_deleted: int
     rows_deleted: int
+
+
+@dataclass(frozen=True)
+class ManagementUrls:
+    """The HTTP management webhooks of one instance (the "check status" payload).
+
+    ``send_event_post_uri`` contains the placeholder ``{eventName}``; terminate,
+    suspend and resume contain ``{text}`` for the reason.
+    """
+
+    id: str
+    status_query_get_uri: str
+    send_event_post_uri: str
+    terminate_post_uri: str
+    purge_history_delete_uri: str
+    restart_post_uri: str | None = None
+    suspend_post_uri: str | None = None
+    resume_post_uri: str | None = None
+
+    _KEYS = (("id", "id"), ("statusQueryGetUri", "status_query_get_uri"),
+             ("sendEventPostUri", "send_event_post_uri"), ("terminatePostUri", "terminate_post_uri"),
+             ("purgeHistoryDeleteUri", "purge_history_delete_uri"), ("restartPostUri", "restart_post_uri"),
+             ("suspendPostUri", "suspend_post_uri"), ("resumePostUri", "resume_post_uri"))
+
+    def to_json(self) -> dict[str, str]:
+        return {key: getattr(self, attr) for key, attr in self._KEYS if getattr(self, attr) is not None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> "ManagementUrls":
+        return cls(**{attr: data.get(key) for key, attr in cls._KEYS})
+
+    @classmethod
+    def build(cls, webhook_base: str, instance_id: str, query: str, *, quote_id: bool = True) -> "ManagementUrls":
+        """The URLs the extension's HttpApiHandler hands out, under ``webhook_base``
+        (``.../runtime/webhooks/durabletask``); ``query`` is ``taskHub=..&connection=..[&code=..]``."""
+        from urllib.parse import quote
+
+        instance = f"{webhook_base.rstrip('/')}/instances/{quote(instance_id, safe='') if quote_id else instance_id}"
+        return cls(
+            id=instance_id,
+            status_query_get_uri=f"{instance}?{query}",
+            send_event_post_uri=f"{instance}/raiseEvent/{{eventName}}?{query}",
+            terminate_post_uri=f"{instance}/terminate?reason={{text}}&{query}",
+            purge_history_delete_uri=f"{instance}?{query}",
+            restart_post_uri=f"{instance}/restart?{query}",
+            suspend_post_uri=f"{instance}/suspend?reason={{text}}&{query}",
+            resume_post_uri=f"{instance}/resume?reason={{text}}&{query}",
+        )

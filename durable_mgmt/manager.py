@@ -1,0 +1,170 @@
+"""``InstanceManager``: one typed API for every instance-management operation.
+
+The same calls work over two transports:
+
+* ``InstanceManager.from_client(client)`` inside a Functions app, over the
+  durable client binding (the management API of the host);
+* ``await InstanceManager.connect(account, hub)`` anywhere, over the task hub
+  in Azure Storage.
+
+Inputs are validated before the transport is called (see ``requests``), and
+every failure is a ``durable_mgmt.errors.DurableError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Any, AsyncIterator, Iterable
+
+from . import requests as r
+from .errors import InstanceNotFound, WaitTimeout
+from .models import InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
+from .taskhub import StorageAccount
+from .transports import BindingTransport, StorageTransport, Transport
+
+
+class InstanceManager:
+    def __init__(self, transport: Transport):
+        self.transport = transport
+
+    @classmethod
+    def from_client(cls, client: Any) -> "InstanceManager":
+        """Over the ``DurableOrchestrationClient`` of a ``durable_client_input`` function."""
+        return cls(BindingTransport.from_client(client))
+
+    @classmethod
+    async def connect(cls, account: StorageAccount | str, hub_name: str, **kwargs: Any) -> "InstanceManager":
+        """Over the task hub ``hub_name`` in a storage account (or connection string)."""
+        if isinstance(account, str):
+            account = StorageAccount.from_connection_string(account)
+        return cls(await StorageTransport.connect(account, hub_name, **kwargs))
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+    async def __aenter__(self) -> "InstanceManager":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    # --- start ---------------------------------------------------------------
+
+    async def start(self, name: str, input: Any = None, *, instance_id: str | None = None) -> str:
+        """Start orchestrator ``name`` with a JSON-serializable ``input``; returns the instance id.
+
+        Raises InvalidInput (bad name, id or input), InstanceAlreadyExists (the
+        id is Pending, Running or Suspended).
+        """
+        return await self.transport.execute(r.StartInstance(name, input, instance_id))
+
+    async def restart(self, instance_id: str, *, new_instance_id: bool = True) -> str:
+        """Start the orchestration of ``instance_id`` again with its input; returns the new id."""
+        return await self.transport.execute(r.RestartInstance(instance_id, new_instance_id))
+
+    # --- read ----------------------------------------------------------------
+
+    async def status(self, instance_id: str, *, show_history: bool = False, show_history_output: bool = False,
+                     show_input: bool = True) -> InstanceStatus:
+        """The status of one instance. Raises InstanceNotFound."""
+        return await self.transport.execute(r.GetStatus(instance_id, show_history, show_history_output, show_input))
+
+    async def page(self, query: InstanceQuery | None = None) -> Page[InstanceStatus]:
+        """One page of instances (at most ``query.page_size``) and the token of the next."""
+        return await self.transport.execute(r.QueryInstances(query or InstanceQuery()))
+
+    async def pages(self, query: InstanceQuery | None = None) -> AsyncIterator[Page[InstanceStatus]]:
+        """Every page of instances matching ``query``, following continuation tokens."""
+        q = query or InstanceQuery()
+        while True:
+            page = await self.page(q)
+            yield page
+            if not page.continuation_token:
+                return
+            q = _with_token(q, page.continuation_token)
+
+    async def instances(self, query: InstanceQuery | None = None) -> AsyncIterator[InstanceStatus]:
+        """Every instance matching ``query``, one page in memory at a time."""
+        async for page in self.pages(query):
+            for status in page:
+                yield status
+
+    async def query(self, *, created_from: datetime | None = None, created_to: datetime | None = None,
+                    statuses: Iterable[RuntimeStatus | str] | None = None, instance_id_prefix: str | None = None,
+                    name: str | None = None, show_input: bool = False, page_size: int = 100) -> list[InstanceStatus]:
+        """All instances matching the filters (every page, collected). Raises InvalidFilter."""
+        q = InstanceQuery(created_from, created_to, frozenset(statuses or ()), instance_id_prefix, name,
+                          show_input=show_input, page_size=page_size)
+        return [s async for s in self.instances(q)]
+
+    async def wait_for_completion(self, instance_id: str, *, timeout: float = 10.0,
+                                  retry_interval: float = 1.0) -> InstanceStatus:
+        """Poll until the instance is Completed, Failed, Terminated or Canceled; its final status.
+
+        Raises WaitTimeout (with the last status) when ``timeout`` seconds pass first.
+        """
+        if timeout < 0 or retry_interval <= 0:
+            from .errors import InvalidInput
+
+            raise InvalidInput(f"Invalid wait: timeout ({timeout}) must be >= 0 and retry interval "
+                               f"({retry_interval}) > 0 seconds.")
+        deadline = time.monotonic() + timeout
+        while True:
+            status = await self.status(instance_id, show_input=False)
+            if status.runtime_status.is_terminal:
+                return status
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeout(instance_id, timeout, status)
+            await asyncio.sleep(min(retry_interval, left))
+
+    async def management_urls(self, instance_id: str) -> ManagementUrls:
+        """The HTTP management webhooks of ``instance_id`` (the check-status payload)."""
+        return await self.transport.execute(r.GetManagementUrls(instance_id))
+
+    # --- steer ---------------------------------------------------------------
+
+    async def terminate(self, instance_id: str, reason: str | None = None) -> None:
+        """Terminate a Pending, Running or Suspended instance. Raises InstanceNotFound, InstanceNotRunning."""
+        await self.transport.execute(r.TerminateInstance(instance_id, reason))
+
+    async def raise_event(self, instance_id: str, event_name: str, data: Any = None) -> None:
+        """Send event ``event_name`` with JSON ``data``. Raises InstanceNotFound, InstanceNotRunning."""
+        await self.transport.execute(r.RaiseEvent(instance_id, event_name, data))
+
+    async def suspend(self, instance_id: str, reason: str | None = None) -> None:
+        await self.transport.execute(r.SuspendInstance(instance_id, reason))
+
+    async def resume(self, instance_id: str, reason: str | None = None) -> None:
+        await self.transport.execute(r.ResumeInstance(instance_id, reason))
+
+    async def rewind(self, instance_id: str, reason: str | None = None) -> None:
+        """Rewind a Failed instance. Raises InstanceNotFound, InstanceNotFailed."""
+        await self.transport.execute(r.RewindInstance(instance_id, reason))
+
+    # --- purge ---------------------------------------------------------------
+
+    async def purge_instance(self, instance_id: str) -> PurgeResult:
+        """Delete a finished instance's history. Raises InstanceNotFound, InstanceNotTerminal."""
+        return await self.transport.execute(r.PurgeInstance(instance_id))
+
+    async def purge(self, *, created_from: datetime | None = None, created_to: datetime | None = None,
+                    statuses: Iterable[RuntimeStatus | str] | None = None) -> PurgeResult:
+        """Delete the history of every finished instance created in the range (with those statuses)."""
+        q = InstanceQuery(created_from, created_to, frozenset(statuses or ()))
+        return await self.transport.execute(r.PurgeInstances(q))
+
+    async def exists(self, instance_id: str) -> bool:
+        try:
+            await self.status(instance_id, show_input=False)
+            return True
+        except InstanceNotFound:
+            return False
+
+
+def _with_token(q: InstanceQuery, token: str) -> InstanceQuery:
+    from dataclasses import replace
+
+    return replace(q, continuation_token=token)

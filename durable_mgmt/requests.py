@@ -1,0 +1,148 @@
+"""One typed request per management operation: what a transport is asked to do.
+
+Requests are validated when built, before any transport sees them, so both
+transports refuse the same bad input with the same error and write nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidInput
+from .models import InstanceQuery
+from .taskhub.names import validate_instance_id
+
+
+def _check_id(instance_id: str) -> None:
+    if not isinstance(instance_id, str) or not instance_id:
+        raise InvalidInput("Invalid instance id: it is empty. Give the id of an instance.")
+
+
+def _json_text(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+                          default=lambda o: o.to_json() if hasattr(o, "to_json") else _unserializable(o))
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(f"The {what} is not JSON-serializable: {e}. Pass data made of dicts, lists, "
+                           "strings, numbers, booleans and None (or objects with to_json).") from e
+
+
+def _unserializable(o: Any) -> Any:
+    raise TypeError(f"object of type {type(o).__name__} is not JSON serializable")
+
+
+@dataclass(frozen=True)
+class StartInstance:
+    name: str
+    input: Any = None
+    instance_id: str | None = None
+    input_json: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise InvalidInput("Invalid orchestrator name: it is empty. Give the name of an orchestrator function.")
+        if self.instance_id is not None:
+            validate_instance_id(self.instance_id)
+        object.__setattr__(self, "input_json", _json_text(self.input, "orchestration input"))
+
+
+@dataclass(frozen=True)
+class GetStatus:
+    instance_id: str
+    show_history: bool = False
+    show_history_output: bool = False
+    show_input: bool = True
+
+    def __post_init__(self) -> None:
+        _check_id(self.instance_id)
+
+
+@dataclass(frozen=True)
+class QueryInstances:
+    query: InstanceQuery
+
+
+@dataclass(frozen=True)
+class TerminateInstance:
+    instance_id: str
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_id(self.instance_id)
+
+
+@dataclass(frozen=True)
+class RaiseEvent:
+    instance_id: str
+    event_name: str
+    data: Any = None
+    data_json: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        _check_id(self.instance_id)
+        if not isinstance(self.event_name, str) or not self.event_name.strip():
+            raise InvalidInput("Invalid event name: it is empty. Give the name the orchestrator waits for.")
+        object.__setattr__(self, "data_json", _json_text(self.data, "event data"))
+
+
+@dataclass(frozen=True)
+class SuspendInstance:
+    instance_id: str
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_id(self.instance_id)
+
+
+@dataclass(frozen=True)
+class ResumeInstance:
+    instance_id: str
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_id(self.instance_id)
+
+
+@dataclass(frozen=True)
+class RewindInstance:
+    instance_id: str
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_id(self.instance_id)
+
+
+@dataclass(frozen=True)
+class RestartInstance:
+    instance_id: str
+    new_instance_id: bool = True
+
+    def __post_init__(self) -> None:
+        _check_id(self.instance_id)
+
+
+@dataclass(frozen=True)
+class PurgeInstance:
+    instance_id: str
+
+    def __post_init__(self) -> None:
+        _check_id(self.instance_id)
+
+
+@dataclass(frozen=True)
+class PurgeInstances:
+    query: InstanceQuery
+
+
+@dataclass(frozen=True)
+class GetManagementUrls:
+    instance_id: str
+
+    def __post_init__(self) -> None:
+        _check_id(self.instance_id)
+
+
+Request = (StartInstance | GetStatus | QueryInstances | TerminateInstance | RaiseEvent | SuspendInstance
+           | ResumeInstance | RewindInstance | RestartInstance | PurgeInstance | PurgeInstances | GetManagementUrls)
