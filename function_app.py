@@ -197,9 +197,14 @@ async def get_status(msg: func.QueueMessage, client: df.DurableOrchestrationClie
 @app.route(route="instances", methods=["GET", "POST"])
 @app.durable_client_input(client_name="client")
 async def get_all_status(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    """Every instance of the task hub, following continuation tokens page by page."""
+    """Every instance of the task hub, following continuation tokens page by page (``pageSize``, default 100)."""
+    try:
+        page_size = int(req.params.get("pageSize") or 100)
+        query = InstanceQuery(page_size=page_size)
+    except ValueError:
+        return _bad_request(f"pageSize={req.params.get('pageSize')!r} must be a whole number from 1 to 1000.")
     async with InstanceManager.from_client(client) as manager:
-        statuses = [_status_json(s) async for s in manager.instances(InstanceQuery(page_size=1000))]
+        statuses = [_status_json(s) async for s in manager.instances(query)]
     for s in statuses:
         log.info("%s: %s", s["instanceId"], s["runtimeStatus"])
     return _json_response(statuses)

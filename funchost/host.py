@@ -31,6 +31,7 @@ from durable_mgmt.taskhub import TaskHub, TaskHubClient
 from .bindings import OutputWriter, check_outputs
 from .config import HostConfig
 from .connections import Connections
+from .admin import AdminFunctions
 from .durable_links import RPC_PATH, WEBHOOK_PATH, DurableLinks
 from .errors import AppLoadError, HostStartError
 from .hubs import HubDirectory
@@ -84,6 +85,7 @@ class LocalHost:
         self._executor: ThreadPoolExecutor | None = None
         self._runners: dict[str, web.AppRunner] = {}
         self._listeners: list[Any] = []
+        self._admin: AdminFunctions | None = None
         self._sockets: list[socket.socket] = []
         self._started = False
 
@@ -188,6 +190,8 @@ class LocalHost:
         app.router.add_route("*", WEBHOOK_PATH + "{tail:(/.*)?}", api.handle)
         app.router.add_get("/admin/host/ping", _ping)
         app.router.add_get("/admin/host/status", _host_status)
+        self._admin = AdminFunctions(self, invoker)
+        app.router.add_post("/admin/functions/{name}", self._admin.run)
         http = HttpTriggers(self.routes, invoker, prefix=self.config.route_prefix,
                             keys=self.keys if self.enable_auth else None)
         prefix = "/" + self.config.route_prefix if self.config.route_prefix else ""
@@ -242,7 +246,8 @@ class LocalHost:
         """Stop in order: triggers and public HTTP drain, engine, internal endpoint, storage. Idempotent."""
         listeners, self._listeners = self._listeners, []
         public = self._runners.pop("public", None)
-        results = await asyncio.gather(*(l.stop(self.drain_timeout) for l in listeners),
+        admin_runs = self._admin.drain(self.drain_timeout) if self._admin else _nothing()
+        results = await asyncio.gather(*(l.stop(self.drain_timeout) for l in listeners), admin_runs,
                                        public.cleanup() if public else _nothing(), return_exceptions=True)
         for error in (r for r in results if isinstance(r, BaseException)):
             log.error("A trigger did not stop cleanly: %s", error, exc_info=error)
