@@ -64,6 +64,10 @@ class LocalHost:
         self.drain_timeout = drain_timeout
         self._bind = (host, port)
         self._hub_name = hub_name
+        # Like func start, a host using the process environment hands the app its local.settings.json
+        # Values as environment variables (existing variables win). Hosts given their own settings
+        # (tests) leave the process environment alone.
+        self._export_settings = environ is None
         env = dict(os.environ if environ is None else environ)
         if connection_string:
             env["AzureWebJobsStorage"] = connection_string
@@ -136,6 +140,9 @@ class LocalHost:
 
     async def _start(self) -> None:
         self.settings = load_settings(self.script_root, environ=self._environ)
+        if self._export_settings:
+            for name, value in self.settings.local_values.items():
+                os.environ.setdefault(name, value)
         self.config = HostConfig.from_settings(self.settings)
         if self.index is None:
             self.index = load_app(self.script_root, self.settings.get(SCRIPT_FILE_SETTING), strict=False)
