@@ -2,6 +2,7 @@
 
     funcpy start      serve a Python v2 Functions app locally (like `func start`)
     funcpy durable    manage task hubs and instances (like `func durable`)
+    funcpy queue      send a message to a Storage queue, or peek at one
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ def main() -> None:
 
 
 def _register() -> None:
+    from funchost.cli_queue import queue
     from funchost.cli_start import start
     from durable_mgmt.cli import durable
 
     main.add_command(start)
     main.add_command(durable)
+    main.add_command(queue)
 
 
 _register()
