@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import quote, urlsplit
 
+from durable_mgmt.models import ManagementUrls
+
 WEBHOOK_PATH = "/runtime/webhooks/durabletask"
 RPC_PATH = "/durabletask"
 INSTANCE_PLACEHOLDER = "INSTANCEID"
@@ -53,19 +55,10 @@ class DurableLinks:
                            return_500_on_failure: bool = False) -> dict[str, str]:
         """The check-status body: ``id`` and the URL of each management operation."""
         base = (origin.rstrip("/") if origin else self.public_origin) + WEBHOOK_PATH
-        instance = f"{base}/instances/{quote(instance_id, safe='') if quote_id else instance_id}"
-        q = self.query(hub, connection)
-        status = f"{instance}?{q}" + ("&returnInternalServerErrorOnFailure=true" if return_500_on_failure else "")
-        return {
-            "id": instance_id,
-            "statusQueryGetUri": status,
-            "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{q}",
-            "terminatePostUri": f"{instance}/terminate?reason={{text}}&{q}",
-            "purgeHistoryDeleteUri": f"{instance}?{q}",
-            "restartPostUri": f"{instance}/restart?{q}",
-            "suspendPostUri": f"{instance}/suspend?reason={{text}}&{q}",
-            "resumePostUri": f"{instance}/resume?reason={{text}}&{q}",
-        }
+        payload = ManagementUrls.build(base, instance_id, self.query(hub, connection), quote_id=quote_id).to_json()
+        if return_500_on_failure:
+            payload["statusQueryGetUri"] += "&returnInternalServerErrorOnFailure=true"
+        return payload
 
     def creation_urls(self, hub: str | None = None, connection: str | None = None) -> dict[str, str]:
         prefix = f"{self.webhook_base}/orchestrators/{{functionName}}[/{{instanceId}}]"
