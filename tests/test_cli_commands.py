@@ -123,6 +123,22 @@ async def test_json_is_the_default_when_piped(cli, filled):
     assert json.loads(result.stdout)["runtimeStatus"] == "Running" and result.stderr == ""
 
 
+async def test_settings_from_script_root_local_settings_and_host_json(cli, filled, connection_string, tmp_path):
+    # No AzureWebJobsStorage and no hub setting in the environment: everything comes from --script-root.
+    root = tmp_path / "elsewhere"
+    root.mkdir()
+    (root / "host.json").write_text(json.dumps({"version": "2.0", "extensions": {"durableTask": {
+        "hubName": "%MyHub%", "storageProvider": {"connectionName": "MyStorage"}}}}))
+    (root / "local.settings.json").write_text(json.dumps({"IsEncrypted": False, "Values": {
+        "MyStorage": connection_string, "MyHub": filled.name}}))
+    env = {"AzureWebJobsStorage": None, "CLI_TEST_HUB": None}
+    body = await cli.json("count", "--script-root", str(root), env=env)
+    assert body["Total"] == len(FILLED)
+    explicit = await cli.json("count", "--task-hub-name", filled.name, "--connection-string-setting", "MyStorage",
+                              "--script-root", str(root), env=env)
+    assert explicit == body
+
+
 async def test_module_entry_point_runs_the_same_commands(cli, filled):
     module = Cli(cli.root, cli.env, MODULE)
     body = await module.json("count", "--runtime-status", "running")

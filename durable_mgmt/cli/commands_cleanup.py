@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from ..models import PurgeProgress
+from ..models import PurgeProgress, PurgeResult
 from ..taskhub.operations import purgeable_statuses
 from .context import Target, hub_options
 from .errors import CliError
@@ -70,16 +70,14 @@ def purge_history(target: Target, filters: Filters, assume_yes: bool) -> None:
             return await client.purge(query, progress=report)
 
     result = target.run(work)
-    deleted = result.instances_deleted if result else 0
-    rows = result.rows_deleted if result else 0
-    blobs = result.blobs_deleted if result else 0
     if result is None:
-        text = f"No finished instances match ({filters.describe()}); nothing purged."
+        text, result = f"No finished instances match ({filters.describe()}); nothing purged.", PurgeResult(0)
     else:
         text = (f"Purged orchestration history of finished instances ({filters.describe()}).\n"
-                f"Instances deleted: {deleted:,}\nRows deleted: {rows:,}")
-        text += f"\nLarge values deleted: {blobs:,}" if blobs else ""
-    out.result(text, {"instancesDeleted": deleted, "rowsDeleted": rows, "blobsDeleted": blobs})
+                f"Instances deleted: {result.instances_deleted:,}\nRows deleted: {result.rows_deleted:,}")
+        text += f"\nLarge values deleted: {result.blobs_deleted:,}" if result.blobs_deleted else ""
+    out.result(text, {"instancesDeleted": result.instances_deleted, "rowsDeleted": result.rows_deleted,
+                      "blobsDeleted": result.blobs_deleted})
 
 
 @click.command("purge-instance")

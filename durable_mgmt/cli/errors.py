@@ -15,6 +15,9 @@ rendering (usage line, blank line, message) is three lines.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import click
 
 from ..errors import (DurableError, InstanceNotFailed, InstanceNotFound, InstanceNotRunning, InstanceNotTerminal,
@@ -90,3 +93,9 @@ class DurableGroup(click.Group):
             raise
         except click.UsageError as err:
             raise from_usage_error(err) from None
+        except BrokenPipeError:
+            # The reader went away (`get-instances --all | head`): stop quietly, as Unix tools do. Point stdout
+            # at /dev/null so the interpreter's final flush does not fail a second time.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(EXIT_REFUSED)

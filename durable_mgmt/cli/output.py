@@ -88,10 +88,10 @@ class Output:
         """A remark for the person at the terminal (stderr, so JSON on stdout stays clean)."""
         self.err_console.print(text, markup=False)
 
-    def table(self, title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
+    def table(self, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
         from rich.table import Table
 
-        table = Table(title=title, title_justify="left", header_style="bold")
+        table = Table(header_style="bold")
         for column in columns:
             table.add_column(column, overflow="fold")
         for row in rows:
@@ -107,7 +107,7 @@ class Output:
             return
         rows = [(key, styled_status(status.runtime_status) if key == "runtimeStatus" else _cell(value, limit=None))
                 for key, value in body.items()]
-        self.table(None, ["Field", "Value"], rows)
+        self.table(["Field", "Value"], rows)
 
     def history(self, events: list[dict[str, Any]]) -> None:
         if self.is_json:
@@ -118,7 +118,7 @@ class Output:
             details = {k: v for k, v in ev.items() if k not in _HISTORY_TABLE_HIDDEN}
             rows.append((str(i), ev["EventType"], str(ev.get("EventId", "")), ev["Timestamp"],
                          _cell(ev.get("Name")), _cell(details or None)))
-        self.table(None, ["#", "Event", "EventId", "Timestamp (UTC)", "Name", "Details"], rows)
+        self.table(["#", "Event", "EventId", "Timestamp (UTC)", "Name", "Details"], rows)
 
     def counts(self, counts: Mapping[RuntimeStatus, int]) -> None:
         body = {s.value: counts.get(s, 0) for s in RuntimeStatus}
@@ -128,7 +128,7 @@ class Output:
             return
         rows = [(styled_status(s), f"{counts.get(s, 0):,}") for s in RuntimeStatus if counts.get(s, 0)]
         rows.append(("[bold]Total[/]", f"[bold]{body['Total']:,}[/]"))
-        self.table(None, ["Runtime status", "Instances"], rows)
+        self.table(["Runtime status", "Instances"], rows)
 
 
 class InstanceList:
@@ -172,7 +172,7 @@ class InstanceList:
             row = [_cell(s.instance_id, None), _cell(s.name, None), styled_status(s.runtime_status), iso(s.created_time), iso(s.last_updated_time)]
             row += [_cell(s.input)] * self._show_input + [_cell(s.output)] * self._show_output
             rows.append(row)
-        self._output.table(None, columns, rows)
+        self._output.table(columns, rows)
         self.count += len(items)
         self._pages += 1
 
