@@ -96,7 +96,9 @@ class BindingTransport:
             case r.RestartInstance():
                 body = await self._call("POST", self._instance(request.instance_id) + "/restart", request,
                                         params={"restartWithNewInstanceId": _flag(request.new_instance_id)})
-                return body["id"]
+                # The internal endpoint answers with the new id itself (what the SDK's restart returns);
+                # the public one with the check-status payload.
+                return body["id"] if isinstance(body, dict) else body
             case r.PurgeInstance():
                 body = await self._call("DELETE", self._instance(request.instance_id), request)
                 return PurgeResult(int(body.get("instancesDeleted", 0)))
@@ -155,8 +157,21 @@ class BindingTransport:
                                           f"{type(err).__name__}.") from err
         data = _json(text)
         if status >= 400:
-            raise _error(status, data, request)
+            err = _error(status, data, request)
+            if isinstance(err, e.WrongState) and err.status is None and err.instance_id:
+                err.status = await self._runtime_status(err.instance_id)
+            raise err
         return (data, response_headers) if with_headers else data
+
+    async def _runtime_status(self, instance_id: str) -> RuntimeStatus | None:
+        """The instance's status now, for a wrong-state error: the API's error body does not carry it,
+        and the storage transport's errors do, so both transports give the same error."""
+        try:
+            data = await self._call("GET", self._instance(instance_id), r.GetStatus(instance_id, show_input=False),
+                                    params={"showInput": "false"})
+            return RuntimeStatus.parse(data["runtimeStatus"]) if isinstance(data, dict) else None
+        except (e.DurableError, KeyError):
+            return None
 
 
 def _flag(value: bool) -> str:
