@@ -10,14 +10,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InvalidInput
+from .errors import InvalidInput, InvalidInstanceId
 from .models import InstanceQuery
 from .taskhub.names import validate_instance_id
+from .taskhub.operations import purgeable_statuses
 
 
 def _check_id(instance_id: str) -> None:
+    # Only emptiness: ids of existing instances may hold characters new ids may not (older tools wrote them).
     if not isinstance(instance_id, str) or not instance_id:
-        raise InvalidInput("Invalid instance id: it is empty. Give the id of an instance.")
+        raise InvalidInstanceId("Invalid instance id: it is empty. Give the id of an instance.")
 
 
 def _json_text(value: Any, what: str) -> str:
@@ -134,6 +136,9 @@ class PurgeInstance:
 @dataclass(frozen=True)
 class PurgeInstances:
     query: InstanceQuery
+
+    def __post_init__(self) -> None:
+        purgeable_statuses(self.query.statuses)  # only finished statuses can be purged: InvalidFilter
 
 
 @dataclass(frozen=True)
