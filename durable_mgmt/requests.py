@@ -36,6 +36,16 @@ def _unserializable(o: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class _ForInstance:
+    """A request about one existing instance: its id must not be empty."""
+
+    instance_id: str
+
+    def __post_init__(self) -> None:
+        _check_id(self.instance_id)
+
+
+@dataclass(frozen=True)
 class StartInstance:
     name: str
     input: Any = None
@@ -51,14 +61,10 @@ class StartInstance:
 
 
 @dataclass(frozen=True)
-class GetStatus:
-    instance_id: str
+class GetStatus(_ForInstance):
     show_history: bool = False
     show_history_output: bool = False
     show_input: bool = True
-
-    def __post_init__(self) -> None:
-        _check_id(self.instance_id)
 
 
 @dataclass(frozen=True)
@@ -67,70 +73,46 @@ class QueryInstances:
 
 
 @dataclass(frozen=True)
-class TerminateInstance:
-    instance_id: str
+class TerminateInstance(_ForInstance):
     reason: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_id(self.instance_id)
 
 
 @dataclass(frozen=True)
-class RaiseEvent:
-    instance_id: str
+class RaiseEvent(_ForInstance):
     event_name: str
     data: Any = None
     data_json: str = field(init=False)
 
     def __post_init__(self) -> None:
-        _check_id(self.instance_id)
+        super().__post_init__()
         if not isinstance(self.event_name, str) or not self.event_name.strip():
             raise InvalidInput("Invalid event name: it is empty. Give the name the orchestrator waits for.")
         object.__setattr__(self, "data_json", _json_text(self.data, "event data"))
 
 
 @dataclass(frozen=True)
-class SuspendInstance:
-    instance_id: str
+class SuspendInstance(_ForInstance):
     reason: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_id(self.instance_id)
 
 
 @dataclass(frozen=True)
-class ResumeInstance:
-    instance_id: str
+class ResumeInstance(_ForInstance):
     reason: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_id(self.instance_id)
 
 
 @dataclass(frozen=True)
-class RewindInstance:
-    instance_id: str
+class RewindInstance(_ForInstance):
     reason: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_id(self.instance_id)
 
 
 @dataclass(frozen=True)
-class RestartInstance:
-    instance_id: str
+class RestartInstance(_ForInstance):
     new_instance_id: bool = True
 
-    def __post_init__(self) -> None:
-        _check_id(self.instance_id)
-
 
 @dataclass(frozen=True)
-class PurgeInstance:
-    instance_id: str
-
-    def __post_init__(self) -> None:
-        _check_id(self.instance_id)
+class PurgeInstance(_ForInstance):
+    pass
 
 
 @dataclass(frozen=True)
@@ -142,11 +124,8 @@ class PurgeInstances:
 
 
 @dataclass(frozen=True)
-class GetManagementUrls:
-    instance_id: str
-
-    def __post_init__(self) -> None:
-        _check_id(self.instance_id)
+class GetManagementUrls(_ForInstance):
+    pass
 
 
 Request = (StartInstance | GetStatus | QueryInstances | TerminateInstance | RaiseEvent | SuspendInstance
