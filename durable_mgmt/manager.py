@@ -95,7 +95,7 @@ class InstanceManager:
                     statuses: Iterable[RuntimeStatus | str] | None = None, instance_id_prefix: str | None = None,
                     name: str | None = None, show_input: bool = False, page_size: int = 100) -> list[InstanceStatus]:
         """All instances matching the filters (every page, collected). Raises InvalidFilter."""
-        q = InstanceQuery(created_from, created_to, frozenset(statuses or ()), instance_id_prefix, name,
+        q = InstanceQuery(created_from, created_to, RuntimeStatus.parse_many(statuses), instance_id_prefix, name,
                           show_input=show_input, page_size=page_size)
         return [s async for s in self.instances(q)]
 
@@ -153,7 +153,7 @@ class InstanceManager:
     async def purge(self, *, created_from: datetime | None = None, created_to: datetime | None = None,
                     statuses: Iterable[RuntimeStatus | str] | None = None) -> PurgeResult:
         """Delete the history of every finished instance created in the range (with those statuses)."""
-        q = InstanceQuery(created_from, created_to, frozenset(statuses or ()))
+        q = InstanceQuery(created_from, created_to, RuntimeStatus.parse_many(statuses))
         return await self.transport.execute(r.PurgeInstances(q))
 
     async def exists(self, instance_id: str) -> bool:

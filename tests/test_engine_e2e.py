@@ -209,3 +209,38 @@ async def test_history_rows_match_the_provider_schema(engine, client, hub):
     assert started["RuntimeStatus"] == "Completed" and started["Output"] == done["Result"]
     assert started["CustomStatus"] == "null" and started["TaskHubName"] == hub.name
     assert started["CompletedTime"] >= started["CreatedTime"]
+
+
+async def test_a_failed_instances_row_write_is_repaired_from_history(account, hub_name, index):
+    """The final row write fails (before it is sent): the messages stay, the episode replays, the row heals."""
+    from durable_mgmt.taskhub import TaskHub
+
+    class FailFirstCompletedRowWrite:
+        tripped = 0
+
+        def __call__(self, request):
+            http = request.http_request
+            body = http.body if isinstance(http.body, (bytes, str)) else b""
+            body = body.encode() if isinstance(body, str) else body
+            if (not self.tripped and f"{hub_name}Instances" in http.url and http.method in ("PUT", "PATCH", "MERGE")
+                    and b'"RuntimeStatus": "Completed"' in body.replace(b'":"', b'": "')):
+                self.tripped += 1
+                raise ConnectionError("injected failure: the Instances row write did not happen")
+
+    hook = FailFirstCompletedRowWrite()
+    async with TaskHub(account.with_request_hook(hook), hub_name) as engine_hub, TaskHub(account, hub_name) as hub:
+        await hub.create_if_not_exists()
+        engine = Engine(engine_hub, index, worker_id="faulty", lease_tick_seconds=1.0)
+        await engine.start()
+        try:
+            client = TaskHubClient(hub)
+            iid = await client.start("HelloSequence")
+            status = await wait_for(client, iid, timeout=30)
+            assert hook.tripped == 1
+            assert status.runtime_status == RuntimeStatus.COMPLETED
+            assert status.output == ["Hello Tokyo!", "Hello Seattle!", "Hello London!"]
+            history = await hub.history.read(iid)
+            assert sum(e.type.name == "ExecutionCompleted" for e in history.events) == 1
+        finally:
+            await engine.stop()
+            await hub.delete()

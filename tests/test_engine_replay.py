@@ -346,3 +346,37 @@ def test_sdk_result_parsing_of_raised_state():
                        '"input":"1"}]],"error":"boom","customStatus":"cs"}')
     r = parse_sdk_result(raised=raised)
     assert r.failed and r.error == "boom" and r.custom_status == "cs" and r.actions[0]["functionName"] == "A"
+
+
+def test_restart_start_waits_for_the_row_instead_of_being_dropped(index):
+    """A restart sends its start before it replaces the row: the start must wait, not vanish."""
+    w = World(index)
+    w.start("HelloSequence", instance_id="again")
+    w.run()
+    assert w.status("again") == "Completed"
+    new = TaskMessage(execution_started("again", "x-new", "HelloSequence", None), "again", "x-new")
+    raised = TaskMessage(event(EventType.EventRaised, Name="Approval", Input="1"), "again", None)
+    # The row still names the finished execution: both are kept, nothing is dropped.
+    out = run_episode(w.states["again"], [new], w.invoke, now=w.now, row_execution_id="x-again",
+                      row_status="Completed")
+    assert out.deferred == [new] and not out.consumed and not out.has_commit
+    # The row now names the new, not yet started execution: events wait for it, terminate marks the row.
+    out = run_episode(w.states["again"], [raised], w.invoke, now=w.now, row_execution_id="x-new", row_status="Pending")
+    assert out.awaiting_start == [raised] and not out.consumed
+    stop = TaskMessage(event(EventType.ExecutionTerminated, Input="no"), "again", None)
+    out = run_episode(w.states["again"], [stop], w.invoke, now=w.now, row_execution_id="x-new", row_status="Pending")
+    assert out.terminate_unstarted == "no" and out.consumed == [stop]
+    # And once the row is replaced, the start runs the new execution.
+    out = run_episode(w.states["again"], [new, raised], w.invoke, now=w.now, row_execution_id="x-new",
+                      row_status="Pending")
+    assert out.reset_history and out.execution_id == "x-new" and out.consumed == [new, raised]
+
+
+def test_a_start_scheduled_beyond_one_queue_hop_is_sent_on(index):
+    w = World(index)
+    later = w.now + timedelta(days=10)
+    start = TaskMessage(execution_started("s", "x-s", "HelloSequence", None, scheduled_start=later), "s", "x-s")
+    out = run_episode(InstanceState("s"), [start], w.invoke, now=w.now, row_execution_id="x-s", row_status="Pending")
+    assert out.consumed == [start] and not out.has_commit
+    [hop] = out.to_orchestrations
+    assert hop.event.type == EventType.ExecutionStarted and hop.event.get("ScheduledStartTime") == later

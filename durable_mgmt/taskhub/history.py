@@ -15,7 +15,8 @@ from azure.data.tables import TransactionOperation, UpdateMode
 
 from .events import HistoryEvent
 from .names import escape_key
-from .storage import map_storage_errors
+from ..errors import ConcurrencyConflict
+from .storage import HttpResponseError, map_storage_errors, status_of
 from .timefmt import utcnow
 
 SENTINEL_ROW_KEY = "sentinel"
@@ -116,7 +117,14 @@ class HistoryTable:
             ops = batch + [(TransactionOperation.UPDATE, sentinel,
                             {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified})]
         with map_storage_errors(f"appending to the history of {instance_id!r}"):
-            results = await self._table.submit_transaction(ops)
+            try:
+                results = await self._table.submit_transaction(ops)
+            except HttpResponseError as e:
+                if status_of(e) == 404:
+                    # The sentinel we hold an ETag for is gone: the history was purged meanwhile.
+                    raise ConcurrencyConflict(f"The history of {instance_id!r} was deleted while it was being "
+                                              "written; the work will be redone from what is stored.") from e
+                raise
         return results[-1]["etag"]
 
     async def replace_row(self, row: dict[str, Any]) -> None:

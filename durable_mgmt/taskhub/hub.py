@@ -142,6 +142,33 @@ class TaskHub:
             _notify_local_readers(queue.url, delay)
         return message
 
+    async def receive(self, queue_name: str, count: int, visibility_seconds: int) -> list[Any]:
+        """Up to ``count`` messages of ``queue_name``, hidden for ``visibility_seconds`` (raw SDK messages)."""
+        queue = self.queue(queue_name)
+        with map_storage_errors(f"receiving from queue {queue_name!r}"):
+            return [m async for m in queue.receive_messages(messages_per_page=count, max_messages=count,
+                                                            visibility_timeout=visibility_seconds)]
+
+    async def delete_message(self, queue_name: str, message_id: str, pop_receipt: str) -> bool:
+        """Delete a received message; False if it was gone or re-delivered meanwhile (its receipt expired)."""
+        with map_storage_errors(f"deleting a message of queue {queue_name!r}"):
+            try:
+                await self.queue(queue_name).delete_message(message_id, pop_receipt)
+                return True
+            except ResourceNotFoundError:
+                return False
+
+    async def hide_message(self, queue_name: str, message_id: str, pop_receipt: str, seconds: int) -> str | None:
+        """Keep a received message hidden for ``seconds`` more (0: show it again now); its new pop receipt,
+        or None if it was gone or re-delivered meanwhile."""
+        with map_storage_errors(f"updating a message of queue {queue_name!r}"):
+            try:
+                updated = await self.queue(queue_name).update_message(message_id, pop_receipt,
+                                                                      visibility_timeout=seconds)
+                return updated.pop_receipt
+            except ResourceNotFoundError:
+                return None
+
     @staticmethod
     def add_local_reader(queue_url: str, wake: "Callable[[float], None]") -> None:
         """Register ``wake(delay_seconds)`` to be called whenever this process sends to ``queue_url``.

@@ -15,8 +15,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
 from azure.data.tables import TransactionOperation
 
-from ..errors import (InstanceAlreadyExists, InstanceNotFailed, InstanceNotFound, InstanceNotRunning,
-                      InstanceNotTerminal, InvalidFilter, InvalidInput)
+from ..errors import (ConcurrencyConflict, InstanceAlreadyExists, InstanceNotFailed, InstanceNotFound,
+                      InstanceNotRunning, InstanceNotTerminal, InvalidFilter, InvalidInput)
 from ..models import (TERMINAL_STATUSES, InstanceQuery, InstanceStatus, Page, PurgeProgress, PurgeResult,
                       RuntimeStatus)
 from .events import EventType, HistoryEvent, event, execution_started
@@ -98,8 +98,7 @@ class TaskHubClient:
         execution_id = new_execution_id()
         started = execution_started(instance_id, execution_id, name, input_json, scheduled_start=scheduled_start,
                                     generation=generation)
-        message = TaskMessage(started, instance_id, execution_id)
-        await self.hub.send_to_orchestration(message)
+        sent = await self.hub.send_to_orchestration(TaskMessage(started, instance_id, execution_id))
 
         row = {
             "PartitionKey": escape_key(instance_id), "RowKey": "",
@@ -109,8 +108,6 @@ class TaskHubClient:
             "Generation": generation,
         }
         row = {k: v for k, v in row.items() if v is not None}
-        from ..errors import ConcurrencyConflict
-
         try:
             if existing is None:
                 await self.hub.instances.insert(row)
@@ -120,6 +117,8 @@ class TaskHubClient:
             # A host may already have picked up the start message and written the row: fine.
             current = await self.hub.instances.get(instance_id, with_input=False, with_output=False)
             if not current or current.get("ExecutionId") != execution_id:
+                # Someone else's start won: take ours back so it never runs.
+                await self.hub.delete_message(sent.queue_name, sent.message_id, sent.pop_receipt)
                 raise InstanceAlreadyExists(
                     instance_id, RuntimeStatus.PENDING,
                     f"Instance {instance_id!r} was started by someone else at the same moment; use another id.")

@@ -42,8 +42,10 @@ class StorageAccount:
     table_endpoint: str
     connection_string: str = field(repr=False)
     is_development: bool = False
-    # Called with every HTTP response (azure-core's raw_response_hook): benchmarks count requests with it.
+    # azure-core's raw_response_hook / raw_request_hook, called for every request: benchmarks count
+    # requests with them, fault-injection tests make a chosen request fail before it is sent.
     response_hook: object = field(default=None, repr=False, compare=False)
+    request_hook: object = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_connection_string(cls, connection_string: str, setting_name: str = "connection string") -> "StorageAccount":
@@ -107,8 +109,18 @@ class StorageAccount:
 
         return replace(self, response_hook=hook)
 
+    def with_request_hook(self, hook) -> "StorageAccount":
+        from dataclasses import replace
+
+        return replace(self, request_hook=hook)
+
     def _client_options(self) -> dict:
-        return {"raw_response_hook": self.response_hook} if self.response_hook else {}
+        options = {}
+        if self.response_hook:
+            options["raw_response_hook"] = self.response_hook
+        if self.request_hook:
+            options["raw_request_hook"] = self.request_hook
+        return options
 
     def table_service(self):
         from azure.data.tables.aio import TableServiceClient

@@ -16,8 +16,6 @@ import logging
 import traceback
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-
 from durable_mgmt.errors import DurableError
 from durable_mgmt.taskhub import TaskHub
 from durable_mgmt.taskhub.events import EventType, event
@@ -65,9 +63,7 @@ class ActivityDispatcher:
                 await poller.idle()
                 continue
             try:
-                batch = [m async for m in queue.receive_messages(messages_per_page=min(32, self.free),
-                                                                 max_messages=min(32, self.free),
-                                                                 visibility_timeout=self.visibility)]
+                batch = await self.hub.receive(queue.queue_name, min(32, self.free), self.visibility)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -154,14 +150,16 @@ class ActivityDispatcher:
         while True:
             await asyncio.sleep(self.visibility / 2)
             try:
-                updated = await queue.update_message(message_id, receipt[0], visibility_timeout=self.visibility)
-                receipt[0] = updated.pop_receipt
-            except (ResourceNotFoundError, HttpResponseError) as e:
+                new_receipt = await self.hub.hide_message(queue.queue_name, message_id, receipt[0], self.visibility)
+            except DurableError as e:
+                new_receipt = None
                 log.warning("could not extend the work item %s: %s", message_id, e)
-                return
+            if new_receipt is None:
+                return  # gone or re-delivered: another run may start; the orchestration drops its duplicate
+            receipt[0] = new_receipt
 
     async def _delete(self, queue, message_id: str, pop_receipt: str) -> None:
         try:
-            await queue.delete_message(message_id, pop_receipt)
-        except (ResourceNotFoundError, HttpResponseError) as e:
+            await self.hub.delete_message(queue.queue_name, message_id, pop_receipt)
+        except DurableError as e:
             log.debug("could not delete work item %s: %s", message_id, e)

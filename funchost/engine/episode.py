@@ -32,6 +32,7 @@ _SCHEDULING = {EventType.TaskCompleted: EventType.TaskScheduled, EventType.TaskF
                EventType.SubOrchestrationInstanceCompleted: EventType.SubOrchestrationInstanceCreated,
                EventType.SubOrchestrationInstanceFailed: EventType.SubOrchestrationInstanceCreated}
 TIMER_EARLY_TOLERANCE = timedelta(milliseconds=50)
+_TERMINAL_NAMES = ("Completed", "Failed", "Terminated", "Canceled")
 
 
 @dataclass
@@ -73,7 +74,8 @@ class InstanceState:
 @dataclass
 class EpisodeResult:
     consumed: list[TaskMessage] = field(default_factory=list)   # delete from the queue after the commit
-    deferred: list[TaskMessage] = field(default_factory=list)   # make visible again a little later
+    deferred: list[TaskMessage] = field(default_factory=list)   # a response before its schedule: retry soon
+    awaiting_start: list[TaskMessage] = field(default_factory=list)  # for an execution not started yet: keep
     new_events: list[HistoryEvent] = field(default_factory=list)
     reset_history: bool = False          # a new execution: write from row 0
     execution_id: str | None = None
@@ -114,12 +116,13 @@ class _Episode:
         if t == EventType.ExecutionStarted:
             self.take_start(m)
             return
-        if status is None:
+        if status is None or self.restarted_but_not_started():
             if t == EventType.ExecutionTerminated and self.row_status in ("Pending", None) and self.row_execution_id:
                 self.out.terminate_unstarted = m.event.input or ""
                 self.out.consumed.append(m)
             elif self.row_status == "Pending" and t != EventType.ExecutionTerminated:
-                self.out.deferred.append(m)  # the start message has not been processed yet
+                # Kept until the start message is processed (events wait for the orchestration).
+                self.out.awaiting_start.append(m)
             else:
                 self.drop(m, "the instance has not started")
             return
@@ -177,16 +180,32 @@ class _Episode:
             self.drop(m, "this execution already started (duplicate)")
             return
         if self.row_execution_id and self.row_execution_id != m.execution_id:
-            self.drop(m, "the instance was started again or purged since")
+            if self.row_status in _TERMINAL_NAMES:
+                # A restart of a finished id: the client sends the start, then replaces the row. Wait for it.
+                self.out.deferred.append(m)
+            else:
+                self.drop(m, "the instance was started again since (this start is superseded)")
             return
-        if self.row_status == "Terminated" and status is None:
+        if self.row_status == "Terminated" and self.row_execution_id == m.execution_id:
             self.drop(m, "the instance was terminated before it started")
             return
         if status is not None and not self.is_terminal(status):
             self.drop(m, "another execution of this instance is still running")
             return
+        due = m.event.get("ScheduledStartTime")
+        if due is not None and due - self.now > TIMER_EARLY_TOLERANCE:
+            # A start scheduled beyond one queue hop (6 days): send it on for the rest of the wait.
+            self.out.to_orchestrations.append(TaskMessage(m.event, m.instance_id, m.execution_id))
+            self.out.consumed.append(m)
+            return
         self.begin_execution(m.event.props, m.execution_id, m.event.timestamp)
         self.out.consumed.append(m)
+
+    def restarted_but_not_started(self) -> bool:
+        """The row names a new Pending execution, while history still holds the previous one."""
+        return (self.row_status == "Pending" and self.row_execution_id is not None
+                and self.row_execution_id != self.current_execution_id()
+                and self.is_terminal(self.current_status()))
 
     def begin_execution(self, started_props: dict[str, Any], execution_id: str | None, timestamp: datetime) -> None:
         """Start a new execution: history restarts at row 0 (the provider overwrites, readers stop at

@@ -20,8 +20,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-
 from durable_mgmt.errors import ConcurrencyConflict, DurableError
 from durable_mgmt.taskhub import TaskHub
 from durable_mgmt.taskhub.events import EventType
@@ -38,6 +36,7 @@ log = logging.getLogger("funchost.engine")
 RECEIVE_BATCH = 32
 DEFER_SECONDS = 1
 MAX_DEFERRALS = 100  # an out-of-order response that never finds its schedule is dropped after this
+MAX_WAIT_FOR_START = 60  # seconds between looks for a message waiting for its instance to start
 MAX_CACHED_INSTANCES = 2000
 
 
@@ -112,11 +111,12 @@ class OrchestrationDispatcher:
 
     async def _extend(self, m: TaskMessage, now: float) -> None:
         try:
-            updated = await self.hub.queue(m.queue_name).update_message(m.message_id, m.pop_receipt,
-                                                                        visibility_timeout=self.visibility)
-            m.pop_receipt, m.received_at = updated.pop_receipt, now
-        except (ResourceNotFoundError, HttpResponseError) as e:
+            receipt = await self.hub.hide_message(m.queue_name, m.message_id, m.pop_receipt, self.visibility)
+        except DurableError as e:
             log.debug("could not extend message %s: %s", m.message_id, e)
+            return
+        if receipt:
+            m.pop_receipt, m.received_at = receipt, now
 
     async def _read(self, partition: int) -> None:
         queue = self.hub.control_queue(partition)
@@ -136,16 +136,13 @@ class OrchestrationDispatcher:
                 await poller.idle()
 
     async def _receive(self, queue, partition: int) -> int:
-        raw = []
-        async for m in queue.receive_messages(messages_per_page=RECEIVE_BATCH, max_messages=RECEIVE_BATCH,
-                                              visibility_timeout=self.visibility):
-            raw.append(m)
+        raw = await self.hub.receive(queue.queue_name, RECEIVE_BATCH, self.visibility)
         for m in raw:
             try:
                 msg = await self.hub.large.decode_message(m.content)
             except (MessageFormatError, DurableError, ValueError) as e:
                 log.error("dropping unreadable message %s on %s: %s", m.id, queue.queue_name, e)
-                await self._delete(queue, m.id, m.pop_receipt)
+                await self.hub.delete_message(queue.queue_name, m.id, m.pop_receipt)
                 continue
             msg.queue_name, msg.message_id, msg.pop_receipt = queue.queue_name, m.id, m.pop_receipt
             msg.dequeue_count, msg.inserted_on = m.dequeue_count or 0, m.inserted_on
@@ -217,7 +214,7 @@ class OrchestrationDispatcher:
             session.state = await self._load(iid)
         state = session.state
         row = None
-        if reload or state.started is None:
+        if reload or state.started is None or state.is_terminal:
             row = await self.hub.instances.get(iid, with_input=False, with_output=False)
             if row is not None and state.started is not None:
                 await self._repair_row(state, row)
@@ -260,35 +257,32 @@ class OrchestrationDispatcher:
             try:
                 await self.hub.history.append(history, result.new_events, result.execution_id)
             except ConcurrencyConflict:
-                # Another worker wrote this history first: ours is stale. Let the messages come back.
+                # Another worker wrote (or purged) this history first: ours is stale. Let the messages come back.
                 log.warning("history of %r changed under us; abandoning the episode", iid)
                 session.state = None
                 await self._abandon(result.consumed, DEFER_SECONDS)
                 return
-            except DurableError as e:
-                if "404" in str(e):  # the sentinel was purged meanwhile: treat as a conflict
-                    session.state = None
-                    await self._abandon(result.consumed, DEFER_SECONDS)
-                    return
-                raise
             session.state = InstanceState(iid, result.execution_id, history.events, history.etag)
             self.stats["episodes"] = self.stats.get("episodes", 0) + 1
-            # The row and the deletes both follow the history; a crash between them is repaired on reload.
-            await asyncio.gather(self._write_row(iid, result.row),
-                                 *(self._delete_message(m) for m in result.consumed))
-        else:
-            if result.terminate_unstarted is not None:
-                now = utcnow()
-                await self._write_row(iid, {"RuntimeStatus": "Terminated", "Output": result.terminate_unstarted,
-                                            "LastUpdatedTime": now, "CompletedTime": now})
-            await asyncio.gather(*(self._delete_message(m) for m in result.consumed))
+            # The provider's order: the row follows the history, the deletes follow the row. If the row
+            # write fails, the messages stay and the episode is replayed, which repairs the row.
+            await self._write_row(iid, result.row, replace=result.reset_history)
+        elif result.terminate_unstarted is not None:
+            now = utcnow()
+            await self._write_row(iid, {"RuntimeStatus": "Terminated", "Output": result.terminate_unstarted,
+                                        "LastUpdatedTime": now, "CompletedTime": now})
+        await asyncio.gather(*(self._delete_message(m) for m in result.consumed))
         if result.deferred:
             await self._abandon(result.deferred, DEFER_SECONDS, count=True)
+        for m in result.awaiting_start:
+            # Waiting for a start that may be scheduled far ahead: back off instead of polling every second.
+            await self._abandon([m], min(MAX_WAIT_FOR_START, max(DEFER_SECONDS, m.dequeue_count)))
 
-    async def _write_row(self, instance_id: str, row: dict[str, Any]) -> None:
+    async def _write_row(self, instance_id: str, row: dict[str, Any], *, replace: bool = False) -> None:
+        """Merge ``row`` into the Instances row; a new execution replaces it (no stale Output)."""
         cols = {k: v for k, v in row.items() if v is not None}
         cols.update({"PartitionKey": escape_key(instance_id), "RowKey": "", "TaskHubName": self.hub.name})
-        await self.hub.instances.upsert(cols)
+        await self.hub.instances.upsert(cols, replace=replace)
 
     async def _send_activity(self, m: TaskMessage) -> None:
         local = self.local_activities
@@ -302,14 +296,11 @@ class OrchestrationDispatcher:
         await self.hub.send_to_orchestration(m)
 
     async def _delete_message(self, m: TaskMessage) -> None:
-        await self._delete(self.hub.queue(m.queue_name), m.message_id, m.pop_receipt)
-
-    async def _delete(self, queue, message_id: str, pop_receipt: str) -> None:
         try:
-            await queue.delete_message(message_id, pop_receipt)
-        except (ResourceNotFoundError, HttpResponseError) as e:
-            # Gone already or its receipt expired (it was re-delivered): the next delivery is deduplicated.
-            log.debug("could not delete message %s: %s", message_id, e)
+            # False when it is gone or was re-delivered (receipt expired): the next delivery is deduplicated.
+            await self.hub.delete_message(m.queue_name, m.message_id, m.pop_receipt)
+        except DurableError as e:
+            log.debug("could not delete message %s: %s", m.message_id, e)
 
     async def _abandon(self, messages: list[TaskMessage], seconds: int, *, count: bool = False) -> None:
         for m in messages:
@@ -319,8 +310,7 @@ class OrchestrationDispatcher:
                 await self._delete_message(m)
                 continue
             try:
-                await self.hub.queue(m.queue_name).update_message(m.message_id, m.pop_receipt,
-                                                                  visibility_timeout=seconds)
-            except (ResourceNotFoundError, HttpResponseError):
-                pass
+                await self.hub.hide_message(m.queue_name, m.message_id, m.pop_receipt, int(seconds))
+            except DurableError as e:
+                log.debug("could not put message %s back: %s", m.message_id, e)
             self.wakeups.wake_at(m.queue_name, seconds + 0.05)

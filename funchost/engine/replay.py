@@ -75,8 +75,11 @@ def sdk_context(instance_id: str, history: list[HistoryEvent], *, input: str | N
         "instanceId": instance_id,
         "isReplaying": is_replaying,
         "parentInstanceId": parent_instance_id,
-        # Schema V3 without the long-timer settings: timers of any length are
-        # one TimerCreated each; the queue layer chains hops longer than 6 days.
+        # upperSchemaVersion 2 is the SDK's ReplaySchema.V3. The reference's
+        # maximumShortTimerDuration / longRunningTimerIntervalDuration are left
+        # out on purpose: without them the SDK makes every timer one
+        # TimerCreated, and the engine chains queue hops for timers longer
+        # than the 6 days a message can stay hidden.
         "upperSchemaVersion": SCHEMA_VERSION,
         "upperSchemaVersionNew": SCHEMA_VERSION,
     }, separators=(",", ":"))
