@@ -73,6 +73,19 @@ class AppSettings:
         ext = self.host_json.get("extensions") or {}
         return ext.get("durableTask") or {}
 
+    def durable_connection_setting(self, explicit: str | None = None) -> str:
+        """The app setting holding the task hub's storage: ``explicit``, else host.json's
+        ``storageProvider.connectionName`` (or ``connectionStringName``, or 1.x's
+        ``azureStorageConnectionStringName``), else AzureWebJobsStorage."""
+        if explicit:
+            return explicit
+        provider = self.durable_task.get("storageProvider") or {}
+        for key in ("connectionName", "connectionStringName"):
+            if provider.get(key):
+                return str(provider[key])
+        legacy = self.durable_task.get("azureStorageConnectionStringName")
+        return str(legacy) if legacy else DEFAULT_CONNECTION_SETTING
+
     def hub_name(self, explicit: str | None = None) -> str:
         if explicit:
             return validate_hub_name(self.expand(explicit, "--task-hub-name"))
@@ -83,7 +96,13 @@ class AppSettings:
 
     def partition_count(self) -> int:
         provider = self.durable_task.get("storageProvider") or {}
-        return validate_partition_count(int(provider.get("partitionCount", DEFAULT_PARTITION_COUNT)))
+        value = provider.get("partitionCount", DEFAULT_PARTITION_COUNT)
+        try:
+            count = int(value)
+        except (TypeError, ValueError):
+            raise InvalidSetting(f"host.json extensions.durableTask.storageProvider.partitionCount is {value!r}; "
+                                 "it must be a whole number from 1 to 16.") from None
+        return validate_partition_count(count)
 
 
 def load_settings(script_root: str | Path = ".", environ: Mapping[str, str] | None = None) -> AppSettings:

@@ -34,8 +34,6 @@ def render(host: LocalHost, *, show_keys: bool = False) -> str:
     lines.append(f"Durable management API: {host.webhook_base_url}/")
     lines.append(f"Storage account:        {host.hub.account.describe()}")
     lines.append(f"Task hub:               {host.hub.name}")
-    if host.index.has_durable_functions and host.engine is None and host.run_orchestrations:
-        lines.append("Orchestrations:         NOT RUNNING (the durable engine is not available; see the warning)")
     if host.enable_auth:
         lines.append(f"Auth:                   on; keys are kept in container '{SECRETS_CONTAINER}', "
                      f"folder '{host.config.host_id}/'")

@@ -54,7 +54,7 @@ def run(script_root: Path, *, port: int = 7071, enable_auth: bool = False, bind_
         _configure_logging(config.log_level)
         index = load_app(root, settings.get(SCRIPT_FILE_SETTING), strict=False)
         plan_triggers(index, settings)
-        account = settings.storage_account()
+        account = settings.storage_account(settings.durable_connection_setting())
     except AppLoadError as e:
         _say(e.render(), err=True)
         return 1

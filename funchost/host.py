@@ -149,11 +149,14 @@ class LocalHost:
         self._configure_triggers()
         threads = self._threads()
 
-        account = self.settings.storage_account()
+        account = self.settings.storage_account(self.settings.durable_connection_setting())
         self.hub = TaskHub(account, self.settings.hub_name(self._hub_name), self.settings.partition_count())
         await self.hub.open()
         await self.hub.create_if_not_exists()
-        self._hubs = HubDirectory(self.hub, self.settings)
+        bound = [b.get("connectionName") for f in self.index for b in f.bindings
+                 if b.get("type") == "durableClient" and b.get("connectionName")]
+        self._hubs = HubDirectory(self.hub, self.settings, default_setting=self.settings.durable_connection_setting(),
+                                  allowed_connections=bound)
         self._connections = Connections(self.settings)
         with_keys = [r.function.name for r in self.routes if r.auth_level == "function"]
         self.keys = await load_or_create_keys(self._connections.blob_service(), self.config.host_id, with_keys)
@@ -163,8 +166,10 @@ class LocalHost:
         rpc_sock = _bind("127.0.0.1", 0)
         self._sockets.append(rpc_sock)
         self.port, self.rpc_port = public_sock.getsockname()[1], rpc_sock.getsockname()[1]
+        # The system key goes into management URLs only when keys are required: without --enable-auth
+        # it would hand out, to anyone, a key that a later --enable-auth run still honours.
         self.links = DurableLinks(self.base_url, f"http://127.0.0.1:{self.rpc_port}", self.hub.name,
-                                  self.keys.durable_system_key)
+                                  self.keys.durable_system_key if self.enable_auth else None)
 
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="funcpy-worker")
         writer = OutputWriter(self._connections, self.settings, message_encoding=self.config.queues.message_encoding)
@@ -233,12 +238,8 @@ class LocalHost:
     async def _start_engine(self, invoker: Invoker) -> Any:
         if not self.run_orchestrations or not self.index.has_durable_functions:
             return None
-        try:
-            from funchost.engine import Engine  # written separately; optional until it lands
-        except ImportError as e:
-            log.warning("The durable orchestration engine is not available (%s): orchestrations, activities "
-                        "and entities will NOT run. The management API and client bindings still work.", e)
-            return None
+        from funchost.engine import Engine
+
         async def run_activity(info, value):  # activities get output bindings and logs like any function
             return await invoker.invoke(info, value, reason="Activity scheduled by an orchestration.")
 

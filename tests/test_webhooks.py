@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from durable_mgmt.models import RuntimeStatus
+from durable_mgmt.models import InstanceQuery, RuntimeStatus
 from durable_mgmt.taskhub import escape_key
 from durable_mgmt.taskhub.timefmt import utcnow
 from tests.apps.support import http, running_host
@@ -70,8 +70,8 @@ async def test_start_answers_202_with_payload_location_and_retry_after(api, host
     assert headers["Location"] == body["statusQueryGetUri"] and headers["Retry-After"] == "10"
     url = urlsplit(body["statusQueryGetUri"])
     assert url.path == f"/runtime/webhooks/durabletask/instances/{body['id']}"
-    assert parse_qs(url.query) == {"taskHub": [host.hub_name], "connection": ["Storage"],
-                                   "code": [host.keys.durable_system_key]}
+    # Without --enable-auth no key is handed out (it would still be valid in a later run with auth).
+    assert parse_qs(url.query) == {"taskHub": [host.hub_name], "connection": ["Storage"]}
     assert body["terminatePostUri"].split("?")[0].endswith(f"/instances/{body['id']}/terminate")
     assert "reason={text}" in body["terminatePostUri"] and "/raiseEvent/{eventName}?" in body["sendEventPostUri"]
     stored = await host.client.get_status(body["id"])
@@ -310,3 +310,18 @@ def _decode(content: str) -> str:
         return base64.b64decode(content).decode()
     except ValueError:
         return content
+
+
+async def test_connection_parameter_only_names_the_apps_storage_and_never_echoes_settings(connection_string,
+                                                                                        hub_name):
+    secret = "sk-live-9f8e7d6c5b4a39281706"
+    async with running_host("http_app", connection_string, hub_name, run_orchestrations=False,
+                            settings={"MY_API_KEY": secret}) as host, http() as s:
+        for conn in ("MY_API_KEY", "PATH"):
+            async with s.post(f"{host.webhook_base_url}/orchestrators/hello_orchestrator?connection={conn}") as r:
+                text = await r.text()
+                assert r.status == 400 and "is not a storage connection of this app" in text
+                assert secret[:6] not in text and "MY_API_KEY" not in text.replace(f"connection='{conn}'", "")
+        async with s.post(f"{host.webhook_base_url}/orchestrators/hello_orchestrator?connection=Storage") as r:
+            assert r.status == 202
+        assert len(await host.client.query(InstanceQuery())) == 1

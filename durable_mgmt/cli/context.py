@@ -27,9 +27,6 @@ from .output import Output, OutputFormat
 T = TypeVar("T")
 
 # host.json names for the storage connection of the Azure Storage provider (extension 2.x, then 1.x).
-_HOST_JSON_CONNECTION_KEYS = ("connectionName", "connectionStringName")
-
-
 @dataclass(frozen=True)
 class Target:
     """The resolved task hub of one command invocation, and where its output goes."""
@@ -60,15 +57,7 @@ class Target:
 
 def connection_setting_name(settings: AppSettings, explicit: str | None) -> str:
     """The option, else the provider's connection name in host.json, else AzureWebJobsStorage."""
-    if explicit:
-        return explicit
-    durable = settings.durable_task
-    provider = durable.get("storageProvider") or {}
-    for key in _HOST_JSON_CONNECTION_KEYS:
-        if provider.get(key):
-            return str(provider[key])
-    legacy = durable.get("azureStorageConnectionStringName")
-    return str(legacy) if legacy else DEFAULT_CONNECTION_SETTING
+    return settings.durable_connection_setting(explicit)
 
 
 def hub_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -72,6 +72,16 @@ class StorageAccount:
                     f"The {setting_name} has neither AccountName nor {service.capitalize()}Endpoint; "
                     "it must name the storage account (AccountName=...;AccountKey=...) or give each endpoint."
                 )
+        for service, url in endpoints.items():
+            try:
+                parsed = urlparse(url)
+                parsed.port  # noqa: B018 - raises on a malformed port
+            except ValueError:
+                raise InvalidSetting(f"The {setting_name} has a malformed {service.capitalize()}Endpoint; it must be "
+                                     "a URL like https://account.table.core.windows.net.") from None
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise InvalidSetting(f"The {setting_name} has a malformed {service.capitalize()}Endpoint; it must be "
+                                     "a URL like https://account.table.core.windows.net.")
         if not name:
             name = _account_from_endpoint(endpoints["table"])
         is_dev = name == DEV_ACCOUNT
@@ -140,15 +150,16 @@ class StorageAccount:
 
 def _parse(connection_string: str, setting_name: str) -> dict[str, str]:
     parts: dict[str, str] = {}
-    for item in connection_string.strip().strip(";").split(";"):
+    items = connection_string.strip().strip(";").split(";")
+    for number, item in enumerate(items, 1):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
         if not sep:
-            # Show only the key-ish part: the item could be a fragment of a secret.
+            # Never quote any of it: the item could be (part of) a secret.
             raise InvalidSetting(
-                f"The {setting_name} is not a connection string: the part starting {item[:12]!r}... has no '='. "
-                "Expected Key=Value pairs separated by ';' (e.g. AccountName=...;AccountKey=...)."
+                f"The {setting_name} is not a connection string: part {number} of {len(items)} (between ';') "
+                "has no '='. Expected Key=Value pairs separated by ';' (e.g. AccountName=...;AccountKey=...)."
             )
         parts[key.strip().lower()] = value.strip()
     return parts
