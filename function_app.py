@@ -29,8 +29,9 @@ from datetime import datetime, timedelta, timezone
 import azure.durable_functions as df
 import azure.functions as func
 
-from durable_mgmt import (DurableError, InstanceManager, InstanceQuery, InvalidInput, RuntimeStatus, WaitTimeout)
-from durable_mgmt.taskhub.timefmt import parse_iso
+from durable_mgmt import (DurableError, InstanceManager, InstanceQuery, InvalidInput, RuntimeStatus, WaitTimeout,
+                          http_status_of)
+from durable_mgmt import query_params as qp
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("function_app")
@@ -67,50 +68,20 @@ def _bad_request(message: str) -> func.HttpResponse:
 
 
 def _error_response(err: DurableError) -> func.HttpResponse:
-    from durable_mgmt import NotFound, WrongState
-
-    status = 400 if isinstance(err, InvalidInput) else 404 if isinstance(err, NotFound) else (
-        409 if isinstance(err, WrongState) else 502)
-    return _json_response({"error": str(err), "type": type(err).__name__}, status)
-
-
-def _status_json(status) -> dict:
-    return status.to_json()
+    """The same status the management API gives the same error (404 unknown id, 409 still running...)."""
+    return _json_response({"error": str(err), "type": type(err).__name__}, http_status_of(err))
 
 
 def _query_from(params) -> InstanceQuery:
-    """Filters of QueryStatus from the query string; InvalidInput says which one is wrong."""
-    def time_of(name: str):
-        value = params.get(name)
-        if not value:
-            return None
-        try:
-            return parse_iso(value)
-        except ValueError:
-            raise InvalidInput(f"{name}={value!r} is not an ISO 8601 time (e.g. 2026-11-26T00:00:00Z).") from None
-
-    statuses = [s for s in (params.get("runtimeStatus") or "").split(",") if s.strip()]
-    top = params.get("top")
-    if top is not None and not top.isdigit():
-        raise InvalidInput(f"top={top!r} is not a whole number from 1 to 1000.")
-    return InstanceQuery(created_from=time_of("createdFrom"), created_to=time_of("createdTo"),
-                         statuses=frozenset(RuntimeStatus.parse(s) for s in statuses),
-                         instance_id_prefix=params.get("instanceIdPrefix") or None,
-                         show_input=(params.get("showInput") or "").lower() == "true",
-                         page_size=int(top) if top else 100)
-
-
-def _seconds(params, name: str, default: float) -> float:
-    value = params.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise InvalidInput(f"{name}={value!r} is not a number of seconds.") from None
-    if not 0 < seconds <= 3600:
-        raise InvalidInput(f"{name}={value!r} must be more than 0 and at most 3600 seconds.")
-    return seconds
+    """QueryStatus filters: createdFrom, createdTo (ISO 8601), runtimeStatus (comma list), instanceIdPrefix,
+    showInput, top. The management API's names createdTimeFrom/createdTimeTo are accepted too."""
+    return InstanceQuery(
+        created_from=qp.get_time(params, "createdFrom") or qp.get_time(params, "createdTimeFrom"),
+        created_to=qp.get_time(params, "createdTo") or qp.get_time(params, "createdTimeTo"),
+        statuses=qp.get_statuses(params),
+        instance_id_prefix=qp.get(params, "instanceIdPrefix") or None,
+        show_input=qp.get_bool(params, "showInput", False),
+        page_size=qp.get_int(params, "top", 1, 1000) or 100)
 
 
 # --- start instances ------------------------------------------------------------
@@ -158,8 +129,12 @@ async def http_sync_start(req: func.HttpRequest, client: df.DurableOrchestration
     """
     name = req.route_params["functionName"]
     try:
-        timeout = _seconds(req.params, "timeout", 10.0)
-        interval = _seconds(req.params, "retryInterval", 1.0)
+        timeout = qp.get_seconds(req.params, "timeout", maximum=3600)
+        timeout = 10.0 if timeout is None else timeout
+        interval = qp.get_seconds(req.params, "retryInterval", maximum=3600)
+        interval = 1.0 if interval is None else interval
+        if interval <= 0:
+            raise InvalidInput(f"Query parameter retryInterval={interval:g} must be more than 0 seconds.")
         if interval > timeout:
             raise InvalidInput(f"retryInterval ({interval:g}) must not be longer than timeout ({timeout:g}).")
         event_data = req.get_json() if req.get_body() else None
@@ -177,7 +152,7 @@ async def http_sync_start(req: func.HttpRequest, client: df.DurableOrchestration
         return _error_response(e)
     if status.runtime_status == RuntimeStatus.COMPLETED:
         return _json_response(status.output)
-    return _json_response(_status_json(status), 500 if status.runtime_status == RuntimeStatus.FAILED else 200)
+    return _json_response(status.to_json(), 500 if status.runtime_status == RuntimeStatus.FAILED else 200)
 
 
 # --- query instances ------------------------------------------------------------
@@ -190,21 +165,20 @@ async def get_status(msg: func.QueueMessage, client: df.DurableOrchestrationClie
     instance_id = _instance_id_from(msg, "check-status-queue")
     async with InstanceManager.from_client(client) as manager:
         status = await manager.status(instance_id)
-    log.info("Instance %s is %s: %s", instance_id, status.runtime_status.value, json.dumps(_status_json(status)))
+    log.info("Instance %s is %s: %s", instance_id, status.runtime_status.value, json.dumps(status.to_json()))
 
 
 @app.function_name("GetAllStatus")
 @app.route(route="instances", methods=["GET", "POST"])
 @app.durable_client_input(client_name="client")
 async def get_all_status(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    """Every instance of the task hub, following continuation tokens page by page (``pageSize``, default 100)."""
+    """Every instance of the task hub, following continuation tokens page by page (``top`` a page, default 100)."""
     try:
-        page_size = int(req.params.get("pageSize") or 100)
-        query = InstanceQuery(page_size=page_size)
-    except ValueError:
-        return _bad_request(f"pageSize={req.params.get('pageSize')!r} must be a whole number from 1 to 1000.")
+        query = InstanceQuery(page_size=qp.get_int(req.params, "top", 1, 1000) or 100)
+    except InvalidInput as e:
+        return _bad_request(str(e))
     async with InstanceManager.from_client(client) as manager:
-        statuses = [_status_json(s) async for s in manager.instances(query)]
+        statuses = [s.to_json() async for s in manager.instances(query)]
     for s in statuses:
         log.info("%s: %s", s["instanceId"], s["runtimeStatus"])
     return _json_response(statuses)
@@ -220,7 +194,7 @@ async def query_status(req: func.HttpRequest, client: df.DurableOrchestrationCli
     except InvalidInput as e:
         return _bad_request(str(e))
     async with InstanceManager.from_client(client) as manager:
-        statuses = [_status_json(s) async for s in manager.instances(query)]
+        statuses = [s.to_json() async for s in manager.instances(query)]
     return _json_response(statuses)
 
 

@@ -122,3 +122,24 @@ class WaitTimeout(DurableError, TimeoutError):
         self.status = status
         super().__init__(f"Instance {instance_id!r} did not finish within {timeout:g} s "
                          f"(it is {getattr(getattr(status, 'runtime_status', None), 'value', 'unknown')}).")
+
+
+# The status the durable HTTP management API answers for each error, most specific first. 409 (start of
+# an id still running) and 412 (purge of one) are this project's choices where the reference names none.
+_HTTP_STATUS: tuple[tuple[type[DurableError], int], ...] = (
+    (InstanceNotFound, 404),
+    (NotFound, 404),
+    (InstanceAlreadyExists, 409),
+    (InstanceNotTerminal, 412),
+    (InstanceNotRunning, 410),
+    (InstanceNotFailed, 410),
+    (InvalidInput, 400),
+    (ConcurrencyConflict, 409),
+    (StorageUnavailable, 503),
+    (WaitTimeout, 504),
+)
+
+
+def http_status_of(error: DurableError) -> int:
+    """The HTTP status that reports ``error`` (500 for anything unexpected)."""
+    return next((code for cls, code in _HTTP_STATUS if isinstance(error, cls)), 500)

@@ -104,8 +104,6 @@ class InstanceStatus:
 
     def to_json(self) -> dict[str, Any]:
         """The HTTP management API's status body."""
-        from .taskhub.timefmt import to_iso
-
         body: dict[str, Any] = {
             "name": self.name,
             "instanceId": self.instance_id,

@@ -21,6 +21,8 @@ from .taskhub.names import DEFAULT_HUB_NAME, DEFAULT_PARTITION_COUNT, validate_h
 from .taskhub.storage import StorageAccount
 
 DEFAULT_CONNECTION_SETTING = "AzureWebJobsStorage"
+# The extension's name for that default connection in management URLs (connection=Storage).
+DEFAULT_CONNECTION_NAME = "Storage"
 _REFERENCE = re.compile(r"%([^%]+)%")
 
 

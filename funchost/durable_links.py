@@ -20,12 +20,11 @@ from typing import Any, Mapping
 from urllib.parse import quote, urlsplit
 
 from durable_mgmt.models import ManagementUrls
+from durable_mgmt.settings import DEFAULT_CONNECTION_NAME
 
 WEBHOOK_PATH = "/runtime/webhooks/durabletask"
 RPC_PATH = "/durabletask"
 INSTANCE_PLACEHOLDER = "INSTANCEID"
-# The extension's name for the default connection; "Storage" resolves to AzureWebJobsStorage.
-DEFAULT_CONNECTION_NAME = "Storage"
 
 
 @dataclass(frozen=True)

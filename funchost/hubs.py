@@ -15,10 +15,8 @@ import asyncio
 from typing import Iterable
 
 from durable_mgmt.errors import InvalidInput
-from durable_mgmt.settings import DEFAULT_CONNECTION_SETTING, AppSettings
+from durable_mgmt.settings import DEFAULT_CONNECTION_NAME, DEFAULT_CONNECTION_SETTING, AppSettings
 from durable_mgmt.taskhub import TaskHub, TaskHubClient, validate_hub_name
-
-from .durable_links import DEFAULT_CONNECTION_NAME
 
 MAX_HUBS = 16
 

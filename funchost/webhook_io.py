@@ -9,33 +9,11 @@ Errors of the task hub layer map to HTTP statuses in ``error_response`` only.
 from __future__ import annotations
 
 import json
-import math
-import re
-from datetime import datetime
 from typing import Any, Mapping
 
 from aiohttp import web
 
-from durable_mgmt.errors import (ConcurrencyConflict, DurableError, InstanceAlreadyExists, InstanceNotFailed,
-                                 InstanceNotFound, InstanceNotRunning, InstanceNotTerminal, InvalidFilter,
-                                 InvalidInput, NotFound, StorageUnavailable)
-from durable_mgmt.models import RuntimeStatus
-from durable_mgmt.taskhub.timefmt import parse_iso
-
-CONTINUATION_HEADER = "x-ms-continuation-token"
-
-# Most specific first: the first matching class decides the status.
-_STATUS_BY_ERROR: tuple[tuple[type[DurableError], int], ...] = (
-    (InstanceNotFound, 404),
-    (NotFound, 404),
-    (InstanceAlreadyExists, 409),
-    (InstanceNotTerminal, 412),   # purge of an instance still running (the extension's PreconditionFailed)
-    (InstanceNotRunning, 410),
-    (InstanceNotFailed, 410),
-    (InvalidInput, 400),
-    (ConcurrencyConflict, 409),
-    (StorageUnavailable, 503),
-)
+from durable_mgmt.errors import DurableError, InvalidInput, http_status_of
 
 
 class BadRequest(InvalidInput):
@@ -48,8 +26,7 @@ def error_body(message: str, error_type: str) -> dict[str, str]:
 
 
 def error_response(err: DurableError) -> web.Response:
-    status = next((code for cls, code in _STATUS_BY_ERROR if isinstance(err, cls)), 500)
-    return web.json_response(error_body(str(err), type(err).__name__), status=status)
+    return web.json_response(error_body(str(err), type(err).__name__), status=http_status_of(err))
 
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -59,58 +36,6 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
 
 def accepted(headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(status=202, headers=headers)
-
-
-def get_bool(query: Mapping[str, str], name: str, default: bool) -> bool:
-    value = _get(query, name)
-    if value is None or value == "":
-        return default
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise BadRequest(f"Query parameter {name}={value!r} is not a boolean; use true or false.")
-
-
-def get_int(query: Mapping[str, str], name: str, low: int, high: int) -> int | None:
-    value = _get(query, name)
-    if value is None or value == "":
-        return None
-    if not re.fullmatch(r"\d+", value) or not low <= int(value) <= high:
-        raise BadRequest(f"Query parameter {name}={value!r} must be an integer from {low} to {high}.")
-    return int(value)
-
-
-def get_seconds(query: Mapping[str, str], name: str) -> float | None:
-    value = _get(query, name)
-    if value is None or value == "":
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or seconds < 0:
-        raise BadRequest(f"Query parameter {name}={value!r} must be a number of seconds (0 or more).")
-    return seconds
-
-
-def get_time(query: Mapping[str, str], name: str) -> datetime | None:
-    value = _get(query, name)
-    if value is None or value == "":
-        return None
-    # A '+' offset arrives as a space when the caller did not URL-encode it.
-    text = re.sub(r"([Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$", r"\1+\2", value.strip())
-    year = text.split("-", 1)[0]
-    if 0 < len(year) < 4 and year.isdigit():
-        text = year.zfill(4) + text[len(year):]  # Python's strftime may drop leading zeros of small years
-    try:
-        return parse_iso(text)
-    except ValueError:
-        raise InvalidFilter(f"Query parameter {name}={value!r} is not an ISO 8601 time; "
-                            "use e.g. 2024-05-01T00:00:00Z.") from None
-
-
-def get_statuses(query: Mapping[str, str], name: str = "runtimeStatus") -> frozenset[RuntimeStatus]:
-    values = [v for raw in _get_all(query, name) for v in raw.split(",") if v.strip()]
-    return RuntimeStatus.parse_many(values)
 
 
 def read_json_body(raw: bytes, *, unwrap_string: bool) -> str | None:
@@ -137,18 +62,3 @@ def read_json_body(raw: bytes, *, unwrap_string: bool) -> str | None:
     return text
 
 
-def _get(query: Mapping[str, str], name: str) -> str | None:
-    # Query names are case-insensitive in the extension (NameValueCollection).
-    for key in query:
-        if key.lower() == name.lower():
-            return query[key]
-    return None
-
-
-def _get_all(query, name: str) -> list[str]:
-    getall = getattr(query, "getall", None)
-    out: list[str] = []
-    for key in set(query):
-        if key.lower() == name.lower():
-            out += getall(key) if getall else [query[key]]
-    return out

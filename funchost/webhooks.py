@@ -33,8 +33,10 @@ from .durable_links import DurableLinks, origin_of
 from .hubs import HubDirectory
 from .keys import HostKeys
 from .loader import FunctionIndex
-from .webhook_io import (CONTINUATION_HEADER, BadRequest, accepted, error_body, error_response, get_bool, get_int,
-                         get_seconds, get_statuses, get_time, json_response, read_json_body)
+from durable_mgmt.query_params import CONTINUATION_HEADER, get_bool, get_int, get_seconds, get_statuses, get_time
+
+from .webhook_io import (BadRequest, accepted, error_body, error_response, json_response,
+                         read_json_body)
 
 log = logging.getLogger("funchost.webhooks")
 

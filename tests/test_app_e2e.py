@@ -163,9 +163,11 @@ async def test_wait_times_out_with_202_and_the_check_status_payload(host):
 
 
 @pytest.mark.parametrize("query,fragment", [
-    ("timeout=abc", "timeout='abc' is not a number"),
+    ("timeout=abc", "timeout='abc' must be a number of seconds, from 0 to 3600"),
     ("timeout=1&retryInterval=5", "retryInterval (5) must not be longer than timeout (1)"),
-    ("timeout=-1", "must be more than 0"),
+    ("timeout=-1", "timeout='-1' must be a number of seconds"),
+    ("timeout=1e9", "from 0 to 3600"),
+    ("retryInterval=0", "retryInterval=0 must be more than 0 seconds"),
 ])
 async def test_wait_with_bad_parameters_is_a_400_and_starts_nothing(host, query, fragment):
     url = host.function_url("HttpSyncStart").replace("{functionName}", "E1_HelloSequence")
@@ -188,7 +190,7 @@ async def test_get_all_status_follows_pages_over_250_instances(host):
 
     await asyncio.gather(*(one(i) for i in range(250)))
     async with aiohttp.ClientSession() as http:
-        async with http.get(host.function_url("GetAllStatus") + "?pageSize=40") as r:
+        async with http.get(host.function_url("GetAllStatus") + "?top=40") as r:
             assert r.status == 200
             listed = await r.json()
     assert sorted(s["instanceId"] for s in listed) == [f"bulk-{i:03d}" for i in range(250)]
@@ -216,7 +218,8 @@ async def test_query_status_filters(host):
         assert len(await ids("createdFrom=2020-01-01T00:00:00Z&createdTo=" + future)) == 3
         for query, fragment in [("runtimeStatus=Finished", "Unknown runtime status 'Finished'"),
                                 ("createdFrom=yesterday", "createdFrom='yesterday' is not an ISO 8601 time"),
-                                ("top=many", "top='many' is not a whole number")]:
+                                ("top=many", "top='many' must be an integer from 1 to 1000"),
+                                ("showInput=yes", "showInput='yes' is not a boolean")]:
             async with http.get(f"{base}?{query}") as r:
                 assert r.status == 400 and fragment in (await r.json())["error"], query
 

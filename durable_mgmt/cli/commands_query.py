@@ -8,8 +8,8 @@ from .context import Target, hub_options
 from .filters import Filters, filter_options
 from .output import InstanceList
 from .params import bool_option
+from ..taskhub.instances import MAX_PAGE  # the most rows Azure Tables returns in one response
 
-MAX_PAGE = 1000  # the most rows Azure Tables returns in one response
 
 
 @click.command("get-instances")

@@ -19,10 +19,10 @@ import aiohttp
 
 from .. import errors as e
 from .. import requests as r
+from ..query_params import CONTINUATION_HEADER
 from ..models import InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
 from ..taskhub.timefmt import MIN_DATETIME, parse_iso, to_iso
 
-CONTINUATION_HEADER = "x-ms-continuation-token"
 _ERRORS_BY_TYPE = {cls.__name__: cls for cls in (
     e.InvalidInput, e.InvalidInstanceId, e.InvalidFilter, e.InvalidHubName, e.InvalidSetting, e.TaskHubNotFound,
     e.StorageUnavailable, e.ConcurrencyConflict)}

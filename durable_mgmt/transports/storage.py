@@ -7,6 +7,7 @@ from typing import Any
 from .. import requests as r
 from ..errors import InvalidSetting
 from ..models import ManagementUrls
+from ..settings import DEFAULT_CONNECTION_NAME
 from ..taskhub import StorageAccount, TaskHub, TaskHubClient
 
 
@@ -23,7 +24,7 @@ class StorageTransport:
         self.hub = hub
         self.client = TaskHubClient(hub)
         self.webhook_base = webhook_base
-        self.webhook_query = webhook_query or f"taskHub={hub.name}&connection=Storage"
+        self.webhook_query = webhook_query or f"taskHub={hub.name}&connection={DEFAULT_CONNECTION_NAME}"
         self._owns_hub = owns_hub
 
     @classmethod

@@ -29,7 +29,7 @@ from durable_mgmt.taskhub.names import escape_key
 from durable_mgmt.taskhub.timefmt import utcnow
 
 from .episode import EpisodeResult, InstanceState, run_episode
-from .wakeup import Poller, Wakeups
+from .wakeup import Wakeups
 
 log = logging.getLogger("funchost.engine")
 
