@@ -3,6 +3,7 @@
     funcpy start      serve a Python v2 Functions app locally (like `func start`)
     funcpy durable    manage task hubs and instances (like `func durable`)
     funcpy queue      send a message to a Storage queue, or peek at one
+    funcpy azurite    run only the local storage emulator (no app)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ def main() -> None:
 
 
 def _register() -> None:
+    from funchost.cli_azurite import azurite
     from funchost.cli_queue import queue
     from funchost.cli_start import start
     from durable_mgmt.cli import durable
@@ -24,6 +26,7 @@ def _register() -> None:
     main.add_command(start)
     main.add_command(durable)
     main.add_command(queue)
+    main.add_command(azurite)
 
 
 _register()
