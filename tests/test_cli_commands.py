@@ -90,6 +90,20 @@ async def test_count_per_status_matches_the_store(cli, filled, client):
     assert named["Running"] == 1 and named["Total"] == 1
 
 
+async def test_status_and_history_of_every_runtime_status(cli, filled, client):
+    ids = [iid for iid, *_ in FILLED]
+    statuses = await asyncio.gather(*(cli.json("get-runtime-status", "--id", iid, "--show-input", "--show-output")
+                                      for iid in ids))
+    histories = await asyncio.gather(*(cli.json("get-history", "--id", iid) for iid in ids))
+    for (iid, status, *_), shown, history in zip(FILLED, statuses, histories):
+        assert shown == (await client.get_status(iid)).to_json() and shown["runtimeStatus"] == status
+        stored = await client.get_history(iid)
+        assert [(e["EventType"], e["EventId"]) for e in history] == [(e.type.name, e.event_id) for e in stored]
+    last = {iid: h[-2]["EventType"] for iid, h in zip(ids, histories)}  # the event before OrchestratorCompleted
+    assert last == {"done-1": "ExecutionCompleted", "done-2": "ExecutionCompleted", "bad-1": "ExecutionCompleted",
+                    "stop-1": "ExecutionCompleted", "live-1": "TaskScheduled", "live-2": "TaskScheduled"}
+
+
 async def test_get_runtime_status_shows_input_and_output_only_when_asked(cli, filled, client):
     full = await cli.json("get-runtime-status", "--id", "bad-1", "--show-input", "--show-output", "true")
     assert full == (await client.get_status("bad-1")).to_json()
