@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from datetime import datetime
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
@@ -180,11 +181,14 @@ class TaskHubClient:
         q = query or InstanceQuery()
         q = InstanceQuery(q.created_from, q.created_to, q.statuses, q.instance_id_prefix, q.name,
                           show_input=False, show_output=False, page_size=1000)
-        counts = {s: 0 for s in RuntimeStatus}
+        # Tally the stored texts and parse each distinct one once: per-row parsing was a sixth of the time.
+        texts: Counter[str] = Counter()
         async for rows, _ in self.hub.instances.pages(q, restore=False, columns=["PartitionKey", "RuntimeStatus"],
                                                       prefetch=True):
-            for r in rows:
-                counts[RuntimeStatus.parse(r.get("RuntimeStatus") or "Pending")] += 1
+            texts.update(r.get("RuntimeStatus") or "Pending" for r in rows)
+        counts = {s: 0 for s in RuntimeStatus}
+        for text, n in texts.items():
+            counts[RuntimeStatus.parse(text)] += n
         return counts
 
     # --- steer ---------------------------------------------------------------
