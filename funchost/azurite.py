@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,16 @@ def is_listening(host: str, port: int, timeout: float = 0.2) -> bool:
             return True
     except OSError:
         return False
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to stop Azurite when the process that started it dies,
+    so a killed test run or host (SIGKILL, timeout) leaves no emulator behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def find_azurite(start: Path | None = None) -> Path:
@@ -117,6 +128,7 @@ class Azurite:
         proc = subprocess.Popen(
             args, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # our own process group: Ctrl-C to the host does not reach it first
+            preexec_fn=_die_with_parent,
         )
         me = cls(host, ports, proc, log_path, log)
         deadline = time.monotonic() + timeout
