@@ -222,7 +222,7 @@ async def test_terminate_waits_until_a_host_terminates_the_instance(cli, filled,
 
 async def test_terminate_without_waiting_and_timing_out(cli, filled):
     queued = await cli.json("terminate", "--id", "live-1", "--timeout", "0")
-    assert queued == {"instanceId": "live-1", "runtimeStatus": None}
+    assert queued == {"instanceId": "live-1", "request": "terminate", "reason": None}
     late = await cli("terminate", "--id", "live-1", "--timeout", "0.5")
     assert late.code == 1
     assert late.stderr.strip().splitlines()[-1].startswith("Error: Instance 'live-1' is still Running after 0.5 s")

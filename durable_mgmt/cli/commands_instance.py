@@ -8,6 +8,7 @@ a host running on the hub carries out.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 
@@ -122,7 +123,7 @@ def terminate(target: Target, instance_id: str, reason: str | None, timeout: flo
     status = target.run(work)
     if status is None:
         out.result(f"Termination of '{instance_id}' requested; a host running task hub "
-                   f"'{target.hub_name}' carries it out.", {"instanceId": instance_id, "runtimeStatus": None})
+                   f"'{target.hub_name}' carries it out.", {"instanceId": instance_id, "request": "terminate", "reason": reason})
     elif status.runtime_status != RuntimeStatus.TERMINATED:
         raise CliError(f"Instance '{instance_id}' ended as {status.runtime_status.value} before the termination "
                        "took effect; nothing more to do.")
@@ -133,7 +134,7 @@ def terminate(target: Target, instance_id: str, reason: str | None, timeout: flo
 
 async def _wait_until_finished(client, instance_id: str, timeout: float, hub_name: str):
     deadline = time.monotonic() + timeout
-    for attempt in range(10**9):
+    for attempt in itertools.count():
         status = await client.get_status(instance_id, show_input=False, show_output=True)
         if status.runtime_status.is_terminal:
             return status

@@ -156,11 +156,10 @@ class InstanceList:
     def add(self, items: Iterable[InstanceStatus]) -> None:
         if self._output.is_json:
             self._open()
-            write = sys.stdout.write
-            for status in items:
-                write(",\n" if self.count else "\n")
-                write(dumps(status_json(status, show_input=self._show_input, show_output=self._show_output)))
-                self.count += 1
+            bodies = [dumps(status_json(s, show_input=self._show_input, show_output=self._show_output)) for s in items]
+            if bodies:
+                sys.stdout.write(("\n" if not self.count else ",\n") + ",\n".join(bodies))
+                self.count += len(bodies)
             return
         items = list(items)
         if not items and self._pages:
@@ -230,6 +229,8 @@ def styled_status(status: RuntimeStatus) -> str:
 
 
 def dumps(value: Any, indent: int | None = None) -> str:
+    if indent is None:
+        return _COMPACT.encode(value)  # one encoder for every row of a listing, not one per call
     return json.dumps(value, ensure_ascii=False, indent=indent, default=_default)
 
 
@@ -239,6 +240,9 @@ def _default(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_COMPACT = json.JSONEncoder(ensure_ascii=False, default=_default)
 
 
 def _cell(value: Any, limit: int | None = _CELL_LIMIT) -> str:

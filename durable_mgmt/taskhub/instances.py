@@ -207,6 +207,7 @@ def status_from_row(row: dict[str, Any], *, history: tuple[dict, ...] | None = N
     """An ``InstanceStatus`` from an Instances row (large values already restored)."""
     pk = row["PartitionKey"]
     status = row.get("RuntimeStatus") or "Pending"
+    custom = row.get("CustomStatus")  # "null" (no custom status) on almost every row: no need to parse it
     return InstanceStatus(
         # Listings convert thousands of rows: skip the general parsers when the stored text is already exact.
         instance_id=unescape_key(pk) if "^" in pk else pk,
@@ -216,7 +217,7 @@ def status_from_row(row: dict[str, Any], *, history: tuple[dict, ...] | None = N
         last_updated_time=row.get("LastUpdatedTime") or row.get("CreatedTime"),
         input=parse_json_text(row.get("Input")) if show_input else None,
         output=parse_json_text(row.get("Output")),
-        custom_status=parse_json_text(row.get("CustomStatus")),
+        custom_status=None if custom in (None, "", "null") else parse_json_text(custom),
         execution_id=row.get("ExecutionId"),
         completed_time=row.get("CompletedTime"),
         scheduled_start_time=row.get("ScheduledStartTime"),
