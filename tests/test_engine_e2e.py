@@ -7,7 +7,7 @@ import pytest
 
 from durable_mgmt.errors import InstanceNotRunning
 from durable_mgmt.models import RuntimeStatus
-from durable_mgmt.taskhub import TaskHubClient
+from durable_mgmt.taskhub import TaskHub, TaskHubClient
 from funchost.engine import Engine
 from funchost.loader import load_app
 
@@ -172,6 +172,39 @@ async def test_rewind_failed_sub_orchestration(engine, client, state_dir):
     status = await wait_for(client, iid, RuntimeStatus.COMPLETED)
     assert status.output == ["Hello parent-first!", ["Hello first!", "fixed rw-parent-child", "Hello third!"]]
     assert runs(state_dir, "SayHello").count("parent-first") == 1
+    assert runs(state_dir, "SayHello").count("first") == 1
+
+
+class _CrashBeforeQueueSends(Exception):
+    pass
+
+
+def _fail_queue_sends(request):
+    """A request hook that stands for a crash: no queue message leaves this client."""
+    if request.http_request.method == "POST" and "/messages" in request.http_request.url:
+        raise _CrashBeforeQueueSends()
+
+
+@pytest.mark.parametrize("orchestrator, iid, leaf, output", [
+    ("RewindableSequence", "rw-crash", "rw-crash", ["Hello first!", "fixed rw-crash", "Hello third!"]),
+    ("RewindableParent", "rw-crash-parent", "rw-crash-parent-child",
+     ["Hello parent-first!", ["Hello first!", "fixed rw-crash-parent-child", "Hello third!"]]),
+])
+async def test_a_rewind_interrupted_before_its_message_can_be_asked_again(
+        engine, client, account, hub_name, state_dir, orchestrator, iid, leaf, output):
+    await client.start(orchestrator, instance_id=iid)
+    assert (await wait_for(client, iid)).runtime_status == RuntimeStatus.FAILED
+    (state_dir / "fixed").write_text("1")
+    async with TaskHub(account.with_request_hook(_fail_queue_sends), hub_name) as crashing:
+        with pytest.raises(_CrashBeforeQueueSends):
+            await TaskHubClient(crashing).rewind(iid, "first try")
+    # History rewritten, nothing sent: every row still says Failed, so the operator simply asks again.
+    await asyncio.sleep(0.5)
+    assert (await client.get_status(iid)).runtime_status == RuntimeStatus.FAILED
+    assert (await client.get_status(leaf)).runtime_status == RuntimeStatus.FAILED
+    assert await client.rewind(iid, "second try") == [leaf]
+    status = await wait_for(client, iid, RuntimeStatus.COMPLETED)
+    assert status.output == output
     assert runs(state_dir, "SayHello").count("first") == 1
 
 

@@ -9,6 +9,7 @@ refused operation changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import Counter
 from datetime import datetime
@@ -220,9 +221,14 @@ class TaskHubClient:
 
         The legacy rewrite used by Core Tools and extension 2.x: the failure
         rows of the current execution become ``GenericEvent`` rows, failed
-        sub-orchestrations are rewound recursively, the instance is set
-        Pending, and each deepest failed instance gets a message to replay.
-        Returns the ids that were sent that message.
+        sub-orchestrations are rewound recursively, each deepest failed
+        instance gets a message to replay, and the rewound instances are set
+        Pending. Returns the ids that were sent that message.
+
+        The order makes a crash harmless: until the messages are sent every
+        row still says Failed, so the rewind can simply be asked for again
+        (the rewrite is idempotent), and a row the engine has already moved on
+        is never set back to Pending.
         """
         row = await self._row(instance_id, with_input=False, with_output=False)
         status = RuntimeStatus.parse(row.get("RuntimeStatus") or "Pending")
@@ -230,24 +236,34 @@ class TaskHubClient:
             raise InstanceNotFailed(
                 instance_id, status,
                 f"Instance {instance_id!r} is {status.value}; only Failed instances can be rewound.")
-        leaves = [i async for i in self._rewind_history(instance_id)]
+        rewound: dict[str, str | None] = {instance_id: row.get("etag")}
+        leaves: list[str] = []
+        await self._rewind_history(instance_id, rewound, leaves)
         for leaf in leaves:
             await self._send(leaf, event(EventType.GenericEvent, Data=reason or ""))
+        for iid, etag in rewound.items():
+            with contextlib.suppress(ConcurrencyConflict):  # the engine got there first: keep its status
+                await self.hub.instances.merge({"PartitionKey": escape_key(iid), "RowKey": "",
+                                                "RuntimeStatus": RuntimeStatus.PENDING.value,
+                                                "LastUpdatedTime": utcnow()}, etag=etag)
         return leaves
 
-    async def _rewind_history(self, instance_id: str) -> AsyncIterator[str]:
+    async def _rewind_history(self, instance_id: str, rewound: dict[str, str | None], leaves: list[str]) -> None:
+        """Rewrite the failure rows of ``instance_id`` and of its failed children; collect the leaves.
+
+        A child counts as failed when its parent recorded the failure, or when
+        its own row says Failed and the parent has no result from it: the
+        second case is a rewind interrupted after the parent's rows were
+        rewritten, asked for again.
+        """
         rows = await self.hub.history.rows(instance_id)
         sentinel = next((r for r in rows if r["RowKey"] == SENTINEL_ROW_KEY), None)
         execution_id = (sentinel or {}).get("ExecutionId") or (rows[0].get("ExecutionId") if rows else None)
         current = [r for r in rows if r["RowKey"] != SENTINEL_ROW_KEY and r.get("ExecutionId") == execution_id]
         by_id = {(r.get("EventType"), r.get("EventId")): r for r in current}
-        failed_children = False
+        answered = {r.get("TaskScheduledId") for r in current if r.get("EventType") == "SubOrchestrationInstanceCompleted"}
         for r in current:
             etype = r.get("EventType")
-            failed = (etype == "ExecutionCompleted" and r.get("OrchestrationStatus") == "Failed") or etype in (
-                "TaskFailed", "SubOrchestrationInstanceFailed")
-            if not failed:
-                continue
             if etype == "TaskFailed":
                 scheduled = by_id.get(("TaskScheduled", r.get("TaskScheduledId")))
                 if scheduled:
@@ -255,16 +271,24 @@ class TaskHubClient:
             elif etype == "SubOrchestrationInstanceFailed":
                 created = by_id.get(("SubOrchestrationInstanceCreated", r.get("TaskScheduledId")))
                 if created:
-                    failed_children = True
                     # The creation stays valid (the child is rewound in place); it is only marked.
                     await self._mark_rewound(created, to_generic=False)
-                    async for leaf in self._rewind_history(created["InstanceId"]):
-                        yield leaf
+            elif not (etype == "ExecutionCompleted" and r.get("OrchestrationStatus") == "Failed"):
+                continue
             await self._mark_rewound(r, to_generic=True)
-        await self.hub.instances.merge({"PartitionKey": escape_key(instance_id), "RowKey": "",
-                                        "RuntimeStatus": RuntimeStatus.PENDING.value, "LastUpdatedTime": utcnow()})
+        children = [r["InstanceId"] for r in current
+                    if r.get("EventType") == "SubOrchestrationInstanceCreated" and r.get("InstanceId")
+                    and r.get("EventId") not in answered]
+        failed_children = False
+        for child in children:
+            child_row = await self.hub.instances.get(child, with_input=False, with_output=False)
+            if child_row is None or child_row.get("RuntimeStatus") != RuntimeStatus.FAILED.value:
+                continue
+            failed_children = True
+            rewound[child] = child_row.get("etag")
+            await self._rewind_history(child, rewound, leaves)
         if not failed_children:
-            yield instance_id
+            leaves.append(instance_id)
 
     async def _mark_rewound(self, row: dict[str, Any], *, to_generic: bool) -> None:
         row["Reason"] = "Rewound: " + row["EventType"]
