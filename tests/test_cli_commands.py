@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import timedelta
 
 import pytest
@@ -135,6 +136,20 @@ async def test_table_output_prints_status_names_and_iso_times(cli, filled):
 async def test_json_is_the_default_when_piped(cli, filled):
     result = await cli.ok("get-runtime-status", "--id", "live-1")
     assert json.loads(result.stdout)["runtimeStatus"] == "Running" and result.stderr == ""
+
+
+async def test_a_reader_that_goes_away_stops_the_output_quietly(cli, filled):
+    """`get-instances --all | head`: no traceback, and the shell's SIGPIPE code rather than 'refused'."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first byte
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *cli.entry, "get-instances", "--all", "--output", "json", cwd=cli.root, env=cli.env,
+            stdout=write_end, stderr=asyncio.subprocess.PIPE)
+    finally:
+        os.close(write_end)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 141 and err.decode() == ""
 
 
 async def test_settings_from_script_root_local_settings_and_host_json(cli, filled, connection_string, tmp_path):

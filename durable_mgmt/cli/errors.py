@@ -6,6 +6,8 @@ Operators script these commands, so the exit code is part of the interface:
     1  refused or not found: unknown instance or hub, wrong state, storage
        failure, timeout, confirmation declined
     2  usage error: a bad option value, setting or filter (nothing was done)
+  141  the reader of stdout went away (``| head``): what a shell reports for
+       SIGPIPE, so ``set -o pipefail`` scripts see it and 1 keeps one meaning
 
 Every error prints exactly one line, ``Error: <what was wrong>. <what to do>``;
 a traceback is never shown for an error we expected. ``DurableGroup`` applies
@@ -26,6 +28,7 @@ from ..errors import (DurableError, InstanceNotFailed, InstanceNotFound, Instanc
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
 
 # What to do next, added after the library's own message where that message says only what was wrong.
 _HINTS: list[tuple[type[DurableError], str]] = [
@@ -86,7 +89,9 @@ class DurableGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a closed pipe must fail here, not in the interpreter's exit flush
+            return result
         except DurableError as err:
             raise from_durable_error(err) from None
         except CliError:
@@ -98,4 +103,4 @@ class DurableGroup(click.Group):
             # at /dev/null so the interpreter's final flush does not fail a second time.
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-            ctx.exit(EXIT_REFUSED)
+            ctx.exit(EXIT_BROKEN_PIPE)
