@@ -11,6 +11,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Iterator
 from urllib.parse import urlparse
+from urllib.request import getproxies_environment
 
 from azure.core.exceptions import (
     AzureError,
@@ -125,7 +126,10 @@ class StorageAccount:
         return replace(self, request_hook=hook)
 
     def _client_options(self) -> dict:
-        options = {}
+        # aiohttp with trust_env looks up ~/.netrc and the proxy variables in a worker thread on every
+        # request: two thread hops per call, and every call stalls while the loop's default executor is
+        # busy. Proxies come from the environment only; with none set, there is nothing to look up.
+        options: dict = {"use_env_settings": bool(getproxies_environment())}
         if self.response_hook:
             options["raw_response_hook"] = self.response_hook
         if self.request_hook:

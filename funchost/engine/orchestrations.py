@@ -271,7 +271,12 @@ class OrchestrationDispatcher:
             now = utcnow()
             await self._write_row(iid, {"RuntimeStatus": "Terminated", "Output": result.terminate_unstarted,
                                         "LastUpdatedTime": now, "CompletedTime": now})
-        await asyncio.gather(*(self._delete_message(m) for m in result.consumed))
+        if result.consumed:
+            # Off the critical path: the episode is durable now, so the session may take its next batch while
+            # the deletes fly. A delete that never lands only means a re-delivery, which is dropped as a duplicate.
+            task = asyncio.create_task(self._delete_messages(result.consumed))
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
         if result.deferred:
             await self._abandon(result.deferred, DEFER_SECONDS, count=True)
         for m in result.awaiting_start:
@@ -294,6 +299,9 @@ class OrchestrationDispatcher:
 
     async def _send_orchestration(self, m: TaskMessage) -> None:
         await self.hub.send_to_orchestration(m)
+
+    async def _delete_messages(self, messages: list[TaskMessage]) -> None:
+        await asyncio.gather(*(self._delete_message(m) for m in messages))
 
     async def _delete_message(self, m: TaskMessage) -> None:
         try:
