@@ -55,20 +55,65 @@ class InstanceState:
             return None
         status = OrchestrationStatus.Running
         for e in self.events:
-            if e.type == EventType.ExecutionCompleted:
-                status = OrchestrationStatus(e.get("OrchestrationStatus", OrchestrationStatus.Completed))
-            elif e.type == EventType.ExecutionTerminated:
-                status = OrchestrationStatus.Terminated
-            elif e.type == EventType.ExecutionSuspended and status == OrchestrationStatus.Running:
-                status = OrchestrationStatus.Suspended
-            elif e.type == EventType.ExecutionResumed and status == OrchestrationStatus.Suspended:
-                status = OrchestrationStatus.Running
+            status = _next_status(status, e)
         return status
 
     @property
     def is_terminal(self) -> bool:
         return self.status in (OrchestrationStatus.Completed, OrchestrationStatus.Failed,
                                OrchestrationStatus.Terminated, OrchestrationStatus.Canceled)
+
+
+def _next_status(status: OrchestrationStatus, e: HistoryEvent) -> OrchestrationStatus:
+    """The runtime status after ``e``, given the status before it (the history is a fold of these)."""
+    if e.type == EventType.ExecutionCompleted:
+        return OrchestrationStatus(e.get("OrchestrationStatus", OrchestrationStatus.Completed))
+    if e.type == EventType.ExecutionTerminated:
+        return OrchestrationStatus.Terminated
+    if e.type == EventType.ExecutionSuspended and status == OrchestrationStatus.Running:
+        return OrchestrationStatus.Suspended
+    if e.type == EventType.ExecutionResumed and status == OrchestrationStatus.Suspended:
+        return OrchestrationStatus.Running
+    return status
+
+
+class _EventIndex:
+    """What an episode asks of its growing history for each message, answered without a scan.
+
+    A fan-in of 500 results otherwise scans the whole history per result
+    (duplicate? scheduled? status?), which is quadratic. The history list
+    only grows (or is replaced for a new execution: ``reset``), so the index
+    catches up with the events appended since the last question.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._seen = 0
+        self._keys: set[tuple] = set()
+        self._status: OrchestrationStatus | None = None
+
+    def _catch_up(self, events: list[HistoryEvent]) -> None:
+        for e in events[self._seen:]:
+            self._keys.add((e.type, e.event_id))
+            if e.type in _TASK_RESPONSES:
+                self._keys.add(("answered", e.task_scheduled_id))
+            elif e.type == EventType.TimerFired:
+                self._keys.add(("fired", e.get("TimerId")))
+            if e.type == EventType.ExecutionStarted and self._status is None:
+                self._status = OrchestrationStatus.Running
+            elif self._status is not None:
+                self._status = _next_status(self._status, e)
+        self._seen = len(events)
+
+    def has(self, events: list[HistoryEvent], key: tuple) -> bool:
+        self._catch_up(events)
+        return key in self._keys
+
+    def status(self, events: list[HistoryEvent]) -> OrchestrationStatus | None:
+        self._catch_up(events)
+        return self._status
 
 
 @dataclass
@@ -100,6 +145,7 @@ class _Episode:
         self.row_status = row_status
         self.out = EpisodeResult(execution_id=state.execution_id)
         self.events = list(state.events)  # the execution being built: old + new
+        self.index = _EventIndex()
         self.new: list[HistoryEvent] = []
         self.needs_run = False
 
@@ -135,18 +181,18 @@ class _Episode:
             return
         if t in _TASK_RESPONSES:
             task_id = m.event.task_scheduled_id
-            if self.has(lambda e: e.type in _TASK_RESPONSES and e.task_scheduled_id == task_id):
+            if self.has(("answered", task_id)):
                 self.drop(m, f"task #{task_id} already completed (duplicate)")
                 return
-            if not self.has(lambda e: e.type == _SCHEDULING[t] and e.event_id == task_id):
+            if not self.has((_SCHEDULING[t], task_id)):
                 self.out.deferred.append(m)  # arrived before the history that scheduled it
                 return
         elif t == EventType.TimerFired:
             timer_id = m.event.get("TimerId")
-            if self.has(lambda e: e.type == EventType.TimerFired and e.get("TimerId") == timer_id):
+            if self.has(("fired", timer_id)):
                 self.drop(m, f"timer #{timer_id} already fired (duplicate)")
                 return
-            if not self.has(lambda e: e.type == EventType.TimerCreated and e.event_id == timer_id):
+            if not self.has((EventType.TimerCreated, timer_id)):
                 self.out.deferred.append(m)
                 return
             fire_at = m.event.get("FireAt")
@@ -215,6 +261,7 @@ class _Episode:
         props["OrchestrationInstance"] = {"InstanceId": self.state.instance_id, "ExecutionId": execution_id}
         started = HistoryEvent(EventType.ExecutionStarted, -1, timestamp, False, props)
         self.events, self.new = [], []
+        self.index.reset()
         self.out.reset_history = True
         self.out.execution_id = execution_id
         self.append(started)
@@ -243,11 +290,11 @@ class _Episode:
         self.new.append(ev)
         self.events.append(ev)
 
-    def has(self, predicate: Callable[[HistoryEvent], bool]) -> bool:
-        return any(predicate(e) for e in self.events)
+    def has(self, key: tuple) -> bool:
+        return self.index.has(self.events, key)
 
     def current_status(self) -> OrchestrationStatus | None:
-        return InstanceState(self.state.instance_id, self.out.execution_id, self.events).status
+        return self.index.status(self.events)
 
     def current_execution_id(self) -> str | None:
         return self.out.execution_id
