@@ -333,9 +333,9 @@ async def send_instance_info(instanceId: str, document: func.Out[str], client: d
 
 @app.orchestration_trigger(context_name="context")
 def ApprovalWorkflow(context: df.DurableOrchestrationContext):
-    """Waits for MyEvent (RaiseEvent sends [1, 2, 3]) or gives up after ApprovalTimeoutSeconds (default 3600)."""
-    timeout = float((context.get_input() or {}).get("timeoutSeconds", 3600)) if isinstance(
-        context.get_input(), dict) else 3600.0
+    """Waits for MyEvent (RaiseEvent sends [1, 2, 3]) or gives up after the input's timeoutSeconds (default 3600)."""
+    options = context.get_input()
+    timeout = float(options.get("timeoutSeconds", 3600)) if isinstance(options, dict) else 3600.0
     context.set_custom_status("Waiting for MyEvent")
     approval = context.wait_for_external_event("MyEvent")
     timer = context.create_timer(context.current_utc_datetime + timedelta(seconds=timeout))

@@ -14,6 +14,7 @@ from ..taskhub.operations import purgeable_statuses
 from .context import Target, hub_options
 from .errors import CliError
 from .filters import Filters, filter_options
+from .params import id_option
 from .progress import ProgressReporter
 
 
@@ -81,7 +82,7 @@ def purge_history(target: Target, filters: Filters, assume_yes: bool) -> None:
 
 
 @click.command("purge-instance")
-@click.option("--id", "instance_id", required=True, metavar="ID", help="Instance id.")
+@id_option()
 @hub_options
 def purge_instance(target: Target, instance_id: str) -> None:
     """Delete one finished instance and its history.

@@ -18,13 +18,9 @@ from ..models import RuntimeStatus
 from .context import Target, hub_options
 from .errors import CliError
 from .output import event_json, iso, status_json
-from .params import JSON_TEXT, bool_option
+from .params import JSON_TEXT, bool_option, id_option
 
 _POLL_SECONDS = (0.2, 0.5, 1.0)  # terminate: poll fast first, then settle at one read a second
-
-
-def id_option(help_text: str = "Instance id."):
-    return click.option("--id", "instance_id", required=True, metavar="ID", help=help_text)
 
 
 @click.command("start-new")
@@ -215,16 +211,16 @@ def rewind(target: Target, instance_id: str, reason: str | None) -> None:
     """
 
     async def work(client):
-        before = await client.get_status(instance_id, show_input=False, show_output=False)
-        replayed = await client.rewind(instance_id, reason)
+        replayed = await client.rewind(instance_id, reason)  # refused unless Failed: that is the status before
         after = await client.get_status(instance_id, show_input=False, show_output=False)
-        return before, after, replayed
+        return after, replayed
 
-    before, after, replayed = target.run(work)
+    after, replayed = target.run(work)
+    before = RuntimeStatus.FAILED.value
     target.output.result(
         f"Rewind message sent to instance '{instance_id}'.\n"
-        f"Status before rewind: {before.runtime_status.value}\nStatus after rewind: {after.runtime_status.value}",
-        {"instanceId": instance_id, "statusBefore": before.runtime_status.value,
+        f"Status before rewind: {before}\nStatus after rewind: {after.runtime_status.value}",
+        {"instanceId": instance_id, "statusBefore": before,
          "statusAfter": after.runtime_status.value, "replayedInstanceIds": replayed})
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
 from .context import Target, hub_options
@@ -44,7 +46,7 @@ def get_instances(target: Target, filters: Filters, top: int, continuation_token
                           continuation_token=continuation_token)
 
     async def work(client) -> None:
-        listed, token, query = 0, continuation_token, first
+        listed, query = 0, first
         with InstanceList(target.output, show_input=show_input, show_output=show_output) as out:
             if limit is None:
                 async for page in client.pages(query):  # the next page is fetched while this one is written
@@ -59,8 +61,7 @@ def get_instances(target: Target, filters: Filters, top: int, continuation_token
                 # A page may hold fewer rows than asked for (the service decides); keep going until --top is met.
                 if not token or listed >= limit:
                     break
-                query = filters.query(show_input=show_input, show_output=show_output,
-                                      page_size=min(limit - listed, MAX_PAGE), continuation_token=token)
+                query = dataclasses.replace(query, page_size=min(limit - listed, MAX_PAGE), continuation_token=token)
             out.finish(token)
 
     target.run(work)

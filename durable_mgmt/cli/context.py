@@ -22,11 +22,12 @@ from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 import click
 
 from ..settings import DEFAULT_CONNECTION_SETTING, AppSettings, load_settings
+from ..taskhub import TaskHub, TaskHubClient
 from .output import Output, OutputFormat
 
 T = TypeVar("T")
 
-# host.json names for the storage connection of the Azure Storage provider (extension 2.x, then 1.x).
+
 @dataclass(frozen=True)
 class Target:
     """The resolved task hub of one command invocation, and where its output goes."""
@@ -37,15 +38,13 @@ class Target:
     output: Output
 
     @asynccontextmanager
-    async def client(self) -> AsyncIterator["TaskHubClient"]:  # noqa: F821 (imported lazily)
+    async def client(self) -> AsyncIterator[TaskHubClient]:
         """An opened ``TaskHubClient`` on the hub; storage clients are closed on exit."""
-        from ..taskhub import TaskHub, TaskHubClient
-
         account = self.settings.storage_account(self.connection_setting)
         async with TaskHub(account, self.hub_name, self.settings.partition_count()) as hub:
             yield TaskHubClient(hub)
 
-    def run(self, work: Callable[["TaskHubClient"], Awaitable[T]]) -> T:  # noqa: F821
+    def run(self, work: Callable[[TaskHubClient], Awaitable[T]]) -> T:
         """Run ``work(client)`` on a fresh event loop: the CLI's one sync-to-async boundary."""
 
         async def main() -> T:
@@ -53,11 +52,6 @@ class Target:
                 return await work(client)
 
         return asyncio.run(main())
-
-
-def connection_setting_name(settings: AppSettings, explicit: str | None) -> str:
-    """The option, else the provider's connection name in host.json, else AzureWebJobsStorage."""
-    return settings.durable_connection_setting(explicit)
 
 
 def hub_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,7 +70,8 @@ def hub_options(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, connection_setting: str | None, task_hub_name: str | None, script_root: Path,
                 output_format: str | None, **kwargs: Any) -> Any:
         settings = load_settings(script_root)
-        target = Target(settings, connection_setting_name(settings, connection_setting),
+        # The option, else the provider's connection name in host.json, else AzureWebJobsStorage.
+        target = Target(settings, settings.durable_connection_setting(connection_setting),
                         settings.hub_name(task_hub_name), Output(OutputFormat.choose(output_format)))
         return func(*args, target=target, **kwargs)
 

@@ -39,13 +39,9 @@ _HINTS: list[tuple[type[DurableError], str]] = [
 ]
 
 
-def exit_code_for(err: BaseException) -> int:
-    """The exit code of an error: 2 for a bad input (nothing done), 1 for everything else."""
-    if isinstance(err, (InvalidInput, click.UsageError)):
-        return EXIT_USAGE
-    if isinstance(err, click.ClickException):
-        return err.exit_code
-    return EXIT_REFUSED
+def exit_code_for(err: DurableError) -> int:
+    """The exit code of a library error: 2 for a bad input (nothing done), 1 for everything else."""
+    return EXIT_USAGE if isinstance(err, InvalidInput) else EXIT_REFUSED
 
 
 class CliError(click.ClickException):
@@ -94,8 +90,6 @@ class DurableGroup(click.Group):
             return result
         except DurableError as err:
             raise from_durable_error(err) from None
-        except CliError:
-            raise
         except click.UsageError as err:
             raise from_usage_error(err) from None
         except BrokenPipeError:

@@ -83,6 +83,10 @@ def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def id_option():
+    return click.option("--id", "instance_id", required=True, metavar="ID", help="Instance id.")
+
+
 def bool_option(name: str, help_text: str):
     """A Core Tools style boolean: ``--show-input``, ``--show-input true`` and ``--show-input false`` all work."""
     return click.option(name, type=click.BOOL, is_flag=False, flag_value=True, default=False, show_default=True,
