@@ -127,7 +127,6 @@ class WaitTimeout(DurableError, TimeoutError):
 # The status the durable HTTP management API answers for each error, most specific first. 409 (start of
 # an id still running) and 412 (purge of one) are this project's choices where the reference names none.
 _HTTP_STATUS: tuple[tuple[type[DurableError], int], ...] = (
-    (InstanceNotFound, 404),
     (NotFound, 404),
     (InstanceAlreadyExists, 409),
     (InstanceNotTerminal, 412),

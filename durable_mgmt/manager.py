@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, AsyncIterator, Iterable
 
 from . import requests as r
-from .errors import InstanceNotFound, WaitTimeout
+from .errors import InstanceNotFound, InvalidInput, WaitTimeout
 from .models import InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
 from .taskhub import StorageAccount
 from .transports import BindingTransport, StorageTransport, Transport
@@ -83,7 +84,7 @@ class InstanceManager:
             yield page
             if not page.continuation_token:
                 return
-            q = _with_token(q, page.continuation_token)
+            q = replace(q, continuation_token=page.continuation_token)
 
     async def instances(self, query: InstanceQuery | None = None) -> AsyncIterator[InstanceStatus]:
         """Every instance matching ``query``, one page in memory at a time."""
@@ -95,7 +96,7 @@ class InstanceManager:
                     statuses: Iterable[RuntimeStatus | str] | None = None, instance_id_prefix: str | None = None,
                     name: str | None = None, show_input: bool = False, page_size: int = 100) -> list[InstanceStatus]:
         """All instances matching the filters (every page, collected). Raises InvalidFilter."""
-        q = InstanceQuery(created_from, created_to, RuntimeStatus.parse_many(statuses), instance_id_prefix, name,
+        q = InstanceQuery(created_from, created_to, statuses, instance_id_prefix, name,
                           show_input=show_input, page_size=page_size)
         return [s async for s in self.instances(q)]
 
@@ -106,8 +107,6 @@ class InstanceManager:
         Raises WaitTimeout (with the last status) when ``timeout`` seconds pass first.
         """
         if timeout < 0 or retry_interval <= 0:
-            from .errors import InvalidInput
-
             raise InvalidInput(f"Invalid wait: timeout ({timeout}) must be >= 0 and retry interval "
                                f"({retry_interval}) > 0 seconds.")
         deadline = time.monotonic() + timeout
@@ -153,7 +152,7 @@ class InstanceManager:
     async def purge(self, *, created_from: datetime | None = None, created_to: datetime | None = None,
                     statuses: Iterable[RuntimeStatus | str] | None = None) -> PurgeResult:
         """Delete the history of every finished instance created in the range (with those statuses)."""
-        q = InstanceQuery(created_from, created_to, RuntimeStatus.parse_many(statuses))
+        q = InstanceQuery(created_from, created_to, statuses)
         return await self.transport.execute(r.PurgeInstances(q))
 
     async def exists(self, instance_id: str) -> bool:
@@ -163,8 +162,3 @@ class InstanceManager:
         except InstanceNotFound:
             return False
 
-
-def _with_token(q: InstanceQuery, token: str) -> InstanceQuery:
-    from dataclasses import replace
-
-    return replace(q, continuation_token=token)

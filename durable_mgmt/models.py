@@ -42,6 +42,10 @@ class RuntimeStatus(str, Enum):
         """A status from its name, case-insensitively (``completed``, ``Completed``, ``COMPLETED``)."""
         if isinstance(value, RuntimeStatus):
             return value
+        # Stored rows hold the exact value: listings parse thousands of them, so look that up first.
+        exact = _BY_VALUE.get(value) if isinstance(value, str) else None
+        if exact is not None:
+            return exact
         text = str(value).strip()
         for status in cls:
             if status.value.lower() == text.lower() or status.name.lower() == text.lower():
@@ -60,6 +64,7 @@ class RuntimeStatus(str, Enum):
         return frozenset(cls.parse(v) for v in values)
 
 
+_BY_VALUE = {s.value: s for s in RuntimeStatus}
 TERMINAL_STATUSES = frozenset({RuntimeStatus.COMPLETED, RuntimeStatus.FAILED, RuntimeStatus.TERMINATED,
                                RuntimeStatus.CANCELED})
 _DOTNET_NUMBERS = {0: RuntimeStatus.RUNNING, 1: RuntimeStatus.COMPLETED, 2: RuntimeStatus.CONTINUED_AS_NEW,
@@ -69,7 +74,8 @@ _DOTNET_NUMBERS = {0: RuntimeStatus.RUNNING, 1: RuntimeStatus.COMPLETED, 2: Runt
 
 def parse_json_text(text: str | None) -> Any:
     """Values are stored as JSON text; give the value, or the text itself when it is not JSON."""
-    if text is None or text == "":
+    # "null" (no custom status, no output) is on almost every row: no need for the JSON decoder.
+    if text is None or text == "" or text == "null":
         return None
     try:
         return json.loads(text)
@@ -111,15 +117,15 @@ class InstanceStatus:
             "input": self.input,
             "customStatus": self.custom_status,
             "output": self.output,
-            "createdTime": _iso_seconds(self.created_time),
-            "lastUpdatedTime": _iso_seconds(self.last_updated_time),
+            "createdTime": iso_seconds(self.created_time),
+            "lastUpdatedTime": iso_seconds(self.last_updated_time),
         }
         if self.history is not None:
             body["historyEvents"] = list(self.history)
         return body
 
 
-def _iso_seconds(value: datetime) -> str:
+def iso_seconds(value: datetime) -> str:
     # The extension renders status times as "2019-11-02T10:00:00Z" (seconds precision).
     from .taskhub.timefmt import as_utc
 

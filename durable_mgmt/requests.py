@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import InvalidInput, InvalidInstanceId
 from .models import InstanceQuery
-from .taskhub.names import validate_instance_id
+from .taskhub.names import validate_event_name, validate_instance_id, validate_orchestrator_name
 from .taskhub.operations import purgeable_statuses
 
 
@@ -53,8 +53,7 @@ class StartInstance:
     input_json: str = field(init=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise InvalidInput("Invalid orchestrator name: it is empty. Give the name of an orchestrator function.")
+        validate_orchestrator_name(self.name)
         if self.instance_id is not None:
             validate_instance_id(self.instance_id)
         object.__setattr__(self, "input_json", _json_text(self.input, "orchestration input"))
@@ -85,8 +84,7 @@ class RaiseEvent(_ForInstance):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.event_name, str) or not self.event_name.strip():
-            raise InvalidInput("Invalid event name: it is empty. Give the name the orchestrator waits for.")
+        validate_event_name(self.event_name)
         object.__setattr__(self, "data_json", _json_text(self.data, "event data"))
 
 

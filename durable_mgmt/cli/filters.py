@@ -16,6 +16,7 @@ from typing import Any, Callable
 import click
 
 from ..models import InstanceQuery, RuntimeStatus
+from ..taskhub.timefmt import to_iso
 from .params import ISO_TIME, STATUSES
 
 
@@ -70,6 +71,4 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _iso(value: datetime | None) -> str:
-    from ..taskhub.timefmt import to_iso
-
     return to_iso(value) if value else ""

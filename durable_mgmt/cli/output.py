@@ -19,7 +19,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Iterable, Mapping
 
-from ..models import InstanceStatus, RuntimeStatus
+from ..models import InstanceStatus, RuntimeStatus, iso_seconds
 from ..taskhub.timefmt import to_iso
 
 _STATUS_STYLE = {
@@ -221,7 +221,7 @@ def event_json(event) -> dict[str, Any]:
 
 
 def iso(value: datetime | None) -> str:
-    return to_iso(value.replace(microsecond=0)) if value else ""
+    return iso_seconds(value) if value else ""
 
 
 def styled_status(status: RuntimeStatus) -> str:

@@ -94,8 +94,7 @@ class InstancesTable:
                 return False
         return True
 
-    async def pages(self, query: InstanceQuery, *, max_rows: int | None = None,
-                    restore: bool = True, columns: list[str] | None = None, prefetch: bool = False,
+    async def pages(self, query: InstanceQuery, *, columns: list[str] | None = None, prefetch: bool = False,
                     ) -> AsyncIterator[tuple[list[dict[str, Any]], str | None]]:
         """Rows matching ``query``, one storage page at a time, each with the token of the next.
 
@@ -112,7 +111,7 @@ class InstancesTable:
                              instance_id_prefix=query.instance_id_prefix, name=query.name)
         select = columns or _columns(query.show_input, query.show_output)
         # Offloaded values live only in Input/Output; without them there is nothing to bring back.
-        restore = restore and any(c in select for c in ("Input", "Output"))
+        restore = any(c in select for c in ("Input", "Output"))
         token = decode_continuation_token(query.continuation_token)
         per_page = min(query.page_size, MAX_PAGE)
         with map_storage_errors("querying instances"):
@@ -199,25 +198,18 @@ def decode_continuation_token(token: str | None) -> Any:
     return data
 
 
-_STATUS_BY_VALUE = {s.value: s for s in RuntimeStatus}
-
-
 def status_from_row(row: dict[str, Any], *, history: tuple[dict, ...] | None = None,
                     show_input: bool = True) -> InstanceStatus:
     """An ``InstanceStatus`` from an Instances row (large values already restored)."""
-    pk = row["PartitionKey"]
-    status = row.get("RuntimeStatus") or "Pending"
-    custom = row.get("CustomStatus")  # "null" (no custom status) on almost every row: no need to parse it
     return InstanceStatus(
-        # Listings convert thousands of rows: skip the general parsers when the stored text is already exact.
-        instance_id=unescape_key(pk) if "^" in pk else pk,
+        instance_id=unescape_key(row["PartitionKey"]),
         name=row.get("Name") or "",
-        runtime_status=_STATUS_BY_VALUE.get(status) or RuntimeStatus.parse(status),
+        runtime_status=RuntimeStatus.parse(row.get("RuntimeStatus") or "Pending"),
         created_time=row.get("CreatedTime"),
         last_updated_time=row.get("LastUpdatedTime") or row.get("CreatedTime"),
         input=parse_json_text(row.get("Input")) if show_input else None,
         output=parse_json_text(row.get("Output")),
-        custom_status=None if custom in (None, "", "null") else parse_json_text(custom),
+        custom_status=parse_json_text(row.get("CustomStatus")),
         execution_id=row.get("ExecutionId"),
         completed_time=row.get("CompletedTime"),
         scheduled_start_time=row.get("ScheduledStartTime"),

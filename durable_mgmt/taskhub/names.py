@@ -144,6 +144,8 @@ def escape_key(instance_id: str) -> str:
 
 def unescape_key(key: str) -> str:
     """The instance id for a PartitionKey (KeySanitation.UnescapePartitionKey)."""
+    if _ESCAPE not in key:  # nearly every key: listings unescape thousands of them
+        return key
     out = []
     i = 0
     while i < len(key):
@@ -210,6 +212,18 @@ def validate_instance_id(instance_id: str) -> str:
             "Instance ids must not contain /, \\, #, ? or control characters."
         )
     return instance_id
+
+
+def validate_orchestrator_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("Invalid orchestrator name: it is empty. Give the name of an orchestrator function.")
+    return name
+
+
+def validate_event_name(event_name: str) -> str:
+    if not isinstance(event_name, str) or not event_name.strip():
+        raise InvalidInput("Invalid event name: it is empty. Give the name the orchestrator waits for.")
+    return event_name
 
 
 def new_instance_id() -> str:

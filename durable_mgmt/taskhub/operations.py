@@ -15,8 +15,6 @@ from collections import Counter
 from datetime import datetime
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
-from azure.data.tables import TransactionOperation
-
 from ..errors import (ConcurrencyConflict, InstanceAlreadyExists, InstanceNotFailed, InstanceNotFound,
                       InstanceNotRunning, InstanceNotTerminal, InvalidFilter, InvalidInput)
 from ..models import (TERMINAL_STATUSES, InstanceQuery, InstanceStatus, Page, PurgeProgress, PurgeResult,
@@ -27,9 +25,10 @@ from .history_view import render_history
 from .hub import TaskHub
 from .instances import status_from_row
 from .messages import TaskMessage
-from .names import escape_key, new_execution_id, new_instance_id, unescape_key, validate_instance_id
+from .names import (escape_key, new_execution_id, new_instance_id, unescape_key, validate_event_name,
+                    validate_instance_id, validate_orchestrator_name)
 from .odata import Filter
-from .storage import HttpResponseError, map_storage_errors, status_of
+from .storage import map_storage_errors
 from .timefmt import as_utc, utcnow
 
 NO_INPUT = object()
@@ -53,7 +52,7 @@ PURGE_RUN = 50  # instances whose history keys are read with one range query
 
 def purgeable_statuses(statuses: "Iterable[RuntimeStatus | str] | None") -> frozenset[RuntimeStatus]:
     """The statuses a purge deletes: those given, which must all be terminal, else all terminal ones."""
-    parsed = RuntimeStatus.parse_many(statuses) if statuses else frozenset()
+    parsed = RuntimeStatus.parse_many(statuses)
     bad = sorted(s.value for s in parsed if not s.is_terminal)
     if bad:
         raise InvalidFilter(
@@ -79,8 +78,7 @@ class TaskHubClient:
         instance is Pending, Running, Suspended or ContinuedAsNew raises
         InstanceAlreadyExists; a finished one is replaced (a new generation).
         """
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidInput("Invalid orchestrator name: it is empty. Give the name of an orchestrator function.")
+        validate_orchestrator_name(name)
         instance_id = validate_instance_id(instance_id) if instance_id is not None else new_instance_id()
         if input_json is None:
             input_json = None if input is NO_INPUT else dumps(input)
@@ -184,8 +182,7 @@ class TaskHubClient:
                           show_input=False, show_output=False, page_size=1000)
         # Tally the stored texts and parse each distinct one once: per-row parsing was a sixth of the time.
         texts: Counter[str] = Counter()
-        async for rows, _ in self.hub.instances.pages(q, restore=False, columns=["PartitionKey", "RuntimeStatus"],
-                                                      prefetch=True):
+        async for rows, _ in self.hub.instances.pages(q, columns=["PartitionKey", "RuntimeStatus"], prefetch=True):
             texts.update(r.get("RuntimeStatus") or "Pending" for r in rows)
         counts = {s: 0 for s in RuntimeStatus}
         for text, n in texts.items():
@@ -202,8 +199,7 @@ class TaskHubClient:
     async def raise_event(self, instance_id: str, event_name: str, data: Any = None, *,
                           data_json: str | None = None) -> None:
         """Send event ``event_name`` with JSON ``data`` to a running instance (kept until it waits)."""
-        if not isinstance(event_name, str) or not event_name.strip():
-            raise InvalidInput("Invalid event name: it is empty. Give the name the orchestrator waits for.")
+        validate_event_name(event_name)
         payload = data_json if data_json is not None else dumps(data)
         await self._require_active(instance_id, f"raise event {event_name!r} to")
         await self._send(instance_id, event(EventType.EventRaised, Name=event_name, Input=payload))
@@ -307,7 +303,7 @@ class TaskHubClient:
                 instance_id, status,
                 f"Instance {instance_id!r} is {status.value}; only Completed, Failed, Terminated or Canceled "
                 "instances can be purged. Terminate it first, or wait for it to finish.")
-        return await self._purge_one(row["PartitionKey"], instance_id, blobs=True)
+        return await self._purge_keys(row["PartitionKey"], None, blobs=True)
 
     async def purge(self, query: InstanceQuery, *, progress: ProgressCallback | None = None,
                     concurrency: int = 32) -> PurgeResult:
@@ -345,7 +341,7 @@ class TaskHubClient:
                 if asyncio.iscoroutine(maybe):
                     await maybe
 
-        async for page, _ in self.hub.instances.pages(q, restore=False, columns=["PartitionKey"]):
+        async for page, _ in self.hub.instances.pages(q, columns=["PartitionKey"]):
             totals["scanned"] += len(page)
             pks = sorted(r["PartitionKey"] for r in page)
             await asyncio.gather(*(run(pks[i:i + PURGE_RUN]) for i in range(0, len(pks), PURGE_RUN)))
@@ -370,13 +366,13 @@ class TaskHubClient:
                 f.text, parameters=f.parameters, select=["PartitionKey", "RowKey"], results_per_page=1000).by_page()
             async for page in pager:
                 touched: set[str] = set()
-                rows = last = None
+                last = None
                 async for e in page:
-                    rows, last = True, e["PartitionKey"]
+                    last = e["PartitionKey"]
                     if last in wanted:
                         found[last].append(e["RowKey"])
                         touched.add(last)
-                if pager.continuation_token and rows and len(touched) < 2:
+                if pager.continuation_token and last is not None and len(touched) < 2:
                     rest = [pk for pk in pks if pk >= last]
                     break
         for pk in rest:
@@ -384,29 +380,16 @@ class TaskHubClient:
                                                                            select=["PartitionKey", "RowKey"])]
         return found
 
-    async def _purge_keys(self, pk: str, row_keys: list[str], *, blobs: bool) -> PurgeResult:
-        """Delete the given history rows (batches of 100), the large values, then the Instances row."""
+    async def _purge_keys(self, pk: str, row_keys: list[str] | None, *, blobs: bool) -> PurgeResult:
+        """Delete the instance's history rows (``row_keys``, or all of them when None), its large
+        values, then its Instances row."""
         instance_id = unescape_key(pk)
-        table = self.hub.history.client
-        stale = False
-        for i in range(0, len(row_keys), 100):
-            ops = [(TransactionOperation.DELETE, {"PartitionKey": pk, "RowKey": rk}) for rk in row_keys[i:i + 100]]
-            with map_storage_errors(f"deleting the history of {instance_id!r}"):
-                try:
-                    await table.submit_transaction(ops)
-                except HttpResponseError as e:
-                    if status_of(e) != 404:
-                        raise
-                    stale = True  # someone else deleted a row meanwhile: read the keys again below
-                    break
-        rows = len(row_keys) if not stale else await self.hub.history.delete_all(instance_id)
-        n_blobs = await self.hub.large.delete_prefix(pk) if blobs else 0
-        gone = await self.hub.instances.delete(instance_id)
-        return PurgeResult(int(gone), rows, n_blobs)
-
-    async def _purge_one(self, pk: str, instance_id: str | None, *, blobs: bool) -> PurgeResult:
-        instance_id = instance_id or unescape_key(pk)
-        rows = await self.hub.history.delete_all(instance_id)
+        history = self.hub.history
+        if row_keys is not None and await history.delete_keys(instance_id, pk, row_keys, stop_if_gone=True):
+            rows = len(row_keys)
+        else:
+            # Keys not read yet, or someone else deleted some of them meanwhile: read what is left.
+            rows = await history.delete_all(instance_id)
         n_blobs = await self.hub.large.delete_prefix(pk) if blobs else 0
         gone = await self.hub.instances.delete(instance_id)
         return PurgeResult(int(gone), rows, n_blobs)

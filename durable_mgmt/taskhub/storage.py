@@ -77,10 +77,10 @@ class StorageAccount:
             try:
                 parsed = urlparse(url)
                 parsed.port  # noqa: B018 - raises on a malformed port
+                valid = parsed.scheme in ("http", "https") and bool(parsed.hostname)
             except ValueError:
-                raise InvalidSetting(f"The {setting_name} has a malformed {service.capitalize()}Endpoint; it must be "
-                                     "a URL like https://account.table.core.windows.net.") from None
-            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                valid = False
+            if not valid:
                 raise InvalidSetting(f"The {setting_name} has a malformed {service.capitalize()}Endpoint; it must be "
                                      "a URL like https://account.table.core.windows.net.")
         if not name:
