@@ -178,7 +178,7 @@ async def raw_scan(table, text: str | None, params: dict, select: list[str]) -> 
 async def raw_delete(history, instances, ids: list[int]) -> float:
     """Rows/s deleting each instance's history (one transaction, keys known) and then its row."""
     sem = asyncio.Semaphore(CONCURRENCY)
-    keys = [f"{k:016X}" for k in range(EVENTS)] + ["sentinel"]
+    keys = [row_key(k) for k in range(EVENTS)] + [SENTINEL_ROW_KEY]
 
     async def one(i: int) -> None:
         pk = escape_key(instance_id(i))

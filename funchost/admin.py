@@ -32,8 +32,7 @@ class AdminFunctions:
 
     async def run(self, request: web.Request) -> web.Response:
         host = self._host
-        if host.enable_auth and not host.keys.authorizes("admin", request.query.get("code")
-                                                         or request.headers.get("x-functions-key")):
+        if not host.admits_admin(request):
             return web.Response(status=401)
         name = request.match_info["name"]
         info = host.index.find(name)

@@ -101,9 +101,8 @@ class OutputWriter:
         queue = self._connections.queue_service(setting).get_queue_client(name)
         await self._ensure(("queue", setting, name), queue.create_queue, f"creating queue {name!r}")
         for text in _messages(value, where):
-            body = base64.b64encode(text.encode("utf-8")).decode("ascii") if self._encoding == "base64" else text
             with map_storage_errors(f"{where}: sending a message to queue {name!r}"):
-                await queue.send_message(body)
+                await queue.send_message(encode_queue_message(text, self._encoding))
 
     async def _table(self, setting: str, name: str, value: Any, binding: Mapping[str, Any], where: str) -> None:
         table = self._connections.table_service(setting).get_table_client(name)
@@ -142,6 +141,11 @@ class OutputWriter:
             except ResourceExistsError:
                 pass
         self._created.add(key)
+
+
+def encode_queue_message(text: str, encoding: str) -> str:
+    """A queue message body as queue triggers decode it (host.json ``extensions.queues.messageEncoding``)."""
+    return base64.b64encode(text.encode("utf-8")).decode("ascii") if encoding == "base64" else text
 
 
 def resolve(text: str, data: Mapping[str, Any], where: str) -> str:

@@ -9,8 +9,8 @@ walkthrough, and for looking into a ``<queue>-poison`` queue.
 from __future__ import annotations
 
 import asyncio
-import base64
 import sys
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import click
@@ -20,7 +20,9 @@ from durable_mgmt.errors import DurableError
 from durable_mgmt.settings import DEFAULT_CONNECTION_SETTING, load_settings
 from durable_mgmt.taskhub.storage import map_storage_errors
 
+from .bindings import encode_queue_message
 from .config import HostConfig
+from .triggers.queue import decode_queue_message
 
 _COMMON = [
     click.option("--script-root", default=".", show_default=True,
@@ -71,52 +73,53 @@ def peek(queue_name: str, max_messages: int, script_root: Path, connection_strin
     sys.exit(asyncio.run(_peek(queue_name, max_messages, script_root, connection_string_setting)))
 
 
-def _client(script_root: Path, setting: str, queue_name: str):
+@asynccontextmanager
+async def _open_queue(script_root: Path, setting: str, queue_name: str, doing: str):
+    """The queue's client and host.json's message encoding, with storage errors mapped for ``doing``.
+
+    Opened through the account's queue service, so its client options (such as proxy settings) apply.
+    """
     settings = load_settings(script_root)
     encoding = HostConfig.from_settings(settings).queues.message_encoding
-    account = settings.storage_account(setting)
-    from azure.storage.queue.aio import QueueClient
+    async with settings.storage_account(setting).queue_service() as service:
+        with map_storage_errors(f"{doing} {queue_name!r}"):
+            yield service.get_queue_client(queue_name), encoding
 
-    return QueueClient.from_connection_string(account.connection_string, queue_name), encoding
+
+def _fail(message: object) -> int:
+    click.echo(f"Error: {message}", err=True)
+    return 1
 
 
 async def _send(queue_name: str, message: str, script_root: Path, setting: str) -> int:
     try:
-        client, encoding = _client(script_root, setting, queue_name)
-        async with client:
-            with map_storage_errors(f"sending to queue {queue_name!r}"):
-                try:
-                    await client.create_queue()
-                except ResourceExistsError:
-                    pass
-                body = base64.b64encode(message.encode()).decode() if encoding == "base64" else message
-                await client.send_message(body)
+        async with _open_queue(script_root, setting, queue_name, "sending to queue") as (client, encoding):
+            try:
+                await client.create_queue()
+            except ResourceExistsError:
+                pass
+            await client.send_message(encode_queue_message(message, encoding))
     except (DurableError, ValueError) as e:
-        click.echo(f"Error: {e}", err=True)
-        return 1
+        return _fail(e)
     click.echo(f"Sent a message to queue '{queue_name}' ({encoding} encoding).")
     return 0
 
 
 async def _peek(queue_name: str, max_messages: int, script_root: Path, setting: str) -> int:
     try:
-        client, encoding = _client(script_root, setting, queue_name)
-        async with client:
-            with map_storage_errors(f"reading queue {queue_name!r}"):
-                try:
-                    messages = await client.peek_messages(max_messages=max_messages)
-                except ResourceNotFoundError:
-                    click.echo(f"Error: queue '{queue_name}' does not exist.", err=True)
-                    return 1
+        async with _open_queue(script_root, setting, queue_name, "reading queue") as (client, encoding):
+            try:
+                messages = await client.peek_messages(max_messages=max_messages)
+            except ResourceNotFoundError:
+                return _fail(f"queue '{queue_name}' does not exist.")
     except (DurableError, ValueError) as e:
-        click.echo(f"Error: {e}", err=True)
-        return 1
+        return _fail(e)
     for m in messages:
         text = m.content
         if encoding == "base64":
             try:
-                text = base64.b64decode(text, validate=True).decode()
-            except ValueError:
+                text = decode_queue_message(text, encoding).decode()
+            except ValueError:  # not Base64 or not UTF-8: show it as stored
                 pass
         click.echo(f"{m.inserted_on:%Y-%m-%dT%H:%M:%SZ}  dequeued {m.dequeue_count}x  {text}")
     click.echo(f"{len(messages)} message(s) on '{queue_name}'.", err=True)

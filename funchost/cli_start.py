@@ -53,7 +53,7 @@ def run(script_root: Path, *, port: int = 7071, enable_auth: bool = False, bind_
         config = HostConfig.from_settings(settings)
         _configure_logging(config.log_level)
         index = load_app(root, settings.get(SCRIPT_FILE_SETTING), strict=False)
-        plan_triggers(index, settings)
+        plan = plan_triggers(index, settings)
         account = settings.storage_account(settings.durable_connection_setting())
     except AppLoadError as e:
         _say(e.render(), err=True)
@@ -71,7 +71,7 @@ def run(script_root: Path, *, port: int = 7071, enable_auth: bool = False, bind_
                            "it stops with this host.")
             else:
                 _say(f"Using the Azurite already listening on {azurite.host}.")
-        host = LocalHost(root, port=port, host=bind_host, enable_auth=enable_auth, index=index)
+        host = LocalHost(root, port=port, host=bind_host, enable_auth=enable_auth, index=index, plan=plan)
         return asyncio.run(_serve(host))
     except AppLoadError as e:
         _say(e.render(), err=True)

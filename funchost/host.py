@@ -45,7 +45,6 @@ from .webhooks import ManagementApi
 
 log = logging.getLogger("funchost")
 
-HUBS_KEY = web.AppKey("hubs", HubDirectory)
 MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions host's request size limit
 SCRIPT_FILE_SETTING = "PYTHON_SCRIPT_FILE_NAME"
 THREADS_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
@@ -57,7 +56,7 @@ class LocalHost:
     def __init__(self, script_root: str | Path = ".", *, port: int = 7071, host: str = "127.0.0.1",
                  enable_auth: bool = False, connection_string: str | None = None, hub_name: str | None = None,
                  environ: Mapping[str, str] | None = None, run_orchestrations: bool = True,
-                 drain_timeout: float = 10.0, index: FunctionIndex | None = None):
+                 drain_timeout: float = 10.0, index: FunctionIndex | None = None, plan: TriggerPlan | None = None):
         self.script_root = Path(script_root).resolve()
         self.enable_auth = enable_auth
         self.run_orchestrations = run_orchestrations
@@ -75,6 +74,7 @@ class LocalHost:
         self.settings: AppSettings | None = None
         self.config: HostConfig | None = None
         self.index: FunctionIndex | None = index
+        self._plan = plan
         self.hub: TaskHub | None = None
         self.keys: HostKeys | None = None
         self.links: DurableLinks | None = None
@@ -91,7 +91,6 @@ class LocalHost:
         self._listeners: list[Any] = []
         self._admin: AdminFunctions | None = None
         self._sockets: list[socket.socket] = []
-        self._started = False
 
     # --- public surface ---------------------------------------------------------
 
@@ -120,6 +119,11 @@ class LocalHost:
         route = next(r for r in self.routes if r.function.name == name)
         return route.url(self.base_url, self.config.route_prefix)
 
+    def admits_admin(self, request: web.Request) -> bool:
+        """May ``request`` call an admin endpoint? Without --enable-auth anyone may; else the master key only."""
+        return not self.enable_auth or self.keys.authorizes(
+            "admin", request.query.get("code") or request.headers.get("x-functions-key"))
+
     async def __aenter__(self) -> "LocalHost":
         await self.start()
         return self
@@ -136,7 +140,6 @@ class LocalHost:
         except BaseException:
             await self.stop()
             raise
-        self._started = True
 
     async def _start(self) -> None:
         self.settings = load_settings(self.script_root, environ=self._environ)
@@ -181,7 +184,8 @@ class LocalHost:
         self.engine = await self._start_engine(invoker)
 
     def _configure_triggers(self) -> None:
-        plan = plan_triggers(self.index, self.settings)
+        # funcpy start plans before starting Azurite (to fail fast) and hands its plan over: no second check.
+        plan = self._plan if self._plan is not None else plan_triggers(self.index, self.settings)
         self.routes, self.queue_bindings, self.timer_bindings = plan.routes, plan.queues, plan.timers
 
     def _threads(self) -> int:
@@ -213,8 +217,6 @@ class LocalHost:
     def _rpc_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_access_log])
         app[HOST_KEY] = self
-        app[HUBS_KEY] = self._hubs
-        app.cleanup_ctx.append(_close_hubs)  # stopped last: other hubs opened for API calls close with it
         api = ManagementApi(self._hubs, self.links, index=self.index, rpc=True, base_path=RPC_PATH)
         app.router.add_route("*", RPC_PATH + "{tail:(/.*)?}", api.handle)
         return app
@@ -268,6 +270,8 @@ class LocalHost:
         rpc = self._runners.pop("rpc", None)
         if rpc is not None:
             await rpc.cleanup()
+        if self._hubs is not None:  # after the RPC endpoint, whose calls may have opened other hubs
+            await self._hubs.close()
         for sock in self._sockets:  # bound but never served when start failed half-way
             sock.close()
         self._sockets = []
@@ -280,7 +284,6 @@ class LocalHost:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-        self._started = False
 
 
 HOST_KEY = web.AppKey("host", LocalHost)
@@ -329,11 +332,6 @@ async def _nothing() -> None:
     return None
 
 
-async def _close_hubs(app: web.Application):
-    yield
-    await app[HUBS_KEY].close()
-
-
 async def _close_sdk_session() -> None:
     # The SDK keeps one module-level aiohttp session for its client; close it with the loop that made it.
     try:
@@ -366,8 +364,7 @@ async def _ping(request: web.Request) -> web.Response:
 
 async def _host_status(request: web.Request) -> web.Response:
     host = request.app[HOST_KEY]
-    if host.enable_auth and not host.keys.authorizes("admin", request.query.get("code")
-                                                     or request.headers.get("x-functions-key")):
+    if not host.admits_admin(request):
         return web.Response(status=401)
     return web.json_response({"id": host.config.host_id, "state": "Running", "processId": os.getpid(),
                               "taskHub": host.hub.name, "functions": len(host.index)})

@@ -112,7 +112,7 @@ class ActivityDispatcher:
         finally:
             keeper.cancel()
         local = self.local_orchestrations
-        if local is not None and local.owns_queue(self.hub.names.control_queue_for(msg.instance_id)):
+        if local is not None and local.owns(msg.instance_id):
             # Local fast path: the result goes to our own partition hidden and straight to its session.
             local.deliver_local(await self.hub.send_to_orchestration(response, hidden_for=local.visibility))
         else:

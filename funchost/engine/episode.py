@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
+from durable_mgmt.models import TERMINAL_STATUSES
 from durable_mgmt.taskhub.events import (EventType, HistoryEvent, OrchestrationStatus, event, execution_started,
                                          failure_details, parent_instance)
 from durable_mgmt.taskhub.messages import TaskMessage
@@ -32,7 +33,6 @@ _SCHEDULING = {EventType.TaskCompleted: EventType.TaskScheduled, EventType.TaskF
                EventType.SubOrchestrationInstanceCompleted: EventType.SubOrchestrationInstanceCreated,
                EventType.SubOrchestrationInstanceFailed: EventType.SubOrchestrationInstanceCreated}
 TIMER_EARLY_TOLERANCE = timedelta(milliseconds=50)
-_TERMINAL_NAMES = ("Completed", "Failed", "Terminated", "Canceled")
 
 
 @dataclass
@@ -226,7 +226,7 @@ class _Episode:
             self.drop(m, "this execution already started (duplicate)")
             return
         if self.row_execution_id and self.row_execution_id != m.execution_id:
-            if self.row_status in _TERMINAL_NAMES:
+            if self.row_status in TERMINAL_STATUSES:  # a str enum: plain row strings match
                 # A restart of a finished id: the client sends the start, then replaces the row. Wait for it.
                 self.out.deferred.append(m)
             else:

@@ -87,8 +87,8 @@ class OrchestrationDispatcher:
         for iid in [i for i, s in self.sessions.items() if s.partition == partition and not s.busy]:
             self.sessions.pop(iid, None)
 
-    def owns_queue(self, queue_name: str) -> bool:
-        return any(self.hub.names.control_queue(p) == queue_name for p in self._owned)
+    def owns(self, instance_id: str) -> bool:
+        return self.hub.names.partition_of(instance_id) in self._owned
 
     async def stop(self) -> None:
         for p in list(self.readers):
@@ -153,7 +153,7 @@ class OrchestrationDispatcher:
     def deliver_local(self, msg: TaskMessage) -> bool:
         """Take a message this process just sent (hidden) to a queue it owns, without receiving it."""
         partition = self.hub.names.partition_of(msg.instance_id)
-        if partition not in self._owned:
+        if partition not in self._owned:  # checked again: the partition may have been released during the send
             return False
         msg.received_at = time.monotonic()
         self._deliver(msg, partition)

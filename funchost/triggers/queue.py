@@ -180,14 +180,7 @@ class QueueListener:
         await lease.complete()
 
     def _decode(self, content: str | None) -> bytes:
-        text = content or ""
-        if self._options.message_encoding == "none":
-            return text.encode("utf-8")
-        try:
-            return base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("is not Base64 text, as host.json extensions.queues.messageEncoding ('base64', the "
-                             "default) requires. Send Base64-encoded messages or set messageEncoding to 'none'")
+        return decode_queue_message(content or "", self._options.message_encoding)
 
     def _trigger_value(self, message: Any, body: bytes) -> Any:
         if self._as_bytes:
@@ -257,6 +250,17 @@ async def _create_queue(queue) -> None:
             await queue.create_queue()
         except ResourceExistsError:
             pass
+
+
+def decode_queue_message(text: str, encoding: str) -> bytes:
+    """A message body as host.json ``extensions.queues.messageEncoding`` says; ValueError when not Base64."""
+    if encoding == "none":
+        return text.encode("utf-8")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not Base64 text, as host.json extensions.queues.messageEncoding ('base64', the "
+                         "default) requires. Send Base64-encoded messages or set messageEncoding to 'none'")
 
 
 def _trigger_data(message: Any, body: bytes) -> dict[str, Any]:
