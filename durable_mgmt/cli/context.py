@@ -18,6 +18,7 @@ does hold.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -76,7 +77,11 @@ class Target:
         return asyncio.run(main())
 
     async def other_hubs(self, client: TaskHubClient) -> list[str]:
-        return [h for h in await list_task_hubs(client.hub.account) if h != self.hub_name]
+        """The account's other hubs, those whose names are close to this one first (the likely typos)."""
+        others = [h for h in await list_task_hubs(client.hub.account) if h != self.hub_name]
+        close = difflib.get_close_matches(self.hub_name.lower(), [h.lower() for h in others], n=5, cutoff=0.6)
+        return sorted(others, key=lambda h: (h.lower() not in close, close.index(h.lower()) if h.lower() in close
+                                             else 0, h.lower()))
 
     async def warn_if_missing(self, client: TaskHubClient, consequence: str) -> None:
         """A warning on stderr when the hub does not exist while others do (e.g. start-new creates it)."""

@@ -85,8 +85,8 @@ class Output:
             self.console.print(text, markup=False)
 
     def note(self, text: str) -> None:
-        """A remark for the person at the terminal (stderr, so JSON on stdout stays clean)."""
-        self.err_console.print(text, markup=False)
+        """A remark for the person at the terminal (stderr, so JSON on stdout stays clean); one line, unwrapped."""
+        self.err_console.print(text, markup=False, soft_wrap=True)
 
     def table(self, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
         from rich.table import Table
