@@ -174,9 +174,20 @@ async def test_paging_over_250_instances_with_top_50(api, host):
     assert sorted(seen) == [f"page-{i:03d}" for i in range(250)] and pages >= 5
     assert body[-1]["input"] is not None  # showInput defaults to true
 
-    # The SDK cannot page: its endpoint returns every match in one (streamed) answer.
-    status, headers, everything = await api.call("GET", "/instances/", rpc=True)
-    assert status == 200 and len(everything) == 250 and "x-ms-continuation-token" not in headers
+    # Without top, both endpoints answer as the extension does (HttpApiHandler.HandleGetStatusRequestAsync,
+    # OrchestrationStatusQueryCondition.PageSize = 100): one page of 100 and the token of the next.
+    for rpc in (False, True):
+        status, headers, first = await api.call("GET", "/instances/", rpc=rpc)
+        assert status == 200 and len(first) == 100 and headers.get("x-ms-continuation-token"), rpc
+    seen, token = [], None
+    while True:
+        status, headers, body = await api.call("GET", "/instances/", rpc=True,
+                                               headers={"x-ms-continuation-token": token} if token else {})
+        seen += [item["instanceId"] for item in body]
+        token = headers.get("x-ms-continuation-token")
+        if not token:
+            break
+    assert sorted(seen) == [f"page-{i:03d}" for i in range(250)]
 
 
 async def test_list_filters(api, host):
