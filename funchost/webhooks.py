@@ -9,8 +9,7 @@ uses. The same handlers serve two doors:
   ``durabletask_extension`` system key when auth is on;
 * internal (``rpc=True``): the loopback endpoint given to the SDK's client as
   ``rpcBaseUrl``. Its only caller is the SDK, which double-encodes bodies,
-  so there bodies are unwrapped once, and restart answers with the new id
-  (what the SDK's ``restart`` returns).
+  so there bodies are unwrapped once.
 
 Both answer a list as the extension does (``HandleGetStatusRequestAsync``):
 one page, of ``top`` or 100 (``OrchestrationStatusQueryCondition.PageSize``)
@@ -260,9 +259,8 @@ class ManagementApi:
         timeout, interval = self._wait_params(request)
         client = await self._client(request)
         new_id = await client.restart(instance_id, new_instance_id=new_id_wanted)
-        if self._rpc:
-            # The SDK's restart() returns the response body as the new id.
-            return json_response(new_id, 202, {"Location": self._payload(request, client, new_id)["statusQueryGetUri"]})
+        # Also on the internal endpoint: the check-status payload, as HandleRestartInstanceRequestAsync answers,
+        # so the SDK's restart() (which returns the body) gives that payload locally as it does deployed.
         return await self._created(request, client, new_id, timeout, interval)
 
     # --- purge ----------------------------------------------------------------

@@ -104,8 +104,9 @@ async def steer(req: func.HttpRequest, client: df.DurableOrchestrationClient) ->
     op, instance_id = req.route_params["op"], req.route_params["id"]
     try:
         if op == "restart":
-            new_id = await client.restart(instance_id, req.params.get("new", "true") == "true")
-            return _json({"ok": True, "id": new_id})
+            # Deployed, the SDK returns the extension's answer body: the check-status payload, not a bare id.
+            returned = await client.restart(instance_id, req.params.get("new", "true") == "true")
+            return _json({"ok": True, "returned": returned})
         await getattr(client, op)(instance_id, req.params.get("reason", "because"))
     except Exception as e:
         return _failed(e)
