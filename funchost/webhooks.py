@@ -29,7 +29,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from durable_mgmt.errors import DurableError, InvalidFilter
+from durable_mgmt.errors import DurableError, InvalidFilter, NotFound
 from durable_mgmt.models import InstanceQuery, InstanceStatus, RuntimeStatus, parse_json_text
 from durable_mgmt.taskhub import TaskHubClient
 from durable_mgmt.taskhub.timefmt import utcnow
@@ -75,6 +75,9 @@ class ManagementApi:
             handler, args = self._route(request.method, parts)
             return await handler(request, *args)
         except DurableError as e:
+            if self._rpc and isinstance(e, NotFound):
+                # The extension's 404s have no body, and the SDK builds get_status()'s result from the body.
+                return web.Response(status=404)
             return error_response(e)
         except Exception as e:
             # The path only: the query may hold the key.

@@ -71,7 +71,8 @@ async def test_get_status_with_history(call, host):
     # show_input=False is not sent by the SDK (it drops falsy options), so the API default (true) applies.
     assert bare["historyEvents"] is None and bare["input"] == {"name": "Cy"}
     _, _, missing = await call("GET", "/status/nobody-here")
-    assert missing["exists"] is False
+    # The extension answers 404 with no body; the SDK then builds a status whose message is "" (as deployed).
+    assert missing["exists"] is False and missing["message"] == ""
 
 
 async def test_get_status_all_and_by(call, host):

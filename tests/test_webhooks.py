@@ -144,6 +144,8 @@ async def test_status_of_terminal_instances(api, host):
 async def test_status_errors(api):
     status, _, body = await api.call("GET", "/instances/nobody")
     assert status == 404 and "nobody" in body["Message"]
+    # The internal endpoint answers as the extension does (HttpApiHandler: CreateResponse(NotFound), no body).
+    assert (await api.call("GET", "/instances/nobody", rpc=True))[::2] == (404, None)
     status, _, body = await api.call("GET", "/instances/nobody?showHistory=yes")
     assert status == 400 and "showHistory='yes'" in body["Message"]
     status, _, body = await api.call("GET", "/instances/x?taskHub=bad-name!")

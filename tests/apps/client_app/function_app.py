@@ -25,7 +25,8 @@ def _status(status) -> dict:
     return {"exists": bool(status), "name": status.name, "instanceId": status.instance_id,
             "runtimeStatus": status.runtime_status.value if status.runtime_status else None,
             "input": status.input_, "output": status.output, "customStatus": status.custom_status,
-            "createdTime": status.created_time, "historyEvents": getattr(status, "historyEvents", None)}
+            "createdTime": status.created_time, "historyEvents": getattr(status, "historyEvents", None),
+            "message": getattr(status, "message", None)}  # set from a body that is not a status (a 404's)
 
 
 def _time(text):
