@@ -151,9 +151,10 @@ class ManagementApi:
     def _wait_params(self, request: web.Request) -> tuple[float | None, float]:
         timeout = get_seconds(request.query, "timeout")
         interval = get_seconds(request.query, "pollingInterval")
-        if timeout is None:
+        if timeout is None or interval is None:
+            # The extension waits only when both are given (HandleStartOrchestratorRequestAsync; the Azure
+            # Storage provider has no poll-free wait), else it answers 202 at once.
             return None, 0.0
-        interval = 1.0 if interval is None else interval
         if interval > timeout:
             raise BadRequest(f"Total timeout {timeout:g} should be bigger than retry timeout {interval:g} "
                              "(pollingInterval must not exceed timeout).")

@@ -106,6 +106,16 @@ async def test_start_and_wait_times_out_into_the_check_status_response(api):
     assert status == 202 and set(body) == PAYLOAD_KEYS and "Location" in headers
 
 
+async def test_start_waits_only_when_timeout_and_polling_interval_are_both_given(api):
+    """HandleStartOrchestratorRequestAsync waits only if both are given (the Azure Storage provider has no
+    poll-free wait, DurabilityProvider.SupportsPollFreeWait = false); timeout alone answers 202 at once."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+        async with session.post(api.base + "/orchestrators/hello_orchestrator?timeout=60") as r:
+            assert r.status == 202 and set(await r.json()) == PAYLOAD_KEYS
+
+
 async def test_rpc_endpoint_unwraps_the_sdk_double_encoded_input(api, host):
     # The SDK posts json=df_dumps(input): a JSON string holding the JSON text.
     status, _, body = await api.call("POST", "/orchestrators/hello_orchestrator", rpc=True,
