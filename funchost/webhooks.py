@@ -310,9 +310,10 @@ def _warn_first_page_only(client: TaskHubClient, count: int) -> None:
     log.warning("A client function listed instances without paging (the Python SDK's get_status_all() or "
                 "get_status_by(), which send no 'top' and do not follow x-ms-continuation-token: "
                 "azure-functions-durable-python #580) and got the first %d instances of task hub '%s'; more "
-                "exist. The extension answers the same way, so deployed code sees at most %d instances too. To read them all, page: durable_mgmt's "
-                "InstanceManager.instances()/pages() does, as does GET instances?top=N with the "
-                "x-ms-continuation-token header of each answer.", count, client.hub.name, DEFAULT_PAGE_SIZE)
+                "exist. The extension answers the same way, so deployed code sees at most %d instances too. "
+                "To read them all, page: durable_mgmt's InstanceManager.instances()/pages() does, as does "
+                "GET instances?top=N with the x-ms-continuation-token header of each answer.",
+                count, client.hub.name, DEFAULT_PAGE_SIZE)
 
 
 def _code(request: web.Request) -> str | None:
