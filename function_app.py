@@ -169,7 +169,7 @@ async def get_status(msg: func.QueueMessage, client: df.DurableOrchestrationClie
 
 
 @app.function_name("GetAllStatus")
-@app.route(route="instances", methods=["GET", "POST"])
+@app.route(methods=["GET", "POST"])  # no route, as in the document: served at /api/GetAllStatus
 @app.durable_client_input(client_name="client")
 async def get_all_status(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Every instance of the task hub, following continuation tokens page by page (``top`` a page, default 100)."""
@@ -185,7 +185,7 @@ async def get_all_status(req: func.HttpRequest, client: df.DurableOrchestrationC
 
 
 @app.function_name("QueryStatus")
-@app.route(route="instances/query", methods=["GET", "POST"])
+@app.route(methods=["GET", "POST"])  # no route, as in the document: served at /api/QueryStatus
 @app.durable_client_input(client_name="client")
 async def query_status(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Instances filtered by createdFrom, createdTo, runtimeStatus (comma list) and instanceIdPrefix."""

@@ -33,7 +33,7 @@ def render(host: LocalHost, *, show_keys: bool = False) -> str:
         lines.append("")
     lines.append(f"Durable management API: {host.webhook_base_url}/")
     lines.append(f"Storage account:        {host.hub.account.describe()}")
-    lines.append(f"Task hub:               {host.hub.name}")
+    lines.append(f"Task hub:               {host.hub.name} ({host.hub_choice.source})")
     if host.enable_auth:
         lines.append(f"Auth:                   on; keys are kept in container '{SECRETS_CONTAINER}', "
                      f"folder '{host.config.host_id}/'")

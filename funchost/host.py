@@ -153,7 +153,8 @@ class LocalHost:
         threads = self._threads()
 
         account = self.settings.storage_account(self.settings.durable_connection_setting())
-        self.hub = TaskHub(account, self.settings.hub_name(self._hub_name), self.settings.partition_count())
+        self.hub_choice = self.settings.hub_choice(self._hub_name)  # the name, and where it came from (banner)
+        self.hub = TaskHub(account, self.hub_choice.name, self.settings.partition_count())
         await self.hub.open()
         await self.hub.create_if_not_exists()
         bound = [b.get("connectionName") for f in self.index for b in f.bindings

@@ -8,23 +8,28 @@ uses. The same handlers serve two doors:
 * public (``rpc=False``): under the app's origin, guarded by the
   ``durabletask_extension`` system key when auth is on;
 * internal (``rpc=True``): the loopback endpoint given to the SDK's client as
-  ``rpcBaseUrl``. Its only caller is the SDK, which double-encodes bodies and
-  cannot page, so there bodies are unwrapped once, a list without ``top``
-  returns every match (streamed, one storage page in memory at a time), and
-  restart answers with the new id (what the SDK's ``restart`` returns).
+  ``rpcBaseUrl``. Its only caller is the SDK, which double-encodes bodies,
+  so there bodies are unwrapped once.
+
+Both answer a list as the extension does (``HandleGetStatusRequestAsync``):
+one page, of ``top`` or 100 (``OrchestrationStatusQueryCondition.PageSize``)
+instances, and ``x-ms-continuation-token`` when more exist. The SDK's
+``get_status_all``/``get_status_by`` send no ``top`` and never follow the
+token (azure-functions-durable-python #580): deployed, they see at most 100
+instances, so they do here too, with a warning naming the way to page.
+Remaining differences from the extension: docs/compatibility-host.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Awaitable, Callable
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from durable_mgmt.errors import DurableError, InvalidFilter
+from durable_mgmt.errors import DurableError, InvalidFilter, NotFound
 from durable_mgmt.models import InstanceQuery, InstanceStatus, RuntimeStatus, parse_json_text
 from durable_mgmt.taskhub import TaskHubClient
 from durable_mgmt.taskhub.timefmt import utcnow
@@ -42,6 +47,7 @@ log = logging.getLogger("funchost.webhooks")
 
 STATUS_RETRY_AFTER = "5"      # GET status of a running instance (HttpApiHandler)
 CHECK_STATUS_RETRY_AFTER = "10"  # the 202 check-status response
+DEFAULT_PAGE_SIZE = 100  # a list without top: OrchestrationStatusQueryCondition.PageSize
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
 
@@ -69,6 +75,9 @@ class ManagementApi:
             handler, args = self._route(request.method, parts)
             return await handler(request, *args)
         except DurableError as e:
+            if self._rpc and isinstance(e, NotFound):
+                # The extension's 404s have no body, and the SDK builds get_status()'s result from the body.
+                return web.Response(status=404)
             return error_response(e)
         except Exception as e:
             # The path only: the query may hold the key.
@@ -142,9 +151,10 @@ class ManagementApi:
     def _wait_params(self, request: web.Request) -> tuple[float | None, float]:
         timeout = get_seconds(request.query, "timeout")
         interval = get_seconds(request.query, "pollingInterval")
-        if timeout is None:
+        if timeout is None or interval is None:
+            # The extension waits only when both are given (HandleStartOrchestratorRequestAsync; the Azure
+            # Storage provider has no poll-free wait), else it answers 202 at once.
             return None, 0.0
-        interval = 1.0 if interval is None else interval
         if interval > timeout:
             raise BadRequest(f"Total timeout {timeout:g} should be bigger than retry timeout {interval:g} "
                              "(pollingInterval must not exceed timeout).")
@@ -198,12 +208,12 @@ class ManagementApi:
         token = request.headers.get(CONTINUATION_HEADER) or None
         query = InstanceQuery(created_from=get_time(q, "createdTimeFrom"), created_to=get_time(q, "createdTimeTo"),
                               statuses=get_statuses(q), instance_id_prefix=_query(request, "instanceIdPrefix"),
-                              show_input=get_bool(q, "showInput", True), page_size=top or 100,
+                              show_input=get_bool(q, "showInput", True), page_size=top or DEFAULT_PAGE_SIZE,
                               continuation_token=token)
         client = await self._client(request)
-        if self._rpc and top is None and token is None:
-            return await _stream_all(request, client, query)
         page = await client.query(query)
+        if self._rpc and page.continuation_token and top is None and token is None:
+            _warn_first_page_only(client, len(page))
         headers = {CONTINUATION_HEADER: page.continuation_token} if page.continuation_token else None
         return json_response([s.to_json() for s in page], 200, headers)
 
@@ -253,9 +263,8 @@ class ManagementApi:
         timeout, interval = self._wait_params(request)
         client = await self._client(request)
         new_id = await client.restart(instance_id, new_instance_id=new_id_wanted)
-        if self._rpc:
-            # The SDK's restart() returns the response body as the new id.
-            return json_response(new_id, 202, {"Location": self._payload(request, client, new_id)["statusQueryGetUri"]})
+        # Also on the internal endpoint: the check-status payload, as HandleRestartInstanceRequestAsync answers,
+        # so the SDK's restart() (which returns the body) gives that payload locally as it does deployed.
         return await self._created(request, client, new_id, timeout, interval)
 
     # --- purge ----------------------------------------------------------------
@@ -296,21 +305,15 @@ async def _wait(client: TaskHubClient, instance_id: str, timeout: float, interva
         await asyncio.sleep(min(interval, remaining))
 
 
-async def _stream_all(request: web.Request, client: TaskHubClient, query: InstanceQuery) -> web.StreamResponse:
-    # The first item is fetched before the 200 is committed, so errors (no such hub...) keep their status.
-    items = client.iter_instances(query)
-    item = await anext(items, None)
-    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json; charset=utf-8"})
-    await response.prepare(request)
-    await response.write(b"[")
-    sep = b""
-    while item is not None:
-        await response.write(sep + json.dumps(item.to_json(), ensure_ascii=False).encode())
-        sep = b","
-        item = await anext(items, None)
-    await response.write(b"]")
-    await response.write_eof()
-    return response
+def _warn_first_page_only(client: TaskHubClient, count: int) -> None:
+    """A client read the first page of a list without ``top`` while more exist: say what it misses, and how not to."""
+    log.warning("A client function listed instances without paging (the Python SDK's get_status_all() or "
+                "get_status_by(), which send no 'top' and do not follow x-ms-continuation-token: "
+                "azure-functions-durable-python #580) and got the first %d instances of task hub '%s'; more "
+                "exist. The extension answers the same way, so deployed code sees at most %d instances too. "
+                "To read them all, page: durable_mgmt's InstanceManager.instances()/pages() does, as does "
+                "GET instances?top=N with the x-ms-continuation-token header of each answer.",
+                count, client.hub.name, DEFAULT_PAGE_SIZE)
 
 
 def _code(request: web.Request) -> str | None:

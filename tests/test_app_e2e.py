@@ -190,7 +190,8 @@ async def test_get_all_status_follows_pages_over_250_instances(host):
 
     await asyncio.gather(*(one(i) for i in range(250)))
     async with aiohttp.ClientSession() as http:
-        async with http.get(host.function_url("GetAllStatus") + "?top=40") as r:
+        # Where the document puts it: an HTTP function without a route is served at /api/<FunctionName>.
+        async with http.get(host.base_url + "/api/GetAllStatus?top=40") as r:
             assert r.status == 200
             listed = await r.json()
     assert sorted(s["instanceId"] for s in listed) == [f"bulk-{i:03d}" for i in range(250)]
@@ -203,7 +204,7 @@ async def test_query_status_filters(host):
     later = datetime.now(timezone.utc) + timedelta(hours=1)
     await host.client.start("E1_HelloSequence", instance_id="q-pending", scheduled_start=later)
     await host.client.start("E1_HelloSequence", instance_id="other-pending", scheduled_start=later)
-    base = host.function_url("QueryStatus")
+    base = host.base_url + "/api/QueryStatus"  # the document's URL (no route: /api/<FunctionName>)
     async with aiohttp.ClientSession() as http:
         async def ids(query):
             async with http.get(f"{base}?{query}") as r:

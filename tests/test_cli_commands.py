@@ -135,7 +135,8 @@ async def test_table_output_prints_status_names_and_iso_times(cli, filled):
 
 async def test_json_is_the_default_when_piped(cli, filled):
     result = await cli.ok("get-runtime-status", "--id", "live-1")
-    assert json.loads(result.stdout)["runtimeStatus"] == "Running" and result.stderr == ""
+    assert json.loads(result.stdout)["runtimeStatus"] == "Running"
+    assert result.stderr.startswith(f"Task hub '{filled.name}' (") and result.stderr.count("\n") == 1
 
 
 async def test_a_reader_that_goes_away_stops_the_output_quietly(cli, filled):
@@ -149,7 +150,7 @@ async def test_a_reader_that_goes_away_stops_the_output_quietly(cli, filled):
     finally:
         os.close(write_end)
     _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 141 and err.decode() == ""
+    assert proc.returncode == 141 and err.decode().startswith("Task hub '") and err.decode().count("\n") == 1
 
 
 async def test_settings_from_script_root_local_settings_and_host_json(cli, filled, connection_string, tmp_path):

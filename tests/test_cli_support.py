@@ -158,7 +158,8 @@ async def gather_limited(coros, limit: int = 24):
 def one_error_line(result: CliResult) -> str:
     """The error output of a failed run, checked to be one line with no traceback."""
     assert result.code != 0, str(result)
-    lines = result.stderr.strip().splitlines()
+    # Commands that reach storage say first which hub they use (durable_mgmt.cli.context.Target.run).
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("Task hub '")]
     assert len(lines) == 1, str(result)
     assert "Traceback" not in result.stderr
     assert lines[0].startswith("Error: "), str(result)

@@ -57,7 +57,8 @@ def test_own_azurite_is_started_persisted_and_stopped(tmp_path):
     assert "hello_orchestrator: orchestrationTrigger" in first and "say_hello: activityTrigger" in first
     assert f"Durable management API: http://localhost:{port}/runtime/webhooks/durabletask/" in first
     assert f"Storage account:        devstoreaccount1 (Azurite at 127.0.0.1, tables on port {ports['table']})" in first
-    assert "Task hub:               CliHub" in first and DEV_KEY not in first
+    assert ("Task hub:               CliHub (host.json extensions.durableTask.hubName '%TaskHubName%', "
+            "app setting TaskHubName from the environment)") in first and DEV_KEY not in first
 
     with funcpy_process(app, env) as (proc, port, log):
         status, body = get(f"http://127.0.0.1:{port}/runtime/webhooks/durabletask/instances/{instance}")

@@ -7,6 +7,7 @@ runs the orchestrations, so results are checked on instances that really ran.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
@@ -70,7 +71,8 @@ async def test_get_status_with_history(call, host):
     # show_input=False is not sent by the SDK (it drops falsy options), so the API default (true) applies.
     assert bare["historyEvents"] is None and bare["input"] == {"name": "Cy"}
     _, _, missing = await call("GET", "/status/nobody-here")
-    assert missing["exists"] is False
+    # The extension answers 404 with no body; the SDK then builds a status whose message is "" (as deployed).
+    assert missing["exists"] is False and missing["message"] == ""
 
 
 async def test_get_status_all_and_by(call, host):
@@ -87,6 +89,25 @@ async def test_get_status_all_and_by(call, host):
     assert [s["instanceId"] for s in prefixed] == ["by-done"]
     _, _, none = await call("GET", "/by", params={"to": "2000-01-01T00:00:00+00:00"})
     assert none == []
+
+
+async def test_get_status_all_sees_one_page_of_100_as_when_deployed(call, host, caplog):
+    """Deployed, the SDK's get_status_all() gets the extension's first page only (no top, token not followed:
+    azure-functions-durable-python #580): the host answers the same, and warns with the way out."""
+    from tests.test_cli_support import gather_limited, hostlike_instance
+
+    await gather_limited([hostlike_instance(host.client.hub, f"many-{i:03d}", "Completed") for i in range(130)])
+    with caplog.at_level(logging.WARNING, logger="funchost.webhooks"):
+        status, _, everything = await call("GET", "/all")
+    assert status == 200 and len(everything) == 100
+    assert [s["instanceId"] for s in everything] == [f"many-{i:03d}" for i in range(100)]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "funchost.webhooks" and r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "got the first 100 instances" in warnings[0]
+    assert "azure-functions-durable-python #580" in warnings[0] and "InstanceManager.instances()" in warnings[0]
+    # A list that fits in one page is complete, and nothing is said about it.
+    caplog.clear()
+    _, _, few = await call("GET", "/by", params={"prefix": "many-00"})
+    assert len(few) == 10 and not [r for r in caplog.records if r.name == "funchost.webhooks"]
 
 
 async def test_wait_for_completion_both_outcomes(call):
@@ -131,10 +152,13 @@ async def test_restart_and_rewind(call, host):
     first = await start(call, "hello_sequence", {"name": "R"}, instance_id="rs-1")
     await wait_for(host.client, first)
     _, _, restarted = await call("POST", f"/steer/restart/{first}")
-    assert restarted["ok"] and restarted["id"] != first and isinstance(restarted["id"], str)
-    assert (await wait_for(host.client, restarted["id"])).output == ["Hello R", "Hello again"]
+    # The SDK's restart() returns the answer's body; the extension answers with the check-status payload.
+    payload = restarted["returned"]
+    assert restarted["ok"] and payload["id"] != first and payload["statusQueryGetUri"].endswith(
+        f"/instances/{payload['id']}?taskHub={host.hub_name}&connection=Storage")
+    assert (await wait_for(host.client, payload["id"])).output == ["Hello R", "Hello again"]
     _, _, same = await call("POST", f"/steer/restart/{first}?new=false")
-    assert same["id"] == first
+    assert same["returned"]["id"] == first
 
     flaky = await start(call, "fails_once", instance_id="rw-1")
     assert (await wait_for(host.client, flaky)).runtime_status == RuntimeStatus.FAILED

@@ -8,12 +8,13 @@ import sys
 import pytest
 
 from durable_mgmt.errors import InvalidInput, InvalidSetting
-from durable_mgmt.settings import load_settings
+from durable_mgmt.settings import load_settings, sanitize_hub_name
 from durable_mgmt.taskhub.storage import StorageAccount
 
 
 def write(tmp_path, host=None, values=None):
-    (tmp_path / "host.json").write_text(json.dumps(host or {"version": "2.0"}))
+    host = {"version": "2.0", **(host or {})}  # the 2.0 layout unless a test says otherwise
+    (tmp_path / "host.json").write_text(json.dumps(host))
     (tmp_path / "local.settings.json").write_text(json.dumps({"Values": values or {}}))
 
 
@@ -24,7 +25,7 @@ def test_environment_wins_over_local_settings_and_hub_names_expand(tmp_path):
     assert load_settings(tmp_path, environ={}).hub_name() == "FromFile"
     assert s.hub_name("Explicit") == "Explicit"
     write(tmp_path)
-    assert load_settings(tmp_path, environ={}).hub_name() == "DurableFunctionsHub"
+    assert load_settings(tmp_path, environ={}).hub_name() == "TestHubName"  # the extension's default (2.x+)
 
 
 def test_durable_connection_setting_comes_from_host_json(tmp_path):
@@ -69,3 +70,81 @@ def test_cli_reports_bad_settings_in_one_line(tmp_path):
                        capture_output=True, text=True, env={**os.environ}, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().count("\n") == 0 and "partitionCount is 'four'" in r.stderr
+
+
+# --- host.json read as the Functions host reads it (issue 10, item 9) ---------------------------
+
+
+def test_host_json_keys_and_setting_names_match_in_any_case(tmp_path):
+    """The host reads host.json and app settings through IConfiguration, whose keys are case-insensitive."""
+    write(tmp_path, {"Extensions": {"DurableTask": {"HubName": "%hub_setting%", "StorageProvider": {
+        "PartitionCount": 6, "ConnectionName": "mystorage"}}}},
+        {"HUB_SETTING": "CaseHub", "MyStorage": "UseDevelopmentStorage=true"})
+    s = load_settings(tmp_path, environ={})
+    assert s.hub_name() == "CaseHub" and s.partition_count() == 6
+    assert s.durable_connection_setting() == "mystorage"
+    assert s.connection_string("mystorage") == "UseDevelopmentStorage=true"
+    choice = s.hub_choice()
+    assert choice.source == ("host.json extensions.durableTask.hubName '%hub_setting%', "
+                             "app setting hub_setting from local.settings.json")
+
+
+def test_connection_names_are_looked_up_with_the_azurewebjobs_prefix_first(tmp_path):
+    """ConfigurationExtensions.GetWebJobsConnectionSection (the extension): AzureWebJobs{name}, then {name}."""
+    write(tmp_path, values={"AzureWebJobsMine": "UseDevelopmentStorage=true", "Mine": "AccountName=other",
+                            "AzureWebJobsStorage": "AccountName=default"})
+    s = load_settings(tmp_path, environ={})
+    assert s.connection_string("Mine") == "UseDevelopmentStorage=true"
+    assert s.connection_string("Storage") == "AccountName=default"  # the extension's name for AzureWebJobsStorage
+    with pytest.raises(InvalidSetting, match="No connection string in app setting 'Nope'"):
+        s.connection_string("Nope")
+
+
+def test_without_version_2_host_json_is_read_in_the_1x_layout(tmp_path):
+    """Core Tools' DurableManager.TrySetConnectionStringAndTaskHubName: "version": "2.0" → extensions.durableTask,
+    anything else → a top-level durableTask whose partitionCount and connection name sit directly in it."""
+    (tmp_path / "host.json").write_text(json.dumps({"durableTask": {
+        "HubName": "V1Hub", "partitionCount": 3, "azureStorageConnectionStringName": "V1Storage"}}))
+    s = load_settings(tmp_path, environ={})
+    assert (s.hub_name(), s.partition_count(), s.durable_connection_setting()) == ("V1Hub", 3, "V1Storage")
+    assert s.hub_choice().source == "host.json durableTask.hubName"
+    # The same section in a 2.0 host.json is not where the host looks: the extension's default applies.
+    write(tmp_path, {"durableTask": {"hubName": "V1Hub", "partitionCount": 3}})
+    s = load_settings(tmp_path, environ={})
+    assert (s.hub_name(), s.partition_count()) == ("TestHubName", 4)
+    # A 1.x host.json with no hub name: 1.x's default, DurableFunctionsHub (the document's default).
+    (tmp_path / "host.json").write_text(json.dumps({}))
+    choice = load_settings(tmp_path, environ={"WEBSITE_SITE_NAME": "ignored-in-1x"}).hub_choice()
+    assert choice.name == "DurableFunctionsHub" and "1.x default" in choice.source
+
+
+@pytest.mark.parametrize("site,expected", [
+    ("my-func-app", "myfuncapp"),     # only letters and digits are kept
+    ("1st-app", "t1stapp"),           # a leading digit gets a 't'
+    ("a-b", "abHub"),                 # padded with 'Hub' below 3 characters
+    ("---", "DefaultTaskHub"),        # nothing left
+    ("x" * 60, "x" * 45),             # at most 45 characters
+    ("Already1", "Already1"),
+])
+def test_default_hub_is_the_sanitized_site_name(tmp_path, site, expected):
+    """AzureStorageOptions.IsSanitizedHubName, applied by AzureStorageDurabilityProviderFactory to the default
+    name DurableTaskOptions.HubName takes from WEBSITE_SITE_NAME when host.json sets none."""
+    assert sanitize_hub_name(site) == expected
+    write(tmp_path)
+    choice = load_settings(tmp_path, environ={"WEBSITE_SITE_NAME": site}).hub_choice()
+    assert choice.name == expected and "WEBSITE_SITE_NAME" in choice.source and "the environment" in choice.source
+
+
+def test_default_hub_sources_and_a_configured_name_equal_to_the_default(tmp_path):
+    write(tmp_path, values={"WEBSITE_SITE_NAME": "my-app"})
+    choice = load_settings(tmp_path, environ={}).hub_choice()
+    assert choice.name == "myapp"
+    assert choice.source == ("the extension's default: host.json extensions.durableTask.hubName is not set, so app "
+                             "setting WEBSITE_SITE_NAME 'my-app' sanitized to 'myapp', from local.settings.json")
+    choice = load_settings(tmp_path, environ={"WEBSITE_SITE_NAME": ""}).hub_choice()
+    assert choice.name == "TestHubName" and "no WEBSITE_SITE_NAME" in choice.source
+    # A hubName that resolves to the default is the default to the extension (IsDefaultHubName): sanitized too.
+    write(tmp_path, {"extensions": {"durableTask": {"hubName": "%WEBSITE_SITE_NAME%"}}}, {"WEBSITE_SITE_NAME": "my-app"})
+    choice = load_settings(tmp_path, environ={}).hub_choice()
+    assert choice.name == "myapp" and "sanitized to 'myapp'" in choice.source
+    assert load_settings(tmp_path, environ={}).hub_choice("Explicit").source == "--task-hub-name"

@@ -106,6 +106,16 @@ async def test_start_and_wait_times_out_into_the_check_status_response(api):
     assert status == 202 and set(body) == PAYLOAD_KEYS and "Location" in headers
 
 
+async def test_start_waits_only_when_timeout_and_polling_interval_are_both_given(api):
+    """HandleStartOrchestratorRequestAsync waits only if both are given (the Azure Storage provider has no
+    poll-free wait, DurabilityProvider.SupportsPollFreeWait = false); timeout alone answers 202 at once."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+        async with session.post(api.base + "/orchestrators/hello_orchestrator?timeout=60") as r:
+            assert r.status == 202 and set(await r.json()) == PAYLOAD_KEYS
+
+
 async def test_rpc_endpoint_unwraps_the_sdk_double_encoded_input(api, host):
     # The SDK posts json=df_dumps(input): a JSON string holding the JSON text.
     status, _, body = await api.call("POST", "/orchestrators/hello_orchestrator", rpc=True,
@@ -144,6 +154,8 @@ async def test_status_of_terminal_instances(api, host):
 async def test_status_errors(api):
     status, _, body = await api.call("GET", "/instances/nobody")
     assert status == 404 and "nobody" in body["Message"]
+    # The internal endpoint answers as the extension does (HttpApiHandler: CreateResponse(NotFound), no body).
+    assert (await api.call("GET", "/instances/nobody", rpc=True))[::2] == (404, None)
     status, _, body = await api.call("GET", "/instances/nobody?showHistory=yes")
     assert status == 400 and "showHistory='yes'" in body["Message"]
     status, _, body = await api.call("GET", "/instances/x?taskHub=bad-name!")
@@ -174,9 +186,20 @@ async def test_paging_over_250_instances_with_top_50(api, host):
     assert sorted(seen) == [f"page-{i:03d}" for i in range(250)] and pages >= 5
     assert body[-1]["input"] is not None  # showInput defaults to true
 
-    # The SDK cannot page: its endpoint returns every match in one (streamed) answer.
-    status, headers, everything = await api.call("GET", "/instances/", rpc=True)
-    assert status == 200 and len(everything) == 250 and "x-ms-continuation-token" not in headers
+    # Without top, both endpoints answer as the extension does (HttpApiHandler.HandleGetStatusRequestAsync,
+    # OrchestrationStatusQueryCondition.PageSize = 100): one page of 100 and the token of the next.
+    for rpc in (False, True):
+        status, headers, first = await api.call("GET", "/instances/", rpc=rpc)
+        assert status == 200 and len(first) == 100 and headers.get("x-ms-continuation-token"), rpc
+    seen, token = [], None
+    while True:
+        status, headers, body = await api.call("GET", "/instances/", rpc=True,
+                                               headers={"x-ms-continuation-token": token} if token else {})
+        seen += [item["instanceId"] for item in body]
+        token = headers.get("x-ms-continuation-token")
+        if not token:
+            break
+    assert sorted(seen) == [f"page-{i:03d}" for i in range(250)]
 
 
 async def test_list_filters(api, host):
@@ -253,8 +276,10 @@ async def test_restart(api, host):
     status, _, body = await api.call("POST", "/instances/rs-1/restart?restartWithNewInstanceId=false")
     assert status == 409  # now Pending again: the same id cannot start twice
     assert (await api.call("POST", "/instances/nobody/restart"))[0] == 404
-    status, _, new_id = await api.call("POST", "/instances/rs-1/restart", rpc=True)
-    assert status == 202 and isinstance(new_id, str)  # the SDK's restart() returns the body as the id
+    # The internal endpoint answers as the extension's HandleRestartInstanceRequestAsync does: the check-status
+    # payload (which the SDK's restart() returns as is, deployed and here).
+    status, _, body = await api.call("POST", "/instances/rs-1/restart", rpc=True)
+    assert status == 202 and set(body) == PAYLOAD_KEYS and body["id"] != "rs-1"
 
 
 # --- purge ------------------------------------------------------------------------------

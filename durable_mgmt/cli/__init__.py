@@ -35,8 +35,10 @@ def durable() -> None:
     The connection string is read from the app setting named by
     --connection-string-setting (default AzureWebJobsStorage): the environment
     first, then local.settings.json Values in --script-root (default: the
-    current folder). The task hub is --task-hub-name, else host.json
-    extensions.durableTask.hubName, else DurableFunctionsHub.
+    current folder). The task hub is --task-hub-name, else host.json's
+    hubName, else the extension's default (WEBSITE_SITE_NAME sanitized, else
+    TestHubName; DurableFunctionsHub for a 1.x host.json). Every command says
+    on stderr which hub it uses and why.
 
     Exit codes: 0 done, 1 not found or refused, 2 usage error.
 

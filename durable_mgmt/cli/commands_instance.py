@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import json
 import time
+import uuid
 
 import click
 
@@ -44,6 +45,8 @@ def start_new(target: Target, function_name: str, instance_id: str | None, input
     """
 
     async def work(client):
+        await target.warn_if_missing(client, "start-new creates it, and only a host running on it runs this "
+                                             "instance.")
         iid = await client.start(function_name, instance_id=instance_id, input_json=input_json)
         return await client.get_status(iid, show_input=True, show_output=False)
 
@@ -145,18 +148,24 @@ async def _wait_until_finished(client, instance_id: str, timeout: float, hub_nam
 
 @click.command("raise-event")
 @id_option()
-@click.option("--event-name", required=True, metavar="NAME", help="Name of the event the orchestrator waits for.")
+@click.option("--event-name", metavar="NAME", default=None,
+              help="Name of the event the orchestrator waits for [default: Event_<32 hex digits>, as Core Tools].")
 @click.option("--event-data", type=JSON_TEXT, default=None,
               help="Event data: inline JSON (text that is not JSON is sent as a string), or @path/to/file.json.")
 @hub_options
-def raise_event(target: Target, instance_id: str, event_name: str, event_data: str | None) -> None:
+def raise_event(target: Target, instance_id: str, event_name: str | None, event_data: str | None) -> None:
     """Send an event to a running instance (kept until the orchestrator waits for it).
+
+    Without --event-name the event is named Event_<32 hex digits>, as Core
+    Tools names it (DurableRaiseEvent: Event_{Guid:N}); the name is printed.
 
     \b
     Examples:
       funcpy durable raise-event --id order-42 --event-name Approval --event-data true
       funcpy durable raise-event --id order-42 --event-name Payment --event-data @payment.json
     """
+    if event_name is None:
+        event_name = f"Event_{uuid.uuid4().hex}"
     target.run(lambda client: client.raise_event(instance_id, event_name, data_json=event_data))
     target.output.result(f"Raised event '{event_name}' to instance '{instance_id}'.",
                          {"instanceId": instance_id, "eventName": event_name,

@@ -6,13 +6,19 @@ name of the app setting that holds the connection string),
 local.settings.json live; the current directory by default) and
 ``--output``. Values come from the environment first, then
 local.settings.json ``Values``; the hub name from the option, else host.json
-``extensions.durableTask.hubName`` (``%Setting%`` expanded), else
-``DurableFunctionsHub``.
+``hubName`` (``%Setting%`` expanded), else the extension's default
+(``durable_mgmt.settings``).
+
+Every command says on stderr which hub it works on and where that name came
+from, before its work: a wrong hub is the most common way to "lose"
+instances. A command that finds its hub missing says which hubs the account
+does hold.
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,8 +27,10 @@ from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import click
 
-from ..settings import DEFAULT_CONNECTION_SETTING, AppSettings, load_settings
+from ..errors import TaskHubNotFound
+from ..settings import DEFAULT_CONNECTION_SETTING, AppSettings, HubChoice, load_settings
 from ..taskhub import TaskHub, TaskHubClient
+from ..taskhub.discovery import list_task_hubs
 from .output import Output, OutputFormat
 
 T = TypeVar("T")
@@ -34,8 +42,12 @@ class Target:
 
     settings: AppSettings
     connection_setting: str
-    hub_name: str
+    hub: HubChoice
     output: Output
+
+    @property
+    def hub_name(self) -> str:
+        return self.hub.name
 
     @asynccontextmanager
     async def client(self) -> AsyncIterator[TaskHubClient]:
@@ -45,13 +57,59 @@ class Target:
             yield TaskHubClient(hub)
 
     def run(self, work: Callable[[TaskHubClient], Awaitable[T]]) -> T:
-        """Run ``work(client)`` on a fresh event loop: the CLI's one sync-to-async boundary."""
+        """Run ``work(client)`` on a fresh event loop: the CLI's one sync-to-async boundary.
+
+        Says first which hub and account it works on; a missing hub becomes an
+        error that lists the hubs the account does hold.
+        """
 
         async def main() -> T:
             async with self.client() as client:
-                return await work(client)
+                self.output.note(f"{self.hub.describe()}; storage {client.hub.account.describe()}, from app "
+                                 f"setting {self.connection_setting}.")
+                try:
+                    return await work(client)
+                except TaskHubNotFound as e:
+                    if e.hub_name != self.hub_name:
+                        raise
+                    raise TaskHubNotFound(self.hub_name, await self.missing_hub_message(client)) from None
 
         return asyncio.run(main())
+
+    async def other_hubs(self, client: TaskHubClient) -> list[str]:
+        """The account's other hubs, those whose names are close to this one first (the likely typos)."""
+        others = [h for h in await list_task_hubs(client.hub.account) if h != self.hub_name]
+        close = difflib.get_close_matches(self.hub_name.lower(), [h.lower() for h in others], n=5, cutoff=0.6)
+        return sorted(others, key=lambda h: (h.lower() not in close, close.index(h.lower()) if h.lower() in close
+                                             else 0, h.lower()))
+
+    async def warn_if_missing(self, client: TaskHubClient, consequence: str) -> None:
+        """A warning on stderr when the hub does not exist while others do (e.g. start-new creates it)."""
+        if await client.hub.exists():
+            return
+        others = await self.other_hubs(client)
+        if others:
+            self.output.note(f"Warning: task hub '{self.hub_name}' does not exist; {consequence} Task hubs in this "
+                             f"account: {_some(others)}. Name one with --task-hub-name if you meant it.")
+
+    async def missing_hub_message(self, client: TaskHubClient) -> str:
+        """Why the hub is missing and what to do, naming the hubs the account holds."""
+        others = await self.other_hubs(client)
+        text = (f"Task hub '{self.hub_name}' does not exist in storage account {client.hub.account.account_name} "
+                f"(the name is {self.hub.source}).")
+        if others:
+            case = [h for h in others if h.lower() == self.hub_name.lower()]
+            if case:
+                text += f" A hub named '{case[0]}' exists: give its name in that exact case."
+            return text + (f" Task hubs in this account: {_some(others)}. Name one with --task-hub-name, "
+                           "or set hubName in host.json.")
+        return text + (" The account holds no task hub yet: a host started on it (or start-new) creates one; "
+                       "check the connection setting if you expected instances here.")
+
+
+def _some(names: list[str], shown: int = 10) -> str:
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def hub_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -61,7 +119,8 @@ def hub_options(func: Callable[..., Any]) -> Callable[..., Any]:
                   help="Name of the app setting that holds the storage connection string "
                        f"[default: {DEFAULT_CONNECTION_SETTING}].")
     @click.option("--task-hub-name", "task_hub_name", metavar="NAME", default=None,
-                  help="Task hub name [default: host.json extensions.durableTask.hubName, else DurableFunctionsHub].")
+                  help="Task hub name [default: host.json's hubName, else the extension's default: "
+                       "WEBSITE_SITE_NAME sanitized, else TestHubName; DurableFunctionsHub for a 1.x host.json].")
     @click.option("--script-root", type=click.Path(file_okay=False, path_type=Path), default=".",
                   show_default=True, help="Folder holding host.json and local.settings.json.")
     @click.option("--output", "-o", "output_format", type=click.Choice(["table", "json"], case_sensitive=False),
@@ -72,7 +131,7 @@ def hub_options(func: Callable[..., Any]) -> Callable[..., Any]:
         settings = load_settings(script_root)
         # The option, else the provider's connection name in host.json, else AzureWebJobsStorage.
         target = Target(settings, settings.durable_connection_setting(connection_setting),
-                        settings.hub_name(task_hub_name), Output(OutputFormat.choose(output_format)))
+                        settings.hub_choice(task_hub_name), Output(OutputFormat.choose(output_format)))
         return func(*args, target=target, **kwargs)
 
     return wrapper

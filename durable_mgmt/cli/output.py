@@ -85,8 +85,12 @@ class Output:
             self.console.print(text, markup=False)
 
     def note(self, text: str) -> None:
-        """A remark for the person at the terminal (stderr, so JSON on stdout stays clean)."""
-        self.err_console.print(text, markup=False)
+        """A remark for the person at the terminal (stderr, so JSON on stdout stays clean); one line, unwrapped.
+
+        Plain text, without rich: every command writes one (the hub it uses), and a JSON run imports no rich.
+        """
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
     def table(self, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
         from rich.table import Table

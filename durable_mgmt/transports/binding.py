@@ -96,8 +96,8 @@ class BindingTransport:
             case r.RestartInstance():
                 body = await self._call("POST", self._instance(request.instance_id) + "/restart", request,
                                         params={"restartWithNewInstanceId": _flag(request.new_instance_id)})
-                # The internal endpoint answers with the new id itself (what the SDK's restart returns);
-                # the public one with the check-status payload.
+                # The extension answers with the check-status payload (HandleRestartInstanceRequestAsync);
+                # a bare id is accepted too, from hosts that answered so.
                 return body["id"] if isinstance(body, dict) else body
             case r.PurgeInstance():
                 body = await self._call("DELETE", self._instance(request.instance_id), request)

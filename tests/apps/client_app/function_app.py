@@ -25,7 +25,8 @@ def _status(status) -> dict:
     return {"exists": bool(status), "name": status.name, "instanceId": status.instance_id,
             "runtimeStatus": status.runtime_status.value if status.runtime_status else None,
             "input": status.input_, "output": status.output, "customStatus": status.custom_status,
-            "createdTime": status.created_time, "historyEvents": getattr(status, "historyEvents", None)}
+            "createdTime": status.created_time, "historyEvents": getattr(status, "historyEvents", None),
+            "message": getattr(status, "message", None)}  # set from a body that is not a status (a 404's)
 
 
 def _time(text):
@@ -104,8 +105,9 @@ async def steer(req: func.HttpRequest, client: df.DurableOrchestrationClient) ->
     op, instance_id = req.route_params["op"], req.route_params["id"]
     try:
         if op == "restart":
-            new_id = await client.restart(instance_id, req.params.get("new", "true") == "true")
-            return _json({"ok": True, "id": new_id})
+            # Deployed, the SDK returns the extension's answer body: the check-status payload, not a bare id.
+            returned = await client.restart(instance_id, req.params.get("new", "true") == "true")
+            return _json({"ok": True, "returned": returned})
         await getattr(client, op)(instance_id, req.params.get("reason", "because"))
     except Exception as e:
         return _failed(e)
