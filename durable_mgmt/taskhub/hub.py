@@ -228,8 +228,8 @@ class TaskHub:
             self._create_table(self.names.history_table),
             *(self._create_queue(q) for q in self.names.control_queues),
             self._create_queue(self.names.workitem_queue),
-            # The provider makes this container on the first large message; readers here list it.
-            self._create_container(self.names.large_messages_container),
+            # No large-message container: the provider (MessageManager.EnsureContainerAsync) and LargeValues
+            # make it with the first large value, and readers take a missing one as empty.
         )
         await create_partition_store(self, management)
         if layout.management == PartitionManagement.NONE:
@@ -290,14 +290,6 @@ class TaskHub:
         with map_storage_errors(f"creating queue {name!r}"):
             try:
                 await self.queue(name).create_queue()
-                return True
-            except ResourceExistsError:
-                return False
-
-    async def _create_container(self, name: str) -> bool:
-        with map_storage_errors(f"creating container {name!r}"):
-            try:
-                await self.container(name).create_container()
                 return True
             except ResourceExistsError:
                 return False

@@ -282,6 +282,10 @@ class BlobLeaseState:
     leased: bool
 
 
+# The lease types (blob folders) of BlobPartitionLeaseManager: SafePartitionManager's two, LegacyPartitionManager's one.
+LEASE_FOLDERS = ("intent/", "ownership/", "default/")
+
+
 class LeaseBlobs:
     """The Safe manager's lease blobs in ``{hub}-leases``: list, acquire, renew, release."""
 
@@ -290,11 +294,12 @@ class LeaseBlobs:
         self.container = hub.container(hub.names.leases_container)
 
     async def list(self) -> list[BlobLeaseState]:
-        """Every ``intent/`` and ``ownership/`` lease blob with its content and lease state."""
+        """Every lease blob with its content and lease state: SafePartitionManager's ``intent/`` and
+        ``ownership/``, and LegacyPartitionManager's ``default/`` (``UseLegacyPartitionManagement``)."""
         out = []
         with map_storage_errors(f"listing lease blobs of {self.names.leases_container!r}"):
             try:
-                for prefix in ("intent/", "ownership/"):
+                for prefix in LEASE_FOLDERS:
                     async for props in self.container.list_blobs(name_starts_with=prefix):
                         out.append(await self._state(props.name, props.lease.state == "leased"))
             except ResourceNotFoundError:

@@ -42,10 +42,14 @@ class BlobLeaseProtocol:
         self.blobs = LeaseBlobs(hub)
         self.owned: dict[int, dict[str, str]] = {}  # partition -> {blob name: lease id}
         self.busy = False
+        self._legacy = False
 
     async def prepare(self) -> None:
-        others = sorted({(s.owner or "an unnamed worker") for s in await self.blobs.list()
-                         if s.leased and s.owner != self.me})
+        states = await self.blobs.list()
+        # A hub made with UseLegacyPartitionManagement (or by an older funcpy) has default/ lease blobs: hold
+        # those too, so a worker of that kind cannot take a queue this host reads.
+        self._legacy = any(s.blob_name.startswith("default/") for s in states)
+        others = sorted({(s.owner or "an unnamed worker") for s in states if s.leased and s.owner != self.me})
         if others:
             raise HostStartError(
                 f"Task hub {self.hub.name!r} uses the blob partition leases of Durable Functions extension v2 "
@@ -56,8 +60,11 @@ class BlobLeaseProtocol:
 
     def _leases_of(self, p: int) -> list[tuple[str, int]]:
         names = self.hub.names
-        return [(names.intent_lease_blob(p), INTENT_LEASE_SECONDS),
-                (names.ownership_lease_blob(p), OWNERSHIP_LEASE_SECONDS)]
+        leases = [(names.intent_lease_blob(p), INTENT_LEASE_SECONDS),
+                  (names.ownership_lease_blob(p), OWNERSHIP_LEASE_SECONDS)]
+        if self._legacy:
+            leases.append((f"default/{names.control_queue(p)}", INTENT_LEASE_SECONDS))
+        return leases
 
     async def tick(self) -> None:
         for p in list(self.owned):
