@@ -23,6 +23,7 @@ only ``durable_mgmt`` errors.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass, replace
@@ -160,14 +161,17 @@ async def _create_table_leases(hub: "TaskHub") -> None:
         except ResourceExistsError:
             pass
     table = tables.get_table_client(names.partitions_table)
-    for queue in names.control_queues:
+
+    async def create_lease(queue: str) -> None:
         # TablePartitionManager.CreateLease inserts `new TablePartitionLease { RowKey = partitionId }`:
-        # null members are not stored, IsDraining is false.
+        # null members are not stored, IsDraining is false; an existing row is kept as it is.
         with map_storage_errors(f"adding partition {queue!r} to {names.partitions_table!r}"):
             try:
                 await table.create_entity({"PartitionKey": PARTITION_KEY, "RowKey": queue, "IsDraining": False})
             except ResourceExistsError:
                 pass
+
+    await asyncio.gather(*(create_lease(q) for q in names.control_queues))
 
 
 async def _create_blob_leases(hub: "TaskHub") -> None:

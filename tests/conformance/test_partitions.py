@@ -117,6 +117,19 @@ async def test_every_writer_routes_by_the_hubs_own_partition_count(account, hub_
     assert got == {q: sorted(ms) for q, ms in expected.items()}
 
 
+async def test_a_hub_upgraded_from_v2_to_v3_routes_by_its_partitions_table(account, hub_name):
+    """An app moved from extension v2 to v3 keeps its hub: taskhub.json (4 partitions, from v2) stays, and
+    the v3 worker adds {Hub}Partitions with its own count. GetControlQueuesAsync reads the table first."""
+    await write_layout(account, hub_name, "v2", 4)
+    await write_layout(account, hub_name, "v3", PARTITIONS)
+    iid = ids_on_high_partitions(1)[0]
+    async with TaskHub(account, hub_name) as hub:
+        assert hub.names.partition_count == PARTITIONS and hub.layout.management == "table"
+        await TaskHubClient(hub).start("HelloCities", instance_id=iid)
+        contents = await queue_contents(hub)
+    assert [q for q, ms in contents.items() if ms] == [provider_queue(hub_name, iid)]
+
+
 async def test_engine_reads_every_partition_of_a_provider_hub(account, hub_name, generation, monkeypatch, tmp_path):
     monkeypatch.setenv("ENGINE_TEST_STATE", str(tmp_path))
     await write_layout(account, hub_name, generation, PARTITIONS)
@@ -150,11 +163,15 @@ async def test_engine_reads_every_partition_of_a_provider_hub(account, hub_name,
 async def test_delete_hub_leaves_nothing(account, hub_name, generation):
     await write_layout(account, hub_name, generation, PARTITIONS)
     async with TaskHub(account, hub_name) as hub:
+        # Left from when the hub had 8 partitions: lowering partitionCount rewrites taskhub.json
+        # (BlobPartitionLeaseManager.GetOrCreateTaskHubInfoAsync, checkIfStale) but deletes no queue.
+        for p in (6, 7):
+            await hub.queue(control_queue(hub_name, p)).create_queue()
         client = TaskHubClient(hub)
         await client.start("HelloCities", "x" * 100_000, instance_id=ids_on_high_partitions(1)[0])  # large input
         tables, queues, containers = await artifacts(account, hub_name)
         assert f"{hub_name}Partitions" in tables if generation == "v3" else f"{hub_name.lower()}-leases" in containers
-        assert f"{hub_name.lower()}-largemessages" in containers and len(queues) == PARTITIONS + 1
+        assert f"{hub_name.lower()}-largemessages" in containers and len(queues) == PARTITIONS + 3
         await client.delete_hub()
     assert await artifacts(account, hub_name) == ([], [], [])
 
