@@ -334,6 +334,23 @@ async def test_funcpy_refuses_a_v2_hub_whose_blob_leases_a_live_worker_holds(acc
                                   "Epoch": 0})
 
 
+async def test_funcpy_start_on_such_a_hub_exits_with_the_reason(account, hub_name, connection_string):
+    import os
+    import subprocess
+
+    from ..apps.support import APPS, REPO, funcpy_command, free_port
+
+    await write_layout(account, hub_name, "v2", PARTITIONS)
+    await write_live_worker(account, hub_name, "v2", DOTNET, [3])
+    env = {**os.environ, "AzureWebJobsStorage": connection_string, "TaskHubName": hub_name}
+    done = await asyncio.to_thread(
+        subprocess.run, funcpy_command("--script-root", str(APPS / "http_app"), "--port", str(free_port())),
+        capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"funcpy start: Task hub {hub_name!r} uses the blob partition leases" in done.stderr, done.stderr
+    assert DOTNET in done.stderr and "Traceback" not in done.stderr
+
+
 async def test_on_a_free_v2_hub_a_later_dotnet_worker_can_take_partitions_over(account, hub_name):
     await write_layout(account, hub_name, "v2", PARTITIONS)
     async with TaskHub(account, hub_name) as hub:
