@@ -27,7 +27,7 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -371,10 +371,6 @@ class LeaseBlobs:
             except HttpResponseError as e:
                 if status_of(e) not in (409, 412):
                     raise
-
-
-def expiry(seconds: float, now: datetime | None = None) -> datetime:
-    return (now or utcnow()) + timedelta(seconds=seconds)
 
 
 __all__ = ["PartitionManagement", "PartitionLayout", "discover_layout", "TaskHubInfo", "read_taskhub_info",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from datetime import datetime, timedelta
 
 from durable_mgmt.taskhub import TaskHub
 from durable_mgmt.taskhub.partitions import PartitionTable, TableLease
@@ -97,25 +98,21 @@ class TableLeaseProtocol:
             await self._balance(distribution, len(leases), mine)
         return mine
 
-    def _available(self, lease: TableLease, now) -> bool:
+    def _available(self, lease: TableLease, now: datetime) -> bool:
         """TableLeaseManager.TryClaimLease: empty, expired, or released to us."""
         empty = lease.current_owner is None and lease.next_owner is None
         expired = lease.expires_at is not None and now >= lease.expires_at
         released_to_me = lease.current_owner is None and lease.next_owner == self.me
         return empty or expired or released_to_me
 
-    def _claim(self, lease: TableLease, now) -> TableLease:
-        from datetime import timedelta
-
+    def _claim(self, lease: TableLease, now: datetime) -> TableLease:
         return lease.changed(current_owner=self.me, next_owner=None, owned_since=now, last_renewal=now,
                              expires_at=now + timedelta(seconds=CLAIM_SECONDS), is_draining=False)
 
-    def _renew(self, lease: TableLease, now) -> TableLease:
-        from datetime import timedelta
-
+    def _renew(self, lease: TableLease, now: datetime) -> TableLease:
         return lease.changed(last_renewal=now, expires_at=now + timedelta(seconds=self.lease_seconds))
 
-    async def _drain_step(self, p: int, lease: TableLease, now) -> TableLease:
+    async def _drain_step(self, p: int, lease: TableLease, now: datetime) -> TableLease:
         """TableLeaseManager.CheckDrainTask: start draining (IsDraining, keep renewing); once done, release."""
         task = self._drains.get(lease.row_key)
         if task is None:
