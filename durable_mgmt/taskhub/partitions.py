@@ -184,10 +184,10 @@ async def _create_blob_leases(hub: "TaskHub") -> None:
             pass
     # SafePartitionManager.CreateLeaseStore -> BlobPartitionLeaseManager.CreateLeaseStoreIfNotExistsAsync
     info = {"TaskHubName": names.hub, "CreatedAt": to_iso(utcnow()), "PartitionCount": names.partition_count}
-    await _upload_if_missing(container, names.taskhub_info_blob, json.dumps(info))
+    await _upload_if_missing(container, names.taskhub_info_blob, _newtonsoft(info))
     for p in range(names.partition_count):
         for blob_name in (names.intent_lease_blob(p), names.ownership_lease_blob(p)):
-            await _upload_if_missing(container, blob_name, json.dumps(blob_lease_json(names.control_queue(p))))
+            await _upload_if_missing(container, blob_name, _newtonsoft(blob_lease_json(names.control_queue(p))))
 
 
 async def _upload_if_missing(container, blob_name: str, body: str) -> None:
@@ -196,6 +196,11 @@ async def _upload_if_missing(container, blob_name: str, body: str) -> None:
             await container.upload_blob(blob_name, body, overwrite=False)
         except ResourceExistsError:
             pass
+
+
+def _newtonsoft(value: dict) -> str:
+    """JSON as a default Newtonsoft JsonSerializer writes it: no whitespace."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 def blob_lease_json(partition_id: str, owner: str | None = None, token: str | None = None, epoch: int = 0) -> dict:
@@ -333,13 +338,15 @@ class LeaseBlobs:
                 state = await self._state(blob_name, False)
                 props = await blob.get_blob_properties()
                 if props.lease.state == "leased":
-                    await BlobLeaseClient(blob, lease_id=state.token or "").change(new_id)
+                    if not state.token:  # leased by a holder that wrote no Token: nothing to change it from
+                        raise LeaseLost(blob_name)
+                    await BlobLeaseClient(blob, lease_id=state.token).change(new_id)
                 else:
                     await BlobLeaseClient(blob, lease_id=new_id).acquire(lease_duration=seconds)
                 body = blob_lease_json(partition_id, owner, new_id, state.epoch + 1)
-                await blob.upload_blob(json.dumps(body), overwrite=True, lease=new_id)
+                await blob.upload_blob(_newtonsoft(body), overwrite=True, lease=new_id)
             except HttpResponseError as e:
-                if status_of(e) in (400, 409, 412):  # leased by someone whose Token we do not know
+                if status_of(e) in (409, 412):  # leased under another id than the blob's Token, or just taken
                     raise LeaseLost(blob_name) from e
                 raise
         return new_id
@@ -365,7 +372,7 @@ class LeaseBlobs:
         with map_storage_errors(f"releasing the lease of {self.names.leases_container}/{blob_name}"):
             try:
                 state = await self._state(blob_name, True)
-                await blob.upload_blob(json.dumps(blob_lease_json(partition_id, None, None, state.epoch)),
+                await blob.upload_blob(_newtonsoft(blob_lease_json(partition_id, None, None, state.epoch)),
                                        overwrite=True, lease=lease_id)
                 await BlobLeaseClient(blob, lease_id=lease_id).release()
             except HttpResponseError as e:
