@@ -54,13 +54,14 @@ def workers(connection_string, hub_name, tmp_path):
 
 
 async def lease_owners(hub):
-    container = hub.container(hub.names.leases_container)
-    owners = {}
-    for p in range(hub.names.partition_count):
-        props = await container.get_blob_client(hub.names.lease_blob(p)).get_blob_properties()
-        if props.lease.state == "leased":
-            owners[p] = props.metadata.get("owner")
-    return owners
+    """Partition -> owner, from the {Hub}Partitions rows (TablePartitionManager's leases) that have not expired."""
+    from durable_mgmt.taskhub.partitions import PartitionTable
+    from durable_mgmt.taskhub.timefmt import utcnow
+
+    now = utcnow()
+    return {hub.names.partition_of_queue(lease.row_key): lease.current_owner
+            for lease in await PartitionTable(hub).read()
+            if lease.current_owner and lease.expires_at and lease.expires_at > now}
 
 
 async def test_two_workers_split_partitions_and_survive_one_dying(hub, client, workers):

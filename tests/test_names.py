@@ -65,7 +65,14 @@ def test_table_queue_container_names():
     assert n.workitem_queue == "samplehub-workitems"
     assert n.large_messages_container == "samplehub-largemessages"
     assert n.leases_container == "samplehub-leases"
-    assert n.lease_blob(2) == "default/samplehub-control-02"
+    # AzureStorageOrchestrationServiceSettings.PartitionTableName; SafePartitionManager's "intent"/"ownership"
+    # BlobPartitionLeaseManagers (DurableTask.AzureStorage/Partitioning/SafePartitionManager.cs).
+    assert n.partitions_table == "SampleHubPartitions"
+    assert n.intent_lease_blob(2) == "intent/samplehub-control-02"
+    assert n.ownership_lease_blob(2) == "ownership/samplehub-control-02"
+    assert n.app_lease_container == "samplehub-applease" and n.app_lease_blob == "samplehub-appleaseinfo"
+    assert n.partition_of_queue("samplehub-control-05") == 5
+    assert n.partition_of_queue("samplehub-workitems") is None and n.partition_of_queue("otherhub-control-01") is None
 
 
 @pytest.mark.parametrize("name,why", [

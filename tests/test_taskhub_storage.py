@@ -327,8 +327,9 @@ async def test_hub_lifecycle_create_and_delete_everything(account, hub_name):
         with pytest.raises(TaskHubNotFound, match=hub_name):
             await TaskHubClient(hub).get_status("x")
         await hub.create_if_not_exists()
-        info = await hub.read_info()
-        assert info.partition_count == 3 and info.name == hub_name
+        # Laid out as DurableTask.AzureStorage 2.x (TablePartitionManager): {Hub}Partitions rows, no taskhub.json.
+        assert await hub.read_info() is None
+        assert (hub.layout.management, hub.layout.partition_count) == ("table", 3)
         await TaskHubClient(hub).start("Orch", "x" * 100_000)
     # Reopened with another default, the recorded partition count wins.
     async with TaskHub(account, hub_name, partition_count=4) as hub:

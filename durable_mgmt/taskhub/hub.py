@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from ..errors import TaskHubNotFound
-from .names import DEFAULT_PARTITION_COUNT, TaskHubNames, validate_partition_count
-from .storage import StorageAccount, map_storage_errors
+from .names import DEFAULT_PARTITION_COUNT, TaskHubNames
+from .partitions import (PartitionLayout, PartitionManagement, TaskHubInfo, create_partition_store, discover_layout,
+                         read_taskhub_info)
+from .storage import StorageAccount, map_storage_errors, status_of
 
 if TYPE_CHECKING:
     from .messages import TaskMessage
-from .timefmt import to_iso, utcnow
 
 
 _LOCAL_READERS: dict[str, list] = {}
@@ -26,21 +25,14 @@ def _notify_local_readers(queue_url: str, delay: float) -> None:
         wake(delay)
 
 
-@dataclass(frozen=True)
-class TaskHubInfo:
-    """The contents of ``taskhub.json`` in the leases container."""
-
-    name: str
-    created_at: str
-    partition_count: int
-
-
 class TaskHub:
     """Async handle on one task hub: clients for its tables, queues and containers.
 
     Use as ``async with TaskHub(account, "MyHub") as hub:``. The partition count
-    used for routing is the one recorded in ``taskhub.json`` when the hub
-    exists (so routing matches whoever created it), else ``partition_count``.
+    used for routing is discovered on open, as the provider's
+    ``GetControlQueuesAsync`` does: the rows of ``{Hub}Partitions``, else
+    ``taskhub.json``, else ``partition_count`` (the configured one). Every
+    writer routes through ``names``, so this is the one place the count is set.
     """
 
     def __init__(self, account: StorageAccount, hub_name: str, partition_count: int = DEFAULT_PARTITION_COUNT):
@@ -49,6 +41,8 @@ class TaskHub:
         self._tables = self._queues = self._blobs = None
         self._queue_clients: dict[str, Any] = {}
         self.instances = self.history = self.large = None
+        self._configured_count = partition_count
+        self.layout = PartitionLayout(PartitionManagement.NONE, partition_count, "configured partition count")
         self._opened = False
         self._ensured = False
         self._ensure_lock = asyncio.Lock()
@@ -78,9 +72,14 @@ class TaskHub:
         self.instances = InstancesTable(self, self._tables.get_table_client(self.names.instances_table))
         self.history = HistoryTable(self, self._tables.get_table_client(self.names.history_table))
         self._opened = True
-        info = await self.read_info()
-        if info and info.partition_count != self.names.partition_count:
-            self.names = TaskHubNames(self.names.hub, validate_partition_count(info.partition_count))
+        await self.refresh_layout()
+
+    async def refresh_layout(self) -> PartitionLayout:
+        """Read the hub's partition count and manager again (see the class docstring)."""
+        self.layout = await discover_layout(self, self._configured_count)
+        if self.layout.partition_count != self.names.partition_count:
+            self.names = TaskHubNames(self.names.hub, self.layout.partition_count)
+        return self.layout
 
     async def close(self) -> None:
         for client in (self._tables, self._queues, self._blobs):
@@ -187,14 +186,8 @@ class TaskHub:
     # --- lifecycle ---------------------------------------------------------
 
     async def read_info(self) -> TaskHubInfo | None:
-        blob = self.container(self.names.leases_container).get_blob_client(self.names.taskhub_info_blob)
-        with map_storage_errors(f"reading {self.names.leases_container}/taskhub.json"):
-            try:
-                data = json.loads(await (await blob.download_blob()).readall())
-            except ResourceNotFoundError:
-                return None
-        return TaskHubInfo(data.get("TaskHubName", self.name), data.get("CreatedAt", ""),
-                           int(data.get("PartitionCount", DEFAULT_PARTITION_COUNT)))
+        """``taskhub.json`` (extension v2 hubs and older funcpy hubs), or None."""
+        return await read_taskhub_info(self)
 
     async def exists(self) -> bool:
         """True when the hub's Instances table exists (what every reader needs)."""
@@ -218,41 +211,72 @@ class TaskHub:
                 self._ensured = True
 
     async def create_if_not_exists(self) -> bool:
-        """Create every table, queue and container of the hub; True if anything was new."""
+        """Create every table, queue and container of the hub; True if anything was new.
+
+        As ``AzureStorageOrchestrationService.GetTaskHubCreatorTask`` of the
+        current provider: a new hub gets the ``{Hub}Partitions`` table with a
+        row per control queue (TablePartitionManager, the DurableTask.AzureStorage
+        2.x default) and the app lease container, no ``taskhub.json``. A hub an
+        extension v2 worker made (``taskhub.json``) keeps its blob leases: adding
+        a Partitions table to it would make two lease protocols on one hub.
+        """
+        layout = await self.refresh_layout()
+        management = PartitionManagement.BLOB if layout.management == PartitionManagement.BLOB \
+            else PartitionManagement.TABLE
         created = await asyncio.gather(
             self._create_table(self.names.instances_table),
             self._create_table(self.names.history_table),
             *(self._create_queue(q) for q in self.names.control_queues),
             self._create_queue(self.names.workitem_queue),
-            self._create_container(self.names.large_messages_container),
-            self._create_container(self.names.leases_container),
+            # No large-message container: the provider (MessageManager.EnsureContainerAsync) and LargeValues
+            # make it with the first large value, and readers take a missing one as empty.
         )
-        info = await self.read_info()
-        if info is None:
-            blob = self.container(self.names.leases_container).get_blob_client(self.names.taskhub_info_blob)
-            body = json.dumps({"TaskHubName": self.name, "CreatedAt": to_iso(utcnow()),
-                               "PartitionCount": self.names.partition_count})
-            with map_storage_errors("writing taskhub.json"):
-                try:
-                    await blob.upload_blob(body, overwrite=False)
-                except ResourceExistsError:
-                    pass
+        await create_partition_store(self, management)
+        if layout.management == PartitionManagement.NONE:
+            await self.refresh_layout()
         return any(created)
 
     async def delete(self) -> None:
-        """Delete every table, queue and container of the hub, by its recorded partition count."""
-        info = await self.read_info()
-        count = info.partition_count if info else self.names.partition_count
-        names = TaskHubNames(self.name, count)
+        """Delete every table, queue and container of the hub, as ``DeleteAsync`` does.
+
+        Control queues by the discovered count and any other ``{hub}-control-NN``
+        queue (a hub whose count changed keeps its old queues), the work-item
+        queue, Instances and History (``DeleteTrackingStore``), the lease store of
+        either partition manager (``{Hub}Partitions``; ``{hub}-leases`` with
+        ``taskhub.json``, ``intent/``, ``ownership/``), the app lease container
+        and the large-message container.
+        """
+        await self.refresh_layout()
+        names = self.names
+        queues = set(names.control_queues) | await self._listed_control_queues()
         await asyncio.gather(
             self._delete_table(names.instances_table),
             self._delete_table(names.history_table),
-            *(self._delete_queue(q) for q in names.control_queues),
+            self._delete_table(names.partitions_table),
+            *(self._delete_queue(q) for q in sorted(queues)),
             self._delete_queue(names.workitem_queue),
             self._delete_container(names.large_messages_container),
             self._delete_container(names.leases_container),
-            self._delete_container(names.app_lease_container),
+            self._delete_app_lease_container(),
         )
+
+    async def _listed_control_queues(self) -> set[str]:
+        prefix = f"{self.name.lower()}-control-"
+        with map_storage_errors(f"listing queues starting with {prefix!r}"):
+            return {q.name async for q in self._queues.list_queues(name_starts_with=prefix)
+                    if self.names.partition_of_queue(q.name) is not None}
+
+    async def _delete_app_lease_container(self) -> None:
+        # AppLeaseManager.DeleteContainerAsync: a container another app holds the app lease on cannot be
+        # deleted without its lease id (HTTP 412); the provider leaves it, and so do we.
+        with map_storage_errors(f"deleting container {self.names.app_lease_container!r}"):
+            try:
+                await self.container(self.names.app_lease_container).delete_container()
+            except ResourceNotFoundError:
+                pass
+            except HttpResponseError as e:
+                if status_of(e) != 412:
+                    raise
 
     async def _create_table(self, name: str) -> bool:
         with map_storage_errors(f"creating table {name!r}"):
@@ -266,14 +290,6 @@ class TaskHub:
         with map_storage_errors(f"creating queue {name!r}"):
             try:
                 await self.queue(name).create_queue()
-                return True
-            except ResourceExistsError:
-                return False
-
-    async def _create_container(self, name: str) -> bool:
-        with map_storage_errors(f"creating container {name!r}"):
-            try:
-                await self.container(name).create_container()
                 return True
             except ResourceExistsError:
                 return False

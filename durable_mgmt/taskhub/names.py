@@ -75,6 +75,11 @@ class TaskHubNames:
         return f"{self.hub}History"
 
     @property
+    def partitions_table(self) -> str:
+        """``AzureStorageOrchestrationServiceSettings.PartitionTableName``: TablePartitionManager's leases."""
+        return f"{self.hub}Partitions"
+
+    @property
     def _lower(self) -> str:
         return self.hub.lower()
 
@@ -107,8 +112,19 @@ class TaskHubNames:
 
     taskhub_info_blob = "taskhub.json"
 
-    def lease_blob(self, partition: int) -> str:
-        return f"default/{self.control_queue(partition)}"
+    # SafePartitionManager's two BlobPartitionLeaseManagers ("intent", "ownership") keep one blob per control
+    # queue under a folder named by their lease type (BlobContainer.GetBlobReference(partitionId, leaseType)).
+    def intent_lease_blob(self, partition: int) -> str:
+        return f"intent/{self.control_queue(partition)}"
+
+    def ownership_lease_blob(self, partition: int) -> str:
+        return f"ownership/{self.control_queue(partition)}"
+
+    def partition_of_queue(self, queue_name: str) -> int | None:
+        """The index of a control queue name of this hub (``{hub}-control-NN``), else None."""
+        prefix = f"{self._lower}-control-"
+        tail = queue_name[len(prefix):] if queue_name.startswith(prefix) else ""
+        return int(tail) if len(tail) == 2 and tail.isdigit() else None
 
     def partition_of(self, instance_id: str) -> int:
         return partition_index(instance_id, self.partition_count)

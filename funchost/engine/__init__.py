@@ -84,7 +84,11 @@ class Engine:
     async def start(self) -> None:
         await self.hub.create_if_not_exists()
         self.activities.start()
-        await self.leases.start()
+        try:
+            await self.leases.start()  # may refuse a hub another worker's blob leases hold
+        except BaseException:
+            await self.activities.stop()
+            raise
         self._started = True
         log.info("durable engine started: worker %s, hub %s, partitions %s", self.worker_id, self.hub.name,
                  self.owned_partitions)

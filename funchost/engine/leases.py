@@ -1,33 +1,47 @@
-"""Partition leases: which host process reads which control queue.
+"""Partition leases: which control queues this worker reads, agreed with every other worker on the hub.
 
-As the Azure Storage provider does, each control queue has a lease blob
-``{hub}-leases/default/{hub}-control-NN``; the holder of its blob lease owns
-the partition. Each worker also keeps a heartbeat blob ``workers/{id}`` so
-the others know how many workers share the hub: each aims for an equal
-share, gives up partitions above it and takes free ones below it. A dead
-worker's leases expire (``lease_seconds``) and are taken over.
+The host takes part in the lease protocol the hub's own workers use, so a
+real Durable Functions worker (.NET, DurableTask.AzureStorage) and ``funcpy
+start`` never read the same control queue at once:
+
+* a hub with a ``{Hub}Partitions`` table (extension v3, and every hub funcpy
+  creates) uses ``TablePartitionManager``'s protocol: ``table_leases``;
+* a hub with ``taskhub.json`` and no table (extension v2) uses
+  ``SafePartitionManager``'s ``intent/`` and ``ownership/`` blob leases:
+  ``blob_leases``. There the host refuses to start while another worker holds
+  any of them (it does not balance partitions with a live v2 worker) and
+  otherwise holds both leases of each partition it reads, as the provider
+  does, giving a partition up when its lease is taken.
+
+Errors: storage errors at start propagate (a wrong key stops ``funcpy start``
+with the reason). In the background loop an ETag conflict re-reads at once,
+as the provider does; any other error is logged as an error, and when no
+round has succeeded for a whole lease interval the worker stops reading every
+queue, since it can no longer prove it owns them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import uuid
-from datetime import datetime, timedelta, timezone
+import time
 from typing import Awaitable, Callable
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob.aio import BlobLeaseClient
-
+from durable_mgmt.errors import ConcurrencyConflict
 from durable_mgmt.taskhub import TaskHub
+from durable_mgmt.taskhub.partitions import PartitionManagement
 
 log = logging.getLogger("funchost.engine")
 
 PartitionCallback = Callable[[int], Awaitable[None]]
 
+# TablePartitionManager.PartitionManagerLoop: after this many consecutive failures stop retrying at once.
+MAX_IMMEDIATE_RETRIES = 10
+
 
 class LeaseManager:
+    """Runs the hub's lease protocol; calls ``on_acquired(p)`` / ``on_released(p)`` as partitions come and go."""
+
     def __init__(self, hub: TaskHub, worker_id: str, on_acquired: PartitionCallback, on_released: PartitionCallback,
                  *, lease_seconds: int = 15, tick_seconds: float = 3.0):
         self.hub = hub
@@ -36,99 +50,65 @@ class LeaseManager:
         self.on_released = on_released
         self.lease_seconds = lease_seconds
         self.tick_seconds = tick_seconds
-        self.container = hub.container(hub.names.leases_container)
-        self.owned: dict[int, BlobLeaseClient] = {}
-        self._lease_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"funcpy:{hub.name}:{worker_id}"))
+        self.protocol = None
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._last_success = time.monotonic()
+
+    @property
+    def owned(self) -> dict[int, object]:
+        return self.protocol.owned if self.protocol else {}
 
     async def start(self) -> None:
-        await self._ensure_blobs()
+        from .blob_leases import BlobLeaseProtocol
+        from .table_leases import TableLeaseProtocol
+
+        layout = await self.hub.refresh_layout()
+        cls = BlobLeaseProtocol if layout.management == PartitionManagement.BLOB else TableLeaseProtocol
+        self.protocol = cls(self.hub, self.worker_id, self.on_acquired, self.on_released,
+                            lease_seconds=self.lease_seconds)
+        await self.protocol.prepare()  # may refuse (HostStartError); storage errors propagate
         await self.tick()
         self._task = asyncio.create_task(self._run(), name="leases")
+
+    async def tick(self) -> None:
+        """One round of the protocol (read, claim, renew, balance)."""
+        await self.protocol.tick()
+        self._last_success = time.monotonic()
 
     async def stop(self) -> None:
         self._stopping = True
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for p in sorted(self.owned):
-            await self._release(p)
-        try:
-            await self.container.delete_blob(self._worker_blob)
-        except (ResourceNotFoundError, HttpResponseError, OSError):
-            pass
-
-    @property
-    def _worker_blob(self) -> str:
-        return f"workers/{self.worker_id}"
-
-    async def _ensure_blobs(self) -> None:
-        for p in range(self.hub.names.partition_count):
-            try:
-                await self.container.upload_blob(self.hub.names.lease_blob(p), b"", overwrite=False)
-            except (ResourceExistsError, HttpResponseError):
-                pass
+        if self.protocol is not None:
+            await self.protocol.release_all()
 
     async def _run(self) -> None:
+        failures = 0
         while not self._stopping:
-            await asyncio.sleep(self.tick_seconds)
+            wait = self.tick_seconds if failures == 0 or failures >= MAX_IMMEDIATE_RETRIES else 0
+            if self.protocol.busy:  # draining or waiting for a partition: look again soon
+                wait = min(wait, 1.0)
+            await asyncio.sleep(wait)
             try:
                 await self.tick()
+                failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # storage hiccups must not stop lease keeping
-                log.warning("lease maintenance failed: %s", e)
+            except ConcurrencyConflict:
+                failures += 1  # another worker wrote first: re-read at once
+            except Exception as e:
+                failures += 1
+                log.error("partition lease round failed (%s): %s", type(e).__name__, e,
+                          exc_info=not _expected(e))
+                if time.monotonic() - self._last_success > self.lease_seconds and self.owned:
+                    log.error("no lease round succeeded for %ss: no longer reading partitions %s",
+                              self.lease_seconds, sorted(self.owned))
+                    await self.protocol.forget_all()
 
-    async def tick(self) -> None:
-        await self.container.upload_blob(self._worker_blob, self.worker_id.encode(), overwrite=True)
-        for p in list(self.owned):
-            try:
-                await self.owned[p].renew()
-            except HttpResponseError:
-                log.warning("lost the lease of partition %d", p)
-                self.owned.pop(p, None)
-                await self.on_released(p)
-        workers = await self._active_workers()
-        target = math.ceil(self.hub.names.partition_count / max(1, len(workers)))
-        for p in sorted(self.owned, reverse=True)[: max(0, len(self.owned) - target)]:
-            await self._release(p)
-        for p in range(self.hub.names.partition_count):
-            if len(self.owned) >= target:
-                break
-            if p not in self.owned:
-                await self._try_acquire(p)
 
-    async def _active_workers(self) -> set[str]:
-        cutoff = datetime.now(timezone.utc) - timedelta(seconds=max(3 * self.tick_seconds, self.lease_seconds))
-        workers = {self.worker_id}
-        async for b in self.container.list_blobs(name_starts_with="workers/"):
-            if b.last_modified and b.last_modified >= cutoff:
-                workers.add(b.name[len("workers/"):])
-        return workers
+def _expected(e: Exception) -> bool:
+    from durable_mgmt.errors import DurableError
 
-    async def _try_acquire(self, p: int) -> None:
-        blob = self.container.get_blob_client(self.hub.names.lease_blob(p))
-        lease = BlobLeaseClient(blob, lease_id=self._lease_id)
-        try:
-            await lease.acquire(lease_duration=self.lease_seconds)
-        except HttpResponseError as e:
-            if getattr(e, "status_code", None) == 409:
-                return  # someone else holds it
-            raise
-        self.owned[p] = lease
-        try:
-            await blob.set_blob_metadata({"owner": self.worker_id}, lease=lease)
-        except HttpResponseError:
-            pass
-        log.info("worker %s owns partition %d", self.worker_id, p)
-        await self.on_acquired(p)
-
-    async def _release(self, p: int) -> None:
-        lease = self.owned.pop(p, None)
-        await self.on_released(p)
-        if lease is not None:
-            try:
-                await lease.release()
-            except HttpResponseError:
-                pass
+    return isinstance(e, DurableError)
