@@ -13,9 +13,10 @@ import pytest
 
 from durable_mgmt.errors import InvalidInput
 from durable_mgmt.taskhub.events import EventType, event
-from durable_mgmt.taskhub.messages import TaskMessage, next_sequence_number, order_messages
+from durable_mgmt.taskhub import messages
+from durable_mgmt.taskhub.messages import TaskMessage
+from funchost.engine import orchestrations
 from funchost.engine.episode import InstanceState, run_episode
-from funchost.engine.orchestrations import _stamp_sender
 
 from . import provider as p
 from .validator import (EVENT_CLASSES, REAL_TYPES, check, check_queues, check_rows, decode_body, problems_message,
@@ -91,8 +92,8 @@ def test_messages_are_applied_in_the_providers_order():
     a.inserted_on, a.sequence_number = t, 9
     b.inserted_on, b.sequence_number = t, 3
     c.inserted_on, c.sequence_number = t - timedelta(seconds=1), 20
-    assert [m.event.name for m in order_messages([a, b, c])] == ["c", "b", "a"]
-    assert next_sequence_number() < next_sequence_number()
+    assert [m.event.name for m in messages.order_messages([a, b, c])] == ["c", "b", "a"]
+    assert messages.next_sequence_number() < messages.next_sequence_number()
 
 
 # --- 5. large start input ----------------------------------------------------------------------------------------
@@ -171,11 +172,11 @@ def test_what_an_episode_sends_is_what_a_worker_reads(tmp_path, monkeypatch):
         start = TaskMessage(execution_started("e-1", "x1", name, None, timestamp=world.now), "e-1", "x1")
         out = run_episode(InstanceState("e-1"), [start], world.invoke, now=world.now, row_execution_id="x1",
                           row_status="Pending")
-        _stamp_sender("e-1", out, [])
+        orchestrations._stamp_sender("e-1", out, [])
         sent += out.to_activities + out.to_orchestrations
     assert [m.event.type for m in sent] == [EventType.ExecutionStarted, EventType.TaskScheduled]
     for m in sent:
-        m.sequence_number = next_sequence_number()
+        m.sequence_number = messages.next_sequence_number()
         queue = p.workitem_queue("H") if m.event.type == EventType.TaskScheduled else p.control_queue(
             "H", m.instance_id, 6)
         check(problems_message(m.encode(), queue=queue, hub="H", partition_count=6), m.event.type.name)
