@@ -198,7 +198,7 @@ def check_scheduled_start(scheduled_start: datetime, now: datetime | None = None
     ahead = as_utc(scheduled_start) - now
     if ahead > MAX_VISIBILITY_DELAY:
         raise ValueError(
-            f"Invalid scheduled start time {to_iso(scheduled_start)}: it is {ahead.days} days ahead, and an Azure "
+            f"Invalid scheduled start time {to_iso(scheduled_start)}: it is {ahead.total_seconds() / 86400:.1f} days ahead, and an Azure "
             f"Storage task hub can delay a start by at most {MAX_VISIBILITY_DELAY.days} days (a queue message "
             "stays hidden at most that long, and a worker starts an instance as soon as it sees the message). "
             "Give a time within 7 days, or start it later with a timer trigger.")

@@ -88,7 +88,8 @@ def _types(value: Any, path: str = "") -> list[tuple[str, str]]:
     out = []
     if isinstance(value, dict):
         if "$type" in value:
-            out.append((path or "<root>", value["$type"]))
+            # Newtonsoft's default MetadataPropertyHandling reads $type only as the first member.
+            out.append((path or "<root>", value["$type"] if next(iter(value)) == "$type" else "<$type not first>"))
         for k, v in value.items():
             out += _types(v, f"{path}.{k}" if path else k)
     elif isinstance(value, list):
@@ -115,7 +116,9 @@ def problems_message(body: str, *, queue: str, hub: str, partition_count: int,
         if data.get("CompressedBlobName") is not None:
             problems.append("the blob's message has CompressedBlobName set (the provider serializes it before)")
     for path, t in _types(data):
-        if t.startswith("DurableTask.") and t not in REAL_TYPES:
+        if t == "<$type not first>":
+            problems.append(f"$type at {path} is not the object's first member; Newtonsoft would not read it")
+        elif t.startswith("DurableTask.") and t not in REAL_TYPES:
             problems.append(f"$type {t!r} at {path} names no class (the provider's binder throws)")
     if data.get("$type") != "DurableTask.AzureStorage.MessageData":
         problems.append(f"envelope $type is {data.get('$type')!r}")
