@@ -38,9 +38,14 @@ def test_execution_started_message():
             "SequenceNumber": 0,
             "OrchestrationInstance": {"$type": "DurableTask.Core.OrchestrationInstance",
                                       "InstanceId": "inst1", "ExecutionId": "e1"},
+            # src/DurableTask.Core/TaskMessage.cs: a [DataMember], null when not set.
+            "OrchestrationExecutionContext": None,
         },
         "CompressedBlobName": None,
         "SequenceNumber": 0,
+        # A client start: AzureStorageOrchestrationService.EmptySourceInstance, written without $type
+        # (MessageData.Sender has [JsonProperty(TypeNameHandling = TypeNameHandling.None)]).
+        "Sender": {"InstanceId": "", "ExecutionId": ""},
         "SerializableTraceContext": None,
     }
 
@@ -54,9 +59,9 @@ def test_task_scheduled_message():
         "Name": "E1_SayHello", "Version": "", "Input": '"Tokyo"',
     }
     assert got["Episode"] == 2
-    assert got["Sender"] == {"$type": "DurableTask.Core.OrchestrationInstance", "InstanceId": "inst1",
-                             "ExecutionId": "e1"}
-    assert got["SequenceNumber"] == 7 and got["TaskMessage"]["SequenceNumber"] == 7
+    assert got["Sender"] == {"InstanceId": "inst1", "ExecutionId": "e1"}  # no $type: TypeNameHandling.None
+    # TaskHubQueue.AddMessageAsync numbers MessageData.SequenceNumber only; Core's TaskMessage keeps 0.
+    assert got["SequenceNumber"] == 7 and got["TaskMessage"]["SequenceNumber"] == 0
 
 
 def test_task_completed_message():
@@ -77,7 +82,11 @@ def test_event_raised_message_from_a_client():
         "Name": "MyEvent", "Input": "[1,2,3]",
     }
     assert got["TaskMessage"]["OrchestrationInstance"]["ExecutionId"] is None
-    assert "Episode" not in got and "Sender" not in got  # EmitDefaultValue = false
+    assert "Episode" not in got  # EmitDefaultValue = false
+    # MessageData's constructor throws on a null sender; a client sends EmptySourceInstance
+    # (src/DurableTask.AzureStorage/AzureStorageOrchestrationService.cs), which
+    # OrchestrationSession.IsOutOfOrderMessage dereferences (Sender.InstanceId) for every EventRaised.
+    assert got["Sender"] == {"InstanceId": "", "ExecutionId": ""}
 
 
 def test_execution_terminated_message():
@@ -113,7 +122,9 @@ def test_visibility_delays():
     fire = event(EventType.TimerFired, TimerId=1, FireAt=datetime(2026, 1, 1, 0, 0, 30, tzinfo=timezone.utc))
     assert visibility_delay(fire, now) == 30
     far = event(EventType.TimerFired, TimerId=1, FireAt=datetime(2026, 3, 1, tzinfo=timezone.utc))
-    assert visibility_delay(far, now) == 6 * 24 * 3600  # long timers hop at most 6 days
+    # The SDK splits timers into hops of at most 6 days (maximumShortTimerDuration); a longer one is held to
+    # the queue's 7-day limit and sent on by our engine.
+    assert visibility_delay(far, now) == 7 * 24 * 3600
     start = execution_started("i", "e", "N", None, scheduled_start=datetime(2026, 1, 1, 0, 1, tzinfo=timezone.utc))
     assert visibility_delay(start, now) == 60
     assert visibility_delay(event(EventType.EventRaised, Name="x"), now) == 0

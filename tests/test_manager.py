@@ -22,7 +22,7 @@ import asyncio
 import re
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -41,7 +41,8 @@ from tests.engine_support import wait_for
 
 TRANSPORTS = ["storage", "binding"]
 HELLO = ["Hello Tokyo!", "Hello Seattle!", "Hello London!"]
-FAR_FUTURE = datetime(2999, 1, 1, tzinfo=timezone.utc)
+# Later than the module runs, within the 7 days a queue can hold a start back (check_scheduled_start).
+FAR_FUTURE = datetime.now(timezone.utc) + timedelta(days=6)
 
 
 # --- fixtures ------------------------------------------------------------------

@@ -49,8 +49,13 @@ class EventType(IntEnum):
 
     @property
     def dotnet_type(self) -> str:
-        """The ``$type`` of this event in a queue message."""
-        return f"DurableTask.Core.History.{self.name}Event"
+        """The ``$type`` of this event in a queue message: the class in src/DurableTask.Core/History/.
+
+        Every class is ``{EventType}Event`` except ``GenericEvent`` (GenericEvent.cs). The provider binds
+        the name with ``throwOnError`` (MessageManager's TypeNameHandling binder): a wrong one is a
+        message no worker can read.
+        """
+        return "DurableTask.Core.History." + (self.name if self == EventType.GenericEvent else self.name + "Event")
 
 
 class OrchestrationStatus(IntEnum):
@@ -264,6 +269,11 @@ def _with_types(key: str, value: Any) -> Any:
     for k, v in value.items():
         out[k] = _with_types(k, v) if k in OBJECT_PROPS else v
     return out
+
+
+def serialize_tags(tags: dict[str, str] | None) -> str:
+    """An Instances row's Tags column, as TagsSerializer.Serialize (JsonConvert): "null" for no tags."""
+    return json.dumps(tags, separators=(",", ":"), ensure_ascii=False)
 
 
 # --- constructors for the events the host and the management operations write

@@ -128,15 +128,19 @@ class TaskHub:
         return await self._send(self.workitem_queue, message, hidden_for)
 
     async def _send(self, queue, message: "TaskMessage", hidden_for: int | None) -> "TaskMessage":
-        from .messages import visibility_delay
+        from .messages import INFINITE_TIME_TO_LIVE, next_sequence_number, visibility_delay
 
+        # Numbered at send time, per process, as TaskHubQueue.AddMessageAsync does.
+        message.sequence_number = next_sequence_number()
         body = await self.large.encode_message(message)
         delay = visibility_delay(message.event)
         if hidden_for:
             delay = max(delay, hidden_for)
         with map_storage_errors(f"sending {message.event.type.name} to queue {queue.queue_name!r}"):
-            sent = await queue.send_message(body, visibility_timeout=delay or None)
+            sent = await queue.send_message(body, visibility_timeout=delay or None,
+                                            time_to_live=INFINITE_TIME_TO_LIVE)
         message.queue_name, message.message_id, message.pop_receipt = queue.queue_name, sent.id, sent.pop_receipt
+        message.inserted_on = sent.inserted_on
         if not hidden_for:
             _notify_local_readers(queue.url, delay)
         return message

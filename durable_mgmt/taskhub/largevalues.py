@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote, urlparse
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-from .messages import MAX_INLINE_MESSAGE_BYTES, TaskMessage, compressed_wrapper, decode_body
+from .messages import MAX_INLINE_MESSAGE_BYTES, MessageFormatError, TaskMessage, compressed_wrapper, decode_body
 from .storage import map_storage_errors
 
 MAX_TABLE_PROPERTY_BYTES = 60 * 1024
@@ -81,6 +81,21 @@ class LargeValues:
             return None
         return unquote(path[len(prefix):])
 
+    async def delete_instance(self, instance_id: str, partition_key: str) -> int:
+        """Delete every large value of one instance; returns how many blobs.
+
+        The provider names message blobs after the raw instance id
+        (MessageManager.GetNewLargeMessageBlobName) and history/instance blobs
+        after the escaped key (AzureTableTrackingStore.GetBlobName), so both
+        folders are emptied: they differ for ids holding ``^ / \\ # ?`` or
+        control characters. (The provider's own purge lists only the raw id,
+        without a trailing slash: DeleteLargeMessageBlobs.)
+        """
+        count = await self.delete_prefix(instance_id)
+        if partition_key != instance_id:
+            count += await self.delete_prefix(partition_key)
+        return count
+
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every blob under ``prefix/`` (one instance's values); returns how many."""
         count = 0
@@ -127,26 +142,56 @@ class LargeValues:
             for prop in INSTANCE_URL_PROPERTIES:
                 name = self.name_from_url(row.get(prop))
                 if name:
-                    row[prop] = await self.download(name)
+                    text = await self.download(name)
+                    if name.endswith(STARTED_MESSAGE_SUFFIX):
+                        try:
+                            text = started_input(text, name)
+                        except MessageFormatError:
+                            continue  # as the provider: unrecognized data leaves the URL in place
+                    row[prop] = text
         return row
 
     # --- queue messages ----------------------------------------------------
 
     async def encode_message(self, message: TaskMessage) -> str:
+        """The queue body of ``message``; a large one is stored whole in a blob first
+        (MessageManager.SerializeMessageDataAsync: the blob holds the message as serialized before
+        its CompressedBlobName was set, the queue a wrapper naming the blob)."""
+        message.compressed_blob_name = None
         body = message.encode()
         if len(body.encode("utf-8")) <= MAX_INLINE_MESSAGE_BYTES:
             return body
         name = message.large_blob_name
+        await self.upload(name, body)
         message.compressed_blob_name = name
-        await self.upload(name, message.encode())
         return compressed_wrapper(name)
 
     async def decode_message(self, body: str | bytes) -> TaskMessage:
         data = decode_body(body)
         blob_name = data.get("CompressedBlobName")
-        if blob_name and not data.get("TaskMessage"):
+        if blob_name:
+            # MessageManager.DeserializeQueueMessageAsync: any envelope naming a blob is replaced by the blob.
             data = json.loads(await self.download(blob_name))
-        return TaskMessage.from_json(data)
+        message = TaskMessage.from_json(data)
+        if blob_name:
+            message.compressed_blob_name = blob_name
+        return message
+
+
+# The blob of a start message too large for the queue; an Instances row's Input may hold its URL.
+STARTED_MESSAGE_SUFFIX = "ExecutionStarted.json.gz"
+
+
+def started_input(message_text: str, blob_name: str) -> str | None:
+    """The orchestration input inside a stored ExecutionStarted message (AzureTableTrackingStore.ConvertFromAsync:
+    an Input URL ending in ``ExecutionStarted.json.gz`` stands for that message's start-event Input)."""
+    try:
+        event = json.loads(message_text)["TaskMessage"]["Event"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise MessageFormatError(f"large value {blob_name!r} is not an ExecutionStarted message") from e
+    if not isinstance(event, dict) or event.get("EventType") != 0:
+        raise MessageFormatError(f"large value {blob_name!r} is not an ExecutionStarted message")
+    return event.get("Input")
 
 
 def _history_blob_name(row: dict[str, Any], prop: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .events import EventType, HistoryEvent, orchestration_instance
-from .timefmt import as_utc, utcnow
+from .timefmt import MIN_DATETIME, as_utc, to_iso, utcnow
 
 MESSAGE_DATA_TYPE = "DurableTask.AzureStorage.MessageData"
 TASK_MESSAGE_TYPE = "DurableTask.Core.TaskMessage"
@@ -24,8 +25,22 @@ INSTANCE_TYPE = "DurableTask.Core.OrchestrationInstance"
 
 # Beyond this many UTF-8 bytes, the message body goes to a gzip blob (MessageManager.cs).
 MAX_INLINE_MESSAGE_BYTES = 45 * 1024
-# Azure Storage queues hide a message for at most 7 days; durable timers chain hops below that.
-MAX_VISIBILITY_DELAY = timedelta(days=6)
+# Azure Storage queues hide a message for at most 7 days (the Put Message limit). The provider sends
+# the whole delay (TaskHubQueue.GetVisibilityDelay, no cap), so a longer one fails at the service.
+MAX_VISIBILITY_DELAY = timedelta(days=7)
+# Every send has an infinite time-to-live, as Storage/Queue.cs AddMessageAsync (TimeSpan.FromSeconds(-1)):
+# the service default of 7 days would silently drop a start or an event sent while workers are down.
+INFINITE_TIME_TO_LIVE = -1
+# The Sender of a client's message: DurableTask.AzureStorage's EmptySourceInstance.
+CLIENT_SENDER = {"InstanceId": "", "ExecutionId": ""}
+
+# TaskHubQueue.messageSequenceNumber: one counter per process (static), incremented for every message sent.
+_sequence = itertools.count(1)
+
+
+def next_sequence_number() -> int:
+    """The next MessageData.SequenceNumber of this process (1, 2, ...), as TaskHubQueue numbers them."""
+    return next(_sequence)
 
 
 class MessageFormatError(ValueError):
@@ -42,6 +57,7 @@ class TaskMessage:
     sequence_number: int = 0
     activity_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     episode: int | None = None
+    # MessageData.Sender: the sending orchestration, or None for a client (sent as CLIENT_SENDER).
     sender: dict[str, Any] | None = None
     compressed_blob_name: str | None = None
     # Set on received messages: where they came from, for delete/update.
@@ -59,18 +75,24 @@ class TaskMessage:
             "TaskMessage": {
                 "$type": TASK_MESSAGE_TYPE,
                 "Event": self.event.to_message(),
-                "SequenceNumber": self.sequence_number,
+                # Core's TaskMessage.SequenceNumber: the provider never sets it (only MessageData's).
+                "SequenceNumber": 0,
                 "OrchestrationInstance": {"$type": INSTANCE_TYPE,
                                           **orchestration_instance(self.instance_id, self.execution_id)},
+                "OrchestrationExecutionContext": None,
             },
             "CompressedBlobName": self.compressed_blob_name,
             "SequenceNumber": self.sequence_number,
         }
-        # Episode and Sender are [DataMember(EmitDefaultValue = false)]: absent when null.
+        # Episode is [DataMember(EmitDefaultValue = false)]: absent when null.
         if self.episode is not None:
             envelope["Episode"] = self.episode
-        if self.sender is not None:
-            envelope["Sender"] = {"$type": INSTANCE_TYPE, **self.sender}
+        # Sender is always set by the provider (MessageData's constructor throws on null), and written
+        # without $type ([JsonProperty(TypeNameHandling = TypeNameHandling.None)]).
+        # OrchestrationSession.IsOutOfOrderMessage reads Sender.InstanceId of every EventRaised.
+        sender = self.sender if self.sender is not None else CLIENT_SENDER
+        envelope["Sender"] = {"InstanceId": sender.get("InstanceId") or "",
+                              "ExecutionId": sender.get("ExecutionId") or ""}
         envelope["SerializableTraceContext"] = None
         return envelope
 
@@ -120,6 +142,13 @@ def decode_body(body: str | bytes) -> dict[str, Any]:
     return data
 
 
+def order_messages(messages: list["TaskMessage"]) -> list["TaskMessage"]:
+    """Messages for one instance in the order the provider applies them (ControlQueue.MessageOrderingComparer):
+    by queue insertion time (whole seconds), then by the sender's SequenceNumber."""
+    return sorted(messages, key=lambda m: (as_utc(m.inserted_on) if m.inserted_on else MIN_DATETIME,
+                                           m.sequence_number))
+
+
 def compressed_wrapper(blob_name: str) -> str:
     """The small message that stands in the queue for a body stored in a blob."""
     return json.dumps({
@@ -135,8 +164,12 @@ def compressed_wrapper(blob_name: str) -> str:
 def visibility_delay(event: HistoryEvent, now: datetime | None = None) -> int:
     """Seconds a new message must stay invisible: timers until FireAt, scheduled starts until their time.
 
-    Long timers are capped to one hop (MAX_VISIBILITY_DELAY); the receiver
-    re-queues a TimerFired that arrives before its FireAt.
+    As TaskHubQueue.GetVisibilityDelay. A scheduled start beyond the queue's
+    limit is refused before anything is written (``check_scheduled_start``):
+    a .NET worker runs an ExecutionStarted as soon as it sees it, so a start
+    sent early would run early. Timers are split by the SDK into hops of at
+    most 6 days (the extension's maximumShortTimerDuration), so a TimerFired
+    never needs more; one that would is capped and re-sent by our engine.
     """
     now = now or utcnow()
     if event.type == EventType.TimerFired:
@@ -150,3 +183,22 @@ def visibility_delay(event: HistoryEvent, now: datetime | None = None) -> int:
     seconds = (as_utc(due) - now).total_seconds()
     seconds = min(seconds, MAX_VISIBILITY_DELAY.total_seconds())
     return max(0, int(seconds + 0.999))  # round up: never deliver before it is due
+
+
+def check_scheduled_start(scheduled_start: datetime, now: datetime | None = None) -> None:
+    """Refuse a scheduled start the queue cannot hold back until it is due.
+
+    The provider sends an ExecutionStarted with the whole delay
+    (TaskHubQueue.GetVisibilityDelay), which Azure Storage refuses beyond 7
+    days, and its workers never re-defer a start that arrives early
+    (OrchestrationSessionManager runs it at once). So a later start can
+    neither be sent whole nor in hops: it is an error, before any write.
+    """
+    now = now or utcnow()
+    ahead = as_utc(scheduled_start) - now
+    if ahead > MAX_VISIBILITY_DELAY:
+        raise ValueError(
+            f"Invalid scheduled start time {to_iso(scheduled_start)}: it is {ahead.total_seconds() / 86400:.1f} days ahead, and an Azure "
+            f"Storage task hub can delay a start by at most {MAX_VISIBILITY_DELAY.days} days (a queue message "
+            "stays hidden at most that long, and a worker starts an instance as soon as it sees the message). "
+            "Give a time within 7 days, or start it later with a timer trigger.")

@@ -24,7 +24,8 @@ from .history import SENTINEL_ROW_KEY
 from .history_view import render_history
 from .hub import TaskHub
 from .instances import status_from_row
-from .messages import TaskMessage
+from .messages import TaskMessage, check_scheduled_start
+from .events import serialize_tags
 from .names import (escape_key, new_execution_id, new_instance_id, unescape_key, validate_event_name,
                     validate_instance_id, validate_orchestrator_name)
 from .odata import Filter
@@ -84,6 +85,10 @@ class TaskHubClient:
             input_json = None if input is NO_INPUT else dumps(input)
         if scheduled_start is not None:
             scheduled_start = as_utc(scheduled_start)
+            try:
+                check_scheduled_start(scheduled_start)
+            except ValueError as e:
+                raise InvalidInput(str(e)) from None
 
         await self.hub.ensure_created()
         existing = await self.hub.instances.get(instance_id, with_input=False, with_output=False)
@@ -100,12 +105,16 @@ class TaskHubClient:
                                     generation=generation)
         sent = await self.hub.send_to_orchestration(TaskMessage(started, instance_id, execution_id))
 
+        # As AzureTableTrackingStore.SetNewExecutionAsync: a start message too large for the queue went to a
+        # blob, and the row's Input is that blob's URL (readers take the start event's Input from it).
+        # Tags is TagsSerializer.Serialize(event.Tags): the text "null" when there are none.
+        row_input = self.hub.large.url_of(sent.compressed_blob_name) if sent.compressed_blob_name else input_json
         row = {
             "PartitionKey": escape_key(instance_id), "RowKey": "",
-            "Input": input_json, "CreatedTime": started.timestamp, "Name": name, "Version": "",
+            "Input": row_input, "CreatedTime": started.timestamp, "Name": name, "Version": "",
             "RuntimeStatus": RuntimeStatus.PENDING.value, "LastUpdatedTime": utcnow(),
             "TaskHubName": self.hub.name, "ScheduledStartTime": scheduled_start, "ExecutionId": execution_id,
-            "Generation": generation,
+            "Generation": generation, "Tags": serialize_tags(None),
         }
         row = {k: v for k, v in row.items() if v is not None}
         try:
@@ -390,7 +399,7 @@ class TaskHubClient:
         else:
             # Keys not read yet, or someone else deleted some of them meanwhile: read what is left.
             rows = await history.delete_all(instance_id)
-        n_blobs = await self.hub.large.delete_prefix(pk) if blobs else 0
+        n_blobs = await self.hub.large.delete_instance(instance_id, pk) if blobs else 0
         gone = await self.hub.instances.delete(instance_id)
         return PurgeResult(int(gone), rows, n_blobs)
 

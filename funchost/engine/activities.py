@@ -108,7 +108,9 @@ class ActivityDispatcher:
         receipt = [pop_receipt]
         keeper = asyncio.create_task(self._keep_hidden(queue, message_id, receipt))
         try:
-            response = TaskMessage(await self._execute(msg), msg.instance_id, msg.execution_id)
+            # From the ActivitySession: Sender is the orchestration, Episode the one that scheduled the task.
+            response = TaskMessage(await self._execute(msg), msg.instance_id, msg.execution_id, episode=msg.episode,
+                                   sender={"InstanceId": msg.instance_id, "ExecutionId": msg.execution_id or ""})
         finally:
             keeper.cancel()
         local = self.local_orchestrations

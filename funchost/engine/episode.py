@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from durable_mgmt.models import TERMINAL_STATUSES
 from durable_mgmt.taskhub.events import (EventType, HistoryEvent, OrchestrationStatus, event, execution_started,
-                                         failure_details, parent_instance)
+                                         failure_details, parent_instance, serialize_tags)
 from durable_mgmt.taskhub.messages import TaskMessage
 
 from .replay import (CreateTimer, EpisodePlan, ScheduleActivity, SdkResult, StartSubOrchestration, parse_sdk_result,
@@ -198,7 +198,8 @@ class _Episode:
             fire_at = m.event.get("FireAt")
             if fire_at and fire_at - self.now > TIMER_EARLY_TOLERANCE:
                 # A long timer's intermediate hop: send it on for the rest of the wait.
-                self.out.to_orchestrations.append(TaskMessage(m.event, m.instance_id, m.execution_id))
+                self.out.to_orchestrations.append(TaskMessage(m.event, m.instance_id, m.execution_id,
+                                                              sender=m.sender))
                 self.out.consumed.append(m)
                 return
         elif t not in (EventType.EventRaised, EventType.ExecutionTerminated, EventType.ExecutionSuspended,
@@ -240,8 +241,9 @@ class _Episode:
             return
         due = m.event.get("ScheduledStartTime")
         if due is not None and due - self.now > TIMER_EARLY_TOLERANCE:
-            # A start scheduled beyond one queue hop (6 days): send it on for the rest of the wait.
-            self.out.to_orchestrations.append(TaskMessage(m.event, m.instance_id, m.execution_id))
+            # Early (a clock ahead of ours, or a start written before the 7-day limit was enforced): send it on
+            # for the rest of the wait. A .NET worker would run it at once; our writer never sends one early.
+            self.out.to_orchestrations.append(TaskMessage(m.event, m.instance_id, m.execution_id, sender=m.sender))
             self.out.consumed.append(m)
             return
         self.begin_execution(m.event.props, m.execution_id, m.event.timestamp)
@@ -269,7 +271,9 @@ class _Episode:
         row = self.out.row
         row.update({"Name": props.get("Name"), "Version": props.get("Version") or "", "Input": props.get("Input"),
                     "ExecutionId": execution_id, "RuntimeStatus": "Running", "Generation": props.get("Generation"),
-                    "CreatedTime": timestamp, "Output": None, "CompletedTime": None})
+                    "CreatedTime": timestamp, "Output": None, "CompletedTime": None,
+                    # AzureTableTrackingStore.UpdateStateAsync on ExecutionStarted: TagsSerializer.Serialize(Tags).
+                    "Tags": serialize_tags(props.get("Tags"))})
         if props.get("ScheduledStartTime"):
             row["ScheduledStartTime"] = props["ScheduledStartTime"]
 

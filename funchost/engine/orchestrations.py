@@ -24,7 +24,7 @@ from durable_mgmt.errors import ConcurrencyConflict, DurableError
 from durable_mgmt.taskhub import TaskHub
 from durable_mgmt.taskhub.events import EventType
 from durable_mgmt.taskhub.history import History
-from durable_mgmt.taskhub.messages import MessageFormatError, TaskMessage
+from durable_mgmt.taskhub.messages import MessageFormatError, TaskMessage, order_messages
 from durable_mgmt.taskhub.names import escape_key
 from durable_mgmt.taskhub.timefmt import utcnow
 
@@ -187,7 +187,7 @@ class OrchestrationDispatcher:
     async def _drain(self, session: _Session) -> None:
         try:
             while session.inbox:
-                batch, session.inbox = session.inbox, []
+                batch, session.inbox = order_messages(session.inbox), []
                 session.in_flight = batch
                 async with self.episode_slots:
                     try:
@@ -247,6 +247,7 @@ class OrchestrationDispatcher:
     async def _commit(self, session: _Session, result: EpisodeResult) -> None:
         state = session.state
         iid = session.instance_id
+        _stamp_sender(iid, result, [] if result.reset_history else state.events)
         sends = [self._send_activity(m) for m in result.to_activities]
         sends += [self._send_orchestration(m) for m in result.to_orchestrations]
         if sends:
@@ -322,3 +323,15 @@ class OrchestrationDispatcher:
             except DurableError as e:
                 log.debug("could not put message %s back: %s", m.message_id, e)
             self.wakeups.wake_at(m.queue_name, seconds + 0.05)
+
+
+def _stamp_sender(instance_id: str, result: EpisodeResult, base: list) -> None:
+    """Mark what an episode sends as the provider does (TaskHubQueue.AddMessageAsync with the session):
+    Sender is the orchestration instance, Episode its OrchestratorStarted count (Utils.GetEpisodeNumber).
+    Messages passed on unchanged (early timers and starts) keep their original sender."""
+    episode = sum(1 for e in [*base, *result.new_events] if e.type == EventType.OrchestratorStarted)
+    sender = {"InstanceId": instance_id, "ExecutionId": result.execution_id or ""}
+    for m in [*result.to_activities, *result.to_orchestrations]:
+        if m.sender is None:
+            m.sender = sender
+            m.episode = episode

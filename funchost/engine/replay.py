@@ -62,6 +62,11 @@ UNSUPPORTED_ACTIONS = {
 # --- 1. the SDK's input -----------------------------------------------------
 
 
+# .NET TimeSpan.ToString("c") of the Azure Storage provider's limits (AzureStorageDurabilityProvider).
+MAXIMUM_SHORT_TIMER = "6.00:00:00"
+LONG_TIMER_INTERVAL = "3.00:00:00"
+
+
 def sdk_context(instance_id: str, history: list[HistoryEvent], *, input: str | None,
                 parent_instance_id: str | None, is_replaying: bool) -> str:
     """The context JSON for the SDK's orchestrator handle.
@@ -75,13 +80,15 @@ def sdk_context(instance_id: str, history: list[HistoryEvent], *, input: str | N
         "instanceId": instance_id,
         "isReplaying": is_replaying,
         "parentInstanceId": parent_instance_id,
-        # upperSchemaVersion 2 is the SDK's ReplaySchema.V3. The reference's
-        # maximumShortTimerDuration / longRunningTimerIntervalDuration are left
-        # out on purpose: without them the SDK makes every timer one
-        # TimerCreated, and the engine chains queue hops for timers longer
-        # than the 6 days a message can stay hidden.
+        # upperSchemaVersion 2 is the SDK's ReplaySchema.V3.
         "upperSchemaVersion": SCHEMA_VERSION,
         "upperSchemaVersionNew": SCHEMA_VERSION,
+        # As the extension (OrchestrationTriggerAttributeBindingProvider.OrchestrationContextToString, with
+        # AzureStorageDurabilityProvider's MaximumDelayTime 6 days and LongRunningTimerIntervalLength 3 days):
+        # the SDK splits a longer timer into TimerCreated hops of 3 days, so no TimerFired message ever needs
+        # to stay hidden longer than a queue allows, and a .NET worker taking the hub over fires each on time.
+        "longRunningTimerIntervalDuration": LONG_TIMER_INTERVAL,
+        "maximumShortTimerDuration": MAXIMUM_SHORT_TIMER,
     }, separators=(",", ":"))
 
 
