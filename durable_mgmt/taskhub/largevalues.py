@@ -97,6 +97,26 @@ class LargeValues:
                     pass
         return count
 
+    async def list_prefix(self, prefix: str) -> list[str]:
+        """The names of the blobs under ``prefix/`` now (a purge lists them before deciding to delete)."""
+        with map_storage_errors(f"listing large values of {prefix!r}"):
+            try:
+                return [b.name async for b in self._container.list_blobs(name_starts_with=prefix + "/")]
+            except ResourceNotFoundError:
+                return []
+
+    async def delete_names(self, names: list[str]) -> int:
+        """Delete these blobs (those already gone are skipped); returns how many were deleted."""
+        count = 0
+        for name in names:
+            with map_storage_errors(f"deleting large value {name!r}"):
+                try:
+                    await self._container.delete_blob(name)
+                    count += 1
+                except ResourceNotFoundError:
+                    pass
+        return count
+
     # --- table rows --------------------------------------------------------
 
     async def offload_row(self, row: dict[str, Any], *, instances_table: bool = False) -> list[str]:
