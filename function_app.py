@@ -265,7 +265,8 @@ def purge_settings() -> tuple[int, frozenset[RuntimeStatus]]:
     """PURGE_OLDER_THAN_DAYS (default 30) and PURGE_RUNTIME_STATUSES (default Completed), validated."""
     days_text = os.environ.get("PURGE_OLDER_THAN_DAYS", "30")
     if not days_text.isdigit() or int(days_text) < 1:
-        raise InvalidInput(f"App setting PURGE_OLDER_THAN_DAYS={days_text!r} must be a whole number of days >= 1.")
+        # Setting values never go into messages (a setting may hold a secret): the name and the rule do.
+        raise InvalidInput("App setting PURGE_OLDER_THAN_DAYS must be a whole number of days >= 1.")
     statuses = RuntimeStatus.parse_many(os.environ.get("PURGE_RUNTIME_STATUSES", "Completed"))
     if not statuses:
         raise InvalidInput("App setting PURGE_RUNTIME_STATUSES is empty; give e.g. 'Completed,Failed'.")
@@ -380,8 +381,8 @@ def record_approval(record: dict, row: func.Out[str]) -> str:
     """Writes the decision to the table named by APPROVAL_RECORD_TABLE: a wrong name fails here."""
     table = os.environ.get("APPROVAL_RECORD_TABLE", "")
     if not table.isalnum() or not table[:1].isalpha() or not 3 <= len(table) <= 63:
-        raise InvalidInput(f"App setting APPROVAL_RECORD_TABLE={table!r} is not a valid table name "
-                           "(3-63 letters and digits, starting with a letter). Fix it, then rewind the instance.")
+        raise InvalidInput("App setting APPROVAL_RECORD_TABLE is not a valid table name (3-63 letters and digits, "
+                           "starting with a letter). Fix it, then rewind the instance.")
     row.set(json.dumps({"PartitionKey": "approvals", "RowKey": record["instanceId"],
                         "Decision": json.dumps(record["decision"])}))
     return table

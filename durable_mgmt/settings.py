@@ -90,11 +90,28 @@ class AppSettings:
 
     def hub_name(self, explicit: str | None = None) -> str:
         if explicit:
-            return validate_hub_name(self.expand(explicit, "--task-hub-name"))
+            return self.expanded_hub_name(explicit, "--task-hub-name")
         configured = self.durable_task.get("hubName")
         if configured:
-            return validate_hub_name(self.expand(str(configured), "host.json extensions.durableTask.hubName"))
+            return self.expanded_hub_name(str(configured), "host.json extensions.durableTask.hubName")
         return DEFAULT_HUB_NAME
+
+    def expanded_hub_name(self, text: str, where: str) -> str:
+        """``text`` with ``%Setting%`` expanded, as a valid hub name. When a setting's value makes it invalid
+        the error names the setting, never its value: it may be a connection string with its key."""
+        expanded = self.expand(text, where)
+        if expanded == text:
+            return validate_hub_name(text)
+        try:
+            return validate_hub_name(expanded)
+        except InvalidSetting:
+            raise
+        except ValueError:
+            names = ", ".join(sorted(set(_REFERENCE.findall(text))))
+            raise InvalidSetting(
+                f"{where} is {text!r}, and the value of app setting(s) {names} does not make it a valid task hub "
+                "name (3-45 ASCII letters and digits, starting with a letter). The value is not shown: settings "
+                "may hold secrets.") from None
 
     def partition_count(self) -> int:
         provider = self.durable_task.get("storageProvider") or {}

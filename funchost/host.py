@@ -194,7 +194,7 @@ class LocalHost:
             if not configured.isdigit() or not 1 <= int(configured) <= 32:
                 from durable_mgmt.errors import InvalidSetting
 
-                raise InvalidSetting(f"App setting {THREADS_SETTING}={configured!r} must be an integer from 1 to 32.")
+                raise InvalidSetting(f"App setting {THREADS_SETTING} must be an integer from 1 to 32.")
             return int(configured)
         return min(32, (os.cpu_count() or 1) + 4)
 

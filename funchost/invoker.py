@@ -97,6 +97,9 @@ class Invoker:
 
     async def _run(self, info: FunctionInfo, trigger_value: Any, invocation_id: str,
                    trigger_data: Mapping[str, Any]) -> Any:
+        # Output names built from the trigger's data are checked before the function runs, so a request
+        # or message that would steer an output elsewhere is refused with nothing done.
+        self._outputs.check(info, trigger_data)
         kwargs: dict[str, Any] = {info.trigger_parameter: trigger_value}
         outs: dict[str, OutValue] = {}
         for b in info.bindings:

@@ -25,7 +25,7 @@ from ..taskhub.timefmt import MIN_DATETIME, parse_iso, to_iso
 
 _ERRORS_BY_TYPE = {cls.__name__: cls for cls in (
     e.InvalidInput, e.InvalidInstanceId, e.InvalidFilter, e.InvalidHubName, e.InvalidSetting, e.TaskHubNotFound,
-    e.StorageUnavailable, e.ConcurrencyConflict)}
+    e.StorageUnavailable, e.StorageRefused, e.ConcurrencyConflict)}
 _WRONG_STATE_BY_TYPE = {cls.__name__: cls for cls in (
     e.InstanceAlreadyExists, e.InstanceNotRunning, e.InstanceNotFailed, e.InstanceNotTerminal)}
 

@@ -21,6 +21,7 @@ from urllib.parse import unquote
 import azure.functions as func
 from aiohttp import web
 
+from ..bindings import BindingInputError
 from ..invoker import Invoker
 from ..keys import HostKeys
 from ..loader import FunctionIndex, FunctionInfo
@@ -104,6 +105,8 @@ class HttpTriggers:
         data: dict[str, Any] = {**dict(request.query), **values}
         try:
             result = await self._invoker.invoke(info, req, reason=HTTP_REASON, trigger_data=data)
+        except BindingInputError as e:  # found before the function ran: the request's fault, nothing was done
+            return web.json_response({"error": str(e)}, status=400)
         except Exception:
             return web.Response(status=500)  # the invoker logged it with its traceback
         try:
