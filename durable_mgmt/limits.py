@@ -38,7 +38,7 @@ MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
 MAX_NAME_LENGTH = 256
 MAX_REASON_LENGTH = 32 * 1024
 MAX_WAIT_SECONDS = 3600.0
-MIN_POLL_SECONDS = 0.25
+MIN_POLL_SECONDS = 0.1
 
 _STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
