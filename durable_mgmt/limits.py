@@ -104,7 +104,7 @@ def check_json_text(text: str, what: str) -> Any:
     except RecursionError:  # deeper than the interpreter's stack despite the check: refuse all the same
         raise InvalidInput(f"The {what} is nested too deeply; at most {MAX_JSON_DEPTH} levels are allowed.") from None
     except ValueError as e:
-        raise InvalidInput(f"The {what} is not valid JSON: {e}.") from None
+        raise InvalidInput(f"Invalid JSON content in the {what}: {e}.") from None
 
 
 def dumps_checked(value: Any, what: str, default=None) -> str:

@@ -230,7 +230,8 @@ class LocalHost:
         app[HOST_KEY] = self
         api = ManagementApi(self._hubs, self.links, index=self.index, keys=self.keys if self.enable_auth else None,
                             base_path=WEBHOOK_PATH)
-        app.router.add_route("*", WEBHOOK_PATH + "{tail:(/.*)?}", api.handle)
+        # (?s): a path may hold CR/LF (decoded %0D%0A); the API refuses such ids by name, not with a bare 404.
+        app.router.add_route("*", WEBHOOK_PATH + "{tail:(?s:/.*)?}", api.handle)
         app.router.add_get("/admin/host/ping", _ping)
         app.router.add_get("/admin/host/status", _host_status)
         self._admin = AdminFunctions(self, invoker)
@@ -257,7 +258,7 @@ class LocalHost:
                                          status=401)
             return await api.handle(request)
 
-        app.router.add_route("*", RPC_PATH + "/{secret}{tail:(/.*)?}", handle)
+        app.router.add_route("*", RPC_PATH + "/{secret}{tail:(?s:/.*)?}", handle)
         return app
 
     async def _serve(self, name: str, app: web.Application, sock: socket.socket) -> None:

@@ -102,7 +102,7 @@ def read_json_body(raw: bytes, *, unwrap_string: bool) -> str | None:
             check_json_text(value, "request body")
             return value
         except InvalidInput as e:
-            if "not valid JSON" in str(e):
+            if str(e).startswith("Invalid JSON content"):
                 return text  # a plain string after all: keep it as the JSON string it was
             raise BadRequest(str(e)) from None
     return text
