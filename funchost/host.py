@@ -102,6 +102,7 @@ class LocalHost:
         self._listeners: list[Any] = []
         self._admin: AdminFunctions | None = None
         self._sockets: list[socket.socket] = []
+        self.management_api: ManagementApi | None = None
 
     # --- public surface ---------------------------------------------------------
 
@@ -230,6 +231,7 @@ class LocalHost:
         app[HOST_KEY] = self
         api = ManagementApi(self._hubs, self.links, index=self.index, keys=self.keys if self.enable_auth else None,
                             base_path=WEBHOOK_PATH)
+        self.management_api = api
         # (?s): a path may hold CR/LF (decoded %0D%0A); the API refuses such ids by name, not with a bare 404.
         app.router.add_route("*", WEBHOOK_PATH + "{tail:(?s:/.*)?}", api.handle)
         app.router.add_get("/admin/host/ping", _ping)

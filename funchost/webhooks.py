@@ -61,6 +61,11 @@ class ManagementApi:
         self._base = base_path.rstrip("/")
         self._waiting = 0
 
+    @property
+    def waiting(self) -> int:
+        """How many requests are polling for an instance to finish right now."""
+        return self._waiting
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if self._keys is not None and not self._keys.authorizes("system", _code(request)):
             return web.json_response(error_body(
