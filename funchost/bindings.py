@@ -220,7 +220,7 @@ def resolve(text: str, data: Mapping[str, Any], where: str) -> str:
         if k in lower and lower[k] is not None:
             return _safe_value(key, str(lower[k]), where)
         available = ", ".join(sorted({"rand-guid", "DateTime", *map(str, data)}))
-        raise BindingError(f"{where}: the binding expression {{{key}}} has no value in this invocation. "
+        raise BindingInputError(f"{where}: the binding expression {{{key}}} has no value in this invocation. "
                            f"Available: {available}.")
 
     return _EXPR.sub(sub, text)

@@ -46,9 +46,10 @@ class Door:
 
 
 @contextlib.asynccontextmanager
-async def serving(app_root: Path, connection_string: str, hub_name: str, **kwargs: Any) -> AsyncIterator[LocalHost]:
+async def serving(app_root: Path, connection_string: str, hub_name: str, *,
+                  settings: Mapping[str, str] | None = None, **kwargs: Any) -> AsyncIterator[LocalHost]:
     """A LocalHost on free ports serving ``app_root``; its task hub is deleted after."""
-    environ = {**os.environ, **APP_SETTINGS}
+    environ = {**os.environ, **APP_SETTINGS, **(settings or {})}
     kwargs.setdefault("drain_timeout", 2.0)
     kwargs.setdefault("run_orchestrations", False)  # messages stay where a refused start would have put them
     host = LocalHost(app_root, port=0, connection_string=connection_string, hub_name=hub_name, environ=environ,
