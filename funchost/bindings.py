@@ -93,7 +93,8 @@ class OutputWriter:
         """Every output name of ``info`` resolved for this invocation and checked, before the function runs:
         BindingInputError when the trigger's data cannot go into one."""
         for binding in info.outputs:
-            if binding.get("type") in _NAME_KEYS:
+            # Only names with {expressions} depend on the invocation; fixed names fail where they always did.
+            if binding.get("type") in _NAME_KEYS and _EXPR.search(str(binding[_NAME_KEYS[binding["type"]]])):
                 self._target(info, binding, trigger_data)
 
     def _target(self, info: FunctionInfo, binding: Mapping[str, Any],

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 
@@ -153,7 +153,9 @@ class BindingTransport:
                 status = response.status
                 response_headers = dict(response.headers)
         except aiohttp.ClientError as err:
-            raise e.ManagementApiError(0, f"The durable management API at {self.base} is unreachable: "
+            # The origin only: the path of rpcBaseUrl may hold the host's secret for its internal endpoint.
+            origin = "{0.scheme}://{0.netloc}".format(urlsplit(self.base))
+            raise e.ManagementApiError(0, f"The durable management API at {origin} is unreachable: "
                                           f"{type(err).__name__}.") from err
         data = _json(text)
         if status >= 400:

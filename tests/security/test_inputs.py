@@ -82,6 +82,9 @@ CASES = [
     ("instance id over 1 KiB", "GET", WEBHOOKS + "/instances/" + "^" * 1100, "", None, 400,
      ["1100 characters", "at most 1024"]),
     ("existing-id lookup, lone surrogate escape", "GET", WEBHOOKS + "/instances/%ED%A0%80", "", None, 404, ["exists"]),
+    ("admin run, deep JSON", "POST", "/admin/functions/PurgeOldInstanceHistory", "", "[" * 100_000, 400, ["levels"]),
+    ("admin run, duplicate keys", "POST", "/admin/functions/PurgeOldInstanceHistory", "",
+     '{"input": "a", "input": 1}', 400, ["appears twice"]),
     # method confusion
     ("GET a start", "GET", START + "/m1", "", None, 405, ["use POST"]),
     ("PUT an instance", "PUT", WEBHOOKS + "/instances/m1", "", None, 405, ["GET, DELETE"]),
