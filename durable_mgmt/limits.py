@@ -71,6 +71,16 @@ def check_text(value: Any, what: str, *, max_length: int = MAX_NAME_LENGTH, allo
     return value
 
 
+def check_segment(value: str, what: str) -> str:
+    """``value`` as a name that is also one URL path segment: not made only of dots ('.' and '..' are
+    collapsed by every URL stack, so such a name could be sent but never addressed)."""
+    check_text(value, what)
+    if not value.strip("."):
+        raise InvalidInput(f"Invalid {what} {value!r}: a name made only of dots is not a usable URL path "
+                           "segment ('.' and '..' are collapsed). Use at least one character other than '.'.")
+    return value
+
+
 def check_existing_id(instance_id: str) -> str:
     """The id of an instance that may exist: not empty, and text a table key can hold.
 

@@ -222,19 +222,19 @@ def validate_instance_id(instance_id: str) -> str:
 
 
 def validate_orchestrator_name(name: str) -> str:
-    from ..limits import check_text
+    from ..limits import check_segment
 
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput("Invalid orchestrator name: it is empty. Give the name of an orchestrator function.")
-    return check_text(name, "orchestrator name")
+    return check_segment(name, "orchestrator name")
 
 
 def validate_event_name(event_name: str) -> str:
-    from ..limits import check_text
+    from ..limits import check_segment
 
     if not isinstance(event_name, str) or not event_name.strip():
         raise InvalidInput("Invalid event name: it is empty. Give the name the orchestrator waits for.")
-    return check_text(event_name, "event name")
+    return check_segment(event_name, "event name")
 
 
 def new_instance_id() -> str:

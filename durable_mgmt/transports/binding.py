@@ -64,9 +64,9 @@ class BindingTransport:
     async def execute(self, request: r.Request) -> Any:
         match request:
             case r.StartInstance():
-                path = f"orchestrators/{quote(request.name, safe='')}"
+                path = f"orchestrators/{_segment(request.name)}"
                 if request.instance_id:
-                    path += f"/{quote(request.instance_id, safe='')}"
+                    path += f"/{_segment(request.instance_id)}"
                 # As the SDK does: the body is the input's JSON text, sent as a JSON string.
                 body = await self._call("POST", path, request, body=json.dumps(request.input_json))
                 return body["id"]
@@ -82,7 +82,7 @@ class BindingTransport:
                 await self._call("POST", self._instance(request.instance_id) + "/terminate", request,
                                  params=_reason(request.reason))
             case r.RaiseEvent():
-                path = f"{self._instance(request.instance_id)}/raiseEvent/{quote(request.event_name, safe='')}"
+                path = f"{self._instance(request.instance_id)}/raiseEvent/{_segment(request.event_name)}"
                 await self._call("POST", path, request, body=json.dumps(request.data_json))
             case r.SuspendInstance():
                 await self._call("POST", self._instance(request.instance_id) + "/suspend", request,
@@ -139,7 +139,7 @@ class BindingTransport:
 
     @staticmethod
     def _instance(instance_id: str) -> str:
-        return f"instances/{quote(instance_id, safe='')}"
+        return f"instances/{_segment(instance_id)}"
 
     async def _call(self, method: str, path: str, request: r.Request, *, params: dict | None = None,
                     body: str | None = None, headers: dict | None = None, with_headers: bool = False) -> Any:
@@ -174,6 +174,13 @@ class BindingTransport:
             return RuntimeStatus.parse(data["runtimeStatus"]) if isinstance(data, dict) else None
         except (e.DurableError, KeyError):
             return None
+
+
+def _segment(text: str) -> str:
+    """``text`` as one URL path segment: fully quoted, dots too when it is only dots (quote() leaves '.'
+    and '..' as they are, and URL stacks collapse them)."""
+    quoted = quote(text, safe="")
+    return quoted.replace(".", "%2E") if not quoted.strip(".") else quoted
 
 
 def _flag(value: bool) -> str:

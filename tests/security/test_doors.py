@@ -329,3 +329,20 @@ async def test_non_utf8_key_header_is_401_not_500(authed):
     refused(answer, 401, "Unauthorized")
     answer = await send("GET", authed.url("/api/instances", keyed=False), headers={"x-functions-key": raw})
     assert answer.status == 401
+
+
+# --- --enable-auth: no key, no effect ------------------------------------------------------------------------
+
+KEYLESS = [("POST", START + "/nokey1"), ("DELETE", WEBHOOKS + "/instances?createdTimeFrom=2000-01-01T00:00:00Z"),
+           ("POST", WEBHOOKS + "/instances/nokey1/terminate"), ("GET", WEBHOOKS + "/instances"),
+           ("POST", "/api/orchestrators/E1_HelloSequence"), ("POST", "/admin/functions/PurgeOldInstanceHistory")]
+
+
+@pytest.mark.parametrize("method,path", KEYLESS, ids=[f"{m} {p}" for m, p in KEYLESS])
+async def test_auth_host_refuses_keyless_calls_and_changes_nothing(authed, method, path):
+    before = await snapshot(authed.host)
+    path, _, query = path.partition("?")
+    answer = await send(method, authed.url(path, query, keyed=False), data="1",
+                        headers={"Content-Type": "application/json"})
+    assert answer.status == 401, answer.text
+    assert await snapshot(authed.host) == before

@@ -85,6 +85,18 @@ CASES = [
     ("admin run, deep JSON", "POST", "/admin/functions/PurgeOldInstanceHistory", "", "[" * 100_000, 400, ["levels"]),
     ("admin run, duplicate keys", "POST", "/admin/functions/PurgeOldInstanceHistory", "",
      '{"input": "a", "input": 1}', 400, ["appears twice"]),
+    # path traversal through an HTTP function's route (HttpStart's {functionName})
+    ("HttpStart name ..", "POST", "/api/orchestrators/%2E%2E", "", "1", 400, ["made only of dots"]),
+    ("HttpStart name climbing", "POST", "/api/orchestrators/E1_HelloSequence%2F..%2F..%2Fadmin", "", "1", 404, []),
+    ("HttpStart deep body", "POST", "/api/orchestrators/E1_HelloSequence", "", "[" * 100_000, 400, ["levels"]),
+    ("HttpStart NaN body", "POST", "/api/orchestrators/E1_HelloSequence", "", "NaN", 400, ["NaN"]),
+    ("HttpSyncStart duplicate keys", "POST", "/api/orchestrators/E1_HelloSequence/wait", "", '{"a":1,"a":2}', 400,
+     ["appears twice"]),
+    ("QueryStatus prefix surrogate escape", "GET", "/api/instances/query", "instanceIdPrefix=%ED%A0%80", None, 200,
+     []),
+    ("QueryStatus date overflow", "GET", "/api/instances/query", "createdFrom=0001-01-01T00:00:00%2B05:00", None,
+     400, ["outside the calendar"]),
+    ("GetAllStatus odd token", "GET", "/api/instances", "continuationToken=W10", None, 400, ["continuation token"]),
     # method confusion
     ("GET a start", "GET", START + "/m1", "", None, 405, ["use POST"]),
     ("PUT an instance", "PUT", WEBHOOKS + "/instances/m1", "", None, 405, ["GET, DELETE"]),
