@@ -346,3 +346,23 @@ async def test_auth_host_refuses_keyless_calls_and_changes_nothing(authed, metho
                         headers={"Content-Type": "application/json"})
     assert answer.status == 401, answer.text
     assert await snapshot(authed.host) == before
+
+
+# --- slow bodies -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", [START + "/slow1", "/api/orchestrators/E1_HelloSequence"])
+async def test_a_body_that_trickles_in_is_cut_off(anonymous, monkeypatch, path):
+    import funchost.triggers.http as http_triggers
+    import funchost.webhook_io as webhook_io
+
+    monkeypatch.setattr(webhook_io, "BODY_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(http_triggers, "BODY_TIMEOUT_SECONDS", 1.0)
+    before = await snapshot(anonymous.host)
+    reader, writer = await asyncio.open_connection("127.0.0.1", anonymous.host.port)
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                 "Content-Length: 1000\r\n\r\n[1,".encode())
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 10)  # 1 s of silence, then the answer
+    writer.close()
+    assert status_line.split()[1] == b"408", status_line
+    assert await snapshot(anonymous.host) == before
