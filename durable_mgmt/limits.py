@@ -127,6 +127,7 @@ def dumps_checked(value: Any, what: str, default=None) -> str:
         raise InvalidInput(f"The {what} is not JSON-serializable: {e}. Pass data made of dicts, lists, strings, "
                            "finite numbers, booleans and None (or objects with to_json).") from e
     _check_depth(text, what)
+    check_text(text, what, max_length=len(text), allow_control=True)  # lone surrogates have no UTF-8 form
     return text
 
 

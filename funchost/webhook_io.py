@@ -70,9 +70,18 @@ def error_response(err: DurableError) -> web.Response:
     return web.json_response(error_body(str(err), type(err).__name__), status=status)
 
 
+def json_bytes(body: Any) -> bytes:
+    """``body`` as UTF-8 JSON. Stored values may hold escaped lone surrogates (``"\\ud800"`` is valid JSON);
+    those have no UTF-8 form, so such a body is written with ASCII escapes instead of failing."""
+    try:
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(body).encode("ascii")
+
+
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(text=json.dumps(body, ensure_ascii=False), status=status, headers=headers,
-                        content_type="application/json")
+    return web.Response(body=json_bytes(body), status=status, headers=headers, content_type="application/json",
+                        charset="utf-8")
 
 
 def accepted(headers: Mapping[str, str] | None = None) -> web.Response:

@@ -37,7 +37,7 @@ from durable_mgmt.query_params import CONTINUATION_HEADER, get_bool, get_int, ge
 
 from durable_mgmt.limits import MAX_WAIT_SECONDS, check_wait
 
-from .webhook_io import (BadRequest, accepted, error_body, error_response, json_response, read_body,
+from .webhook_io import (BadRequest, accepted, error_body, error_response, json_bytes, json_response, read_body,
                          read_json_body)
 
 log = logging.getLogger("funchost.webhooks")
@@ -338,7 +338,7 @@ async def _stream_all(request: web.Request, client: TaskHubClient, query: Instan
     await response.write(b"[")
     sep = b""
     while item is not None:
-        await response.write(sep + json.dumps(item.to_json(), ensure_ascii=False).encode())
+        await response.write(sep + json_bytes(item.to_json()))
         sep = b","
         item = await anext(items, None)
     await response.write(b"]")

@@ -209,3 +209,17 @@ async def test_storage_refusals_are_400_not_503(anonymous):
         with map_storage_errors("creating table 'x!'"):
             await hub.table_service.create_table("x!")  # Azurite answers 400, as Azure does
     assert http_status_of(caught.value) == 400
+
+
+async def test_escaped_lone_surrogates_are_stored_and_read_back_not_500(door):
+    """'"\\ud800"' is valid JSON (RFC 8259 allows the escape); it has no UTF-8 form, so answers carry it escaped."""
+    iid = f"surrogate-{door.name}"
+    body = '{"text": "\\ud800 alone"}'
+    answer = await send("POST", door.url(f"{START}/{iid}"), data=body, headers={"Content-Type": "application/json"})
+    assert answer.status == 202, answer.text
+    status = await send("GET", door.url(f"{WEBHOOKS}/instances/{iid}"))
+    assert status.status == 202 and "\\ud800 alone" in status.text
+    listing = await send("GET", door.url(f"{WEBHOOKS}/instances", f"instanceIdPrefix={iid}&showInput=true"))
+    assert listing.status == 200 and "\\ud800 alone" in listing.text
+    every = await send("GET", door.host.rpc_base_url + f"instances?instanceIdPrefix={iid}&showInput=true")
+    assert every.status == 200 and "\\ud800 alone" in every.text  # the internal endpoint streams every match
