@@ -223,3 +223,20 @@ async def test_escaped_lone_surrogates_are_stored_and_read_back_not_500(door):
     assert listing.status == 200 and "\\ud800 alone" in listing.text
     every = await send("GET", door.host.rpc_base_url + f"instances?instanceIdPrefix={iid}&showInput=true")
     assert every.status == 200 and "\\ud800 alone" in every.text  # the internal endpoint streams every match
+
+
+ADDRESSABLE = [("%252E%252E", "%2E%2E"), ("%EF%BC%8E%EF%BC%8E", "\uff0e\uff0e"), ("a.b.", "a.b."),
+               ("%2E%2Ex", "..x"), ("caf%C3%A9", "caf\u00e9")]
+
+
+@pytest.mark.parametrize("sent,stored", ADDRESSABLE, ids=[a[0] for a in ADDRESSABLE])
+async def test_ids_that_look_like_tricks_but_are_plain_stay_addressable(door, sent, stored):
+    """Double-encoded dots, full-width dots, trailing dots: ordinary ids, stored as decoded once, and every
+    operation reaches the same instance (nothing collapses them)."""
+    answer = await send("POST", door.url(f"{START}/{sent}"), data="1", headers={"Content-Type": "application/json"})
+    assert answer.status == 202, answer.text
+    assert answer.json()["id"] == stored
+    status = await send("GET", door.url(f"{WEBHOOKS}/instances/{sent}"))
+    assert status.status == 202 and status.json()["instanceId"] == stored
+    assert (await send("POST", door.url(f"{WEBHOOKS}/instances/{sent}/terminate"))).status == 202
+    assert (await door.host.client.get_status(stored)).instance_id == stored
