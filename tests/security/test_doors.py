@@ -124,8 +124,8 @@ WAITS = [  # (case, path, query, status, words)
     ("timeout negative", START, "timeout=-1", 400, ["timeout='-1'"]),
     ("restart wait 0 interval", WEBHOOKS + "/instances/none1/restart", "timeout=5&pollingInterval=0", 400,
      ["pollingInterval"]),
-    ("HttpSyncStart retryInterval 1 µs", "/api/orchestrators/E1_HelloSequence/wait", "timeout=5&retryInterval=0.000001",
-     400, ["retryInterval=1e-06", "0.1"]),
+    ("HttpSyncStart retryInterval 1 µs", "/api/orchestrators/E1_HelloSequence/wait",
+     "timeout=5&retryInterval=0.000001", 400, ["retryInterval=1e-06", "0.1"]),
     ("HttpSyncStart timeout 1e308", "/api/orchestrators/E1_HelloSequence/wait", "timeout=1e308", 400,
      ["timeout='1e308'"]),
 ]
@@ -159,8 +159,8 @@ async def test_a_wait_stops_polling_when_the_caller_leaves(anonymous):
 async def test_http_function_waiting_is_cancelled_when_the_caller_leaves(anonymous, caplog):
     with caplog.at_level(logging.WARNING, logger="funchost"):
         with pytest.raises(asyncio.TimeoutError):
-            await send("POST", anonymous.url("/api/orchestrators/E1_HelloSequence/wait", "timeout=60&retryInterval=0.5"),
-                       timeout=2.0)
+            await send("POST", anonymous.url("/api/orchestrators/E1_HelloSequence/wait",
+                                             "timeout=60&retryInterval=0.5"), timeout=2.0)
         for _ in range(40):
             if any("caller disconnected" in r.getMessage() for r in caplog.records):
                 break
@@ -202,7 +202,8 @@ async def test_links_and_location_use_the_hosts_own_address(door):
 
 # --- class 6: only the app's own hub is created ----------------------------------------------------------
 
-HUB_CALLS = [("POST", START + "/h1", "taskHub=CallerMadeHub1"), ("GET", WEBHOOKS + "/instances", "taskHub=CallerMadeHub2"),
+HUB_CALLS = [("POST", START + "/h1", "taskHub=CallerMadeHub1"),
+             ("GET", WEBHOOKS + "/instances", "taskHub=CallerMadeHub2"),
              ("GET", WEBHOOKS + "/instances/h1", "taskHub=CallerMadeHub3"),
              ("DELETE", WEBHOOKS + "/instances", "taskHub=CallerMadeHub4&createdTimeFrom=2020-01-01T00:00:00Z"),
              ("POST", WEBHOOKS + "/instances/h1/raiseEvent/E", "taskHub=CallerMadeHub5")]
@@ -366,3 +367,15 @@ async def test_a_body_that_trickles_in_is_cut_off(anonymous, monkeypatch, path):
     writer.close()
     assert status_line.split()[1] == b"408", status_line
     assert await snapshot(anonymous.host) == before
+
+
+def test_cli_never_prints_a_setting_given_as_the_hub_name(connection_string):
+    from click.testing import CliRunner
+
+    from durable_mgmt.cli import durable
+
+    result = CliRunner().invoke(durable, ["count", "--task-hub-name", "%AzureWebJobsStorage%"],
+                                env={"AzureWebJobsStorage": connection_string})
+    assert result.exit_code == 2, result.output
+    assert "AzureWebJobsStorage" in result.output and "not shown" in result.output
+    assert "AccountKey" not in result.output and "Eby8vdM02" not in result.output

@@ -47,7 +47,8 @@ CASES = [
     ("id too long", "POST", START + "/" + "a" * 257, "", "1", 400, ["257 characters", "at most 256"]),
     # names
     ("orchestrator ..", "POST", WEBHOOKS + "/orchestrators/%2E%2E/x1", "", "1", 400, ["doesn't exist"]),
-    ("orchestrator unknown", "POST", WEBHOOKS + "/orchestrators/NoSuch", "", "1", 400, ["NoSuch", "Orchestrator functions"]),
+    ("orchestrator unknown", "POST", WEBHOOKS + "/orchestrators/NoSuch", "", "1", 400,
+     ["NoSuch", "Orchestrator functions"]),
     ("event name CR", "POST", WEBHOOKS + "/instances/none1/raiseEvent/a%0Db", "", "1", 400, ["event name", "U+000D"]),
     ("event name too long", "POST", WEBHOOKS + "/instances/none1/raiseEvent/" + "e" * 300, "", "1", 400,
      ["300 characters"]),
