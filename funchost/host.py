@@ -51,6 +51,7 @@ from .webhooks import ManagementApi
 log = logging.getLogger("funchost")
 
 MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions host's request size limit
+BODY_LIMIT_SETTING = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"  # the Functions host's setting that overrides it
 SCRIPT_FILE_SETTING = "PYTHON_SCRIPT_FILE_NAME"
 THREADS_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
 
@@ -207,6 +208,18 @@ class LocalHost:
         plan = self._plan if self._plan is not None else plan_triggers(self.index, self.settings)
         self.routes, self.queue_bindings, self.timer_bindings = plan.routes, plan.queues, plan.timers
 
+    def _body_limit(self) -> int:
+        """The most bytes one request body to the public server may have (413 beyond): 100 MiB, or the
+        app setting FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, as the Functions host reads it."""
+        configured = self.settings.get(BODY_LIMIT_SETTING)
+        if not configured:
+            return MAX_REQUEST_BYTES
+        if not configured.strip().isdigit() or int(configured) < 1:
+            from durable_mgmt.errors import InvalidSetting
+
+            raise InvalidSetting(f"App setting {BODY_LIMIT_SETTING} must be a whole number of bytes (1 or more).")
+        return int(configured)
+
     def _threads(self) -> int:
         configured = self.settings.get(THREADS_SETTING)
         if configured:
@@ -227,7 +240,8 @@ class LocalHost:
         return HttpGuard.of(hosts, [*self._cors, *_local_cors(self.script_root)])
 
     def _public_app(self, invoker: Invoker) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_access_log, self.guard().middleware()])
+        app = web.Application(client_max_size=self._body_limit(),
+                              middlewares=[_access_log, self.guard().middleware()])
         app[HOST_KEY] = self
         api = ManagementApi(self._hubs, self.links, index=self.index, keys=self.keys if self.enable_auth else None,
                             base_path=WEBHOOK_PATH)

@@ -379,3 +379,21 @@ def test_cli_never_prints_a_setting_given_as_the_hub_name(connection_string):
     assert result.exit_code == 2, result.output
     assert "AzureWebJobsStorage" in result.output and "not shown" in result.output
     assert "AccountKey" not in result.output and "Eby8vdM02" not in result.output
+
+
+async def test_http_function_bodies_follow_the_functions_body_limit(connection_string):
+    """FUNCTIONS_REQUEST_BODY_SIZE_LIMIT (the Functions host's setting) caps what one HTTP call may send."""
+    import uuid
+
+    from .support import REPO, serving
+
+    async with serving(REPO, connection_string, f"SecL{uuid.uuid4().hex[:10]}",
+                       settings={"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "4096"}) as host:
+        before = await snapshot(host)
+        answer = await send("POST", f"http://127.0.0.1:{host.port}/api/orchestrators/E1_HelloSequence",
+                            data=b'"' + b"a" * 8192 + b'"', headers={"Content-Type": "application/json"})
+        assert answer.status == 413, answer.text
+        assert await snapshot(host) == before
+        small = await send("POST", f"http://127.0.0.1:{host.port}/api/orchestrators/E1_HelloSequence",
+                           data=b'"small"', headers={"Content-Type": "application/json"})
+        assert small.status == 202
