@@ -6,7 +6,7 @@ the durable client binding). Runs locally with ``funcpy start`` and deploys to
 Azure unchanged.
 
     start        HelloWorldQueueTrigger (queue start-queue), HttpStart (POST orchestrators/{functionName})
-    status       GetStatus (queue check-status-queue), GetAllStatus (HTTP, every page), QueryStatus (HTTP filters)
+    status       GetStatus (queue check-status-queue), GetAllStatus (HTTP, pages followed), QueryStatus (HTTP filters)
     terminate    TerminateInstance (queue terminate-queue)
     events       RaiseEvent (queue event-queue)
     wait         HttpSyncStart (orchestrators/{functionName}/wait?timeout=&retryInterval=)
@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import azure.durable_functions as df
@@ -32,6 +33,7 @@ import azure.functions as func
 from durable_mgmt import (DurableError, InstanceManager, InstanceQuery, InvalidInput, RuntimeStatus, WaitTimeout,
                           http_status_of)
 from durable_mgmt import query_params as qp
+from durable_mgmt.limits import MAX_JSON_BODY_BYTES, check_json_text, check_wait
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("function_app")
@@ -72,6 +74,44 @@ def _error_response(err: DurableError) -> func.HttpResponse:
     return _json_response({"error": str(err), "type": type(err).__name__}, http_status_of(err))
 
 
+def _json_body(req: func.HttpRequest):
+    """The request's JSON body (None when empty), checked as every door checks JSON (depth, NaN, duplicate
+    keys...): InvalidInput saying what is wrong."""
+    body = req.get_body()
+    if not body or not body.strip():
+        return None
+    if len(body) > MAX_JSON_BODY_BYTES:
+        raise InvalidInput(f"The request body has {len(body)} bytes; at most {MAX_JSON_BODY_BYTES} are allowed.")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInput("The request body must be JSON encoded as UTF-8 (or empty).") from None
+    return check_json_text(text, "request body")
+
+
+MAX_LISTED = 1000  # instances one GetAllStatus/QueryStatus response holds; the rest is one token away
+
+
+async def _listing(req: func.HttpRequest, client, query: InstanceQuery) -> func.HttpResponse:
+    """Pages of ``query`` followed until MAX_LISTED instances or the end; when more remain, the answer
+    carries x-ms-continuation-token, which the caller sends back (header or ``continuationToken``) for
+    the rest. One response never holds a whole large hub."""
+    token = req.headers.get(qp.CONTINUATION_HEADER) or qp.get(req.params, "continuationToken") or None
+    q = replace(query, continuation_token=token)
+    statuses: list[dict] = []
+    async with InstanceManager.from_client(client) as manager:
+        while True:
+            page = await manager.page(q)
+            statuses += [s.to_json() for s in page]
+            token = page.continuation_token
+            if not token or len(statuses) + q.page_size > MAX_LISTED:
+                break
+            q = replace(q, continuation_token=token)
+    headers = {qp.CONTINUATION_HEADER: token} if token else {}
+    return func.HttpResponse(json.dumps(statuses, default=str), status_code=200, mimetype="application/json",
+                             headers=headers)
+
+
 def _query_from(params) -> InstanceQuery:
     """QueryStatus filters: createdFrom, createdTo (ISO 8601), runtimeStatus (comma list), instanceIdPrefix,
     showInput, top. The management API's names createdTimeFrom/createdTimeTo are accepted too."""
@@ -105,9 +145,9 @@ async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClien
     """Start any orchestrator with the request's JSON body as input; 202 with the check-status links."""
     name = req.route_params["functionName"]
     try:
-        event_data = req.get_json() if req.get_body() else None
-    except ValueError:
-        return _bad_request("The request body must be JSON (or empty).")
+        event_data = _json_body(req)
+    except InvalidInput as e:
+        return _bad_request(str(e))
     try:
         async with InstanceManager.from_client(client) as manager:
             instance_id = await manager.start(name, event_data)
@@ -133,13 +173,12 @@ async def http_sync_start(req: func.HttpRequest, client: df.DurableOrchestration
         timeout = 10.0 if timeout is None else timeout
         interval = qp.get_seconds(req.params, "retryInterval", maximum=3600)
         interval = 1.0 if interval is None else interval
-        if interval <= 0:
-            raise InvalidInput(f"Query parameter retryInterval={interval:g} must be more than 0 seconds.")
+        check_wait(timeout, interval, interval_name="retryInterval")  # bounded, and no tighter than 0.1 s
         if interval > timeout:
             raise InvalidInput(f"retryInterval ({interval:g}) must not be longer than timeout ({timeout:g}).")
-        event_data = req.get_json() if req.get_body() else None
-    except ValueError as e:
-        return _bad_request(str(e) if isinstance(e, InvalidInput) else "The request body must be JSON (or empty).")
+        event_data = _json_body(req)
+    except InvalidInput as e:
+        return _bad_request(str(e))
     try:
         async with InstanceManager.from_client(client) as manager:
             instance_id = await manager.start(name, event_data)
@@ -172,16 +211,13 @@ async def get_status(msg: func.QueueMessage, client: df.DurableOrchestrationClie
 @app.route(methods=["GET", "POST"])  # no route, as in the document: served at /api/GetAllStatus
 @app.durable_client_input(client_name="client")
 async def get_all_status(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    """Every instance of the task hub, following continuation tokens page by page (``top`` a page, default 100)."""
+    """Every instance of the task hub, following continuation tokens page by page (``top`` a page, default 100),
+    up to 1000 per response; past that, x-ms-continuation-token fetches the rest."""
     try:
         query = InstanceQuery(page_size=qp.get_int(req.params, "top", 1, 1000) or 100)
-    except InvalidInput as e:
-        return _bad_request(str(e))
-    async with InstanceManager.from_client(client) as manager:
-        statuses = [s.to_json() async for s in manager.instances(query)]
-    for s in statuses:
-        log.info("%s: %s", s["instanceId"], s["runtimeStatus"])
-    return _json_response(statuses)
+        return await _listing(req, client, query)
+    except DurableError as e:
+        return _error_response(e)
 
 
 @app.function_name("QueryStatus")
@@ -191,11 +227,9 @@ async def query_status(req: func.HttpRequest, client: df.DurableOrchestrationCli
     """Instances filtered by createdFrom, createdTo, runtimeStatus (comma list) and instanceIdPrefix."""
     try:
         query = _query_from(req.params)
-    except InvalidInput as e:
-        return _bad_request(str(e))
-    async with InstanceManager.from_client(client) as manager:
-        statuses = [s.to_json() async for s in manager.instances(query)]
-    return _json_response(statuses)
+        return await _listing(req, client, query)
+    except DurableError as e:
+        return _error_response(e)
 
 
 # --- steer instances ------------------------------------------------------------
@@ -265,7 +299,8 @@ def purge_settings() -> tuple[int, frozenset[RuntimeStatus]]:
     """PURGE_OLDER_THAN_DAYS (default 30) and PURGE_RUNTIME_STATUSES (default Completed), validated."""
     days_text = os.environ.get("PURGE_OLDER_THAN_DAYS", "30")
     if not days_text.isdigit() or int(days_text) < 1:
-        raise InvalidInput(f"App setting PURGE_OLDER_THAN_DAYS={days_text!r} must be a whole number of days >= 1.")
+        # Setting values never go into messages (a setting may hold a secret): the name and the rule do.
+        raise InvalidInput("App setting PURGE_OLDER_THAN_DAYS must be a whole number of days >= 1.")
     statuses = RuntimeStatus.parse_many(os.environ.get("PURGE_RUNTIME_STATUSES", "Completed"))
     if not statuses:
         raise InvalidInput("App setting PURGE_RUNTIME_STATUSES is empty; give e.g. 'Completed,Failed'.")
@@ -380,8 +415,8 @@ def record_approval(record: dict, row: func.Out[str]) -> str:
     """Writes the decision to the table named by APPROVAL_RECORD_TABLE: a wrong name fails here."""
     table = os.environ.get("APPROVAL_RECORD_TABLE", "")
     if not table.isalnum() or not table[:1].isalpha() or not 3 <= len(table) <= 63:
-        raise InvalidInput(f"App setting APPROVAL_RECORD_TABLE={table!r} is not a valid table name "
-                           "(3-63 letters and digits, starting with a letter). Fix it, then rewind the instance.")
+        raise InvalidInput("App setting APPROVAL_RECORD_TABLE is not a valid table name (3-63 letters and digits, "
+                           "starting with a letter). Fix it, then rewind the instance.")
     row.set(json.dumps({"PartitionKey": "approvals", "RowKey": record["instanceId"],
                         "Decision": json.dumps(record["decision"])}))
     return table

@@ -2,8 +2,8 @@
 
 from .errors import (ConcurrencyConflict, DurableError, InstanceAlreadyExists, InstanceNotFailed, InstanceNotFound,
                      InstanceNotRunning, InstanceNotTerminal, InvalidFilter, InvalidHubName, InvalidInput,
-                     InvalidInstanceId, InvalidSetting, ManagementApiError, NotFound, StorageUnavailable,
-                     TaskHubNotFound, WaitTimeout, WrongState, http_status_of)
+                     InvalidInstanceId, InvalidSetting, ManagementApiError, NotFound, StorageRefused,
+                     StorageUnavailable, TaskHubNotFound, WaitTimeout, WrongState, http_status_of)
 from .manager import InstanceManager
 from .models import (InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeProgress, PurgeResult,
                      RuntimeStatus)
@@ -14,5 +14,5 @@ __all__ = [
     "DurableError", "InvalidInput", "InvalidHubName", "InvalidInstanceId", "InvalidFilter", "InvalidSetting",
     "NotFound", "InstanceNotFound", "TaskHubNotFound", "WrongState", "InstanceAlreadyExists",
     "InstanceNotRunning", "InstanceNotFailed", "InstanceNotTerminal", "ConcurrencyConflict",
-    "StorageUnavailable", "ManagementApiError", "http_status_of",
+    "StorageRefused", "StorageUnavailable", "ManagementApiError", "http_status_of",
 ]

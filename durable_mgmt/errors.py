@@ -10,7 +10,8 @@ third-party storage errors are translated once, inside the task hub layer
     │   ├── InvalidHubName
     │   ├── InvalidInstanceId
     │   ├── InvalidFilter               a query/purge filter value is malformed
-    │   └── InvalidSetting              a configuration value is missing or malformed
+    │   ├── InvalidSetting              a configuration value is missing or malformed
+    │   └── StorageRefused              Azure Storage refused a value as invalid (HTTP 400, 413...)
     ├── NotFound
     │   ├── InstanceNotFound
     │   └── TaskHubNotFound
@@ -50,6 +51,11 @@ class InvalidFilter(InvalidInput):
 
 class InvalidSetting(InvalidInput):
     pass
+
+
+class StorageRefused(InvalidInput):
+    """Azure Storage refused a request as malformed or too large: a value that passed the checks here
+    still broke one of its rules. Nothing was written by that request."""
 
 
 class NotFound(DurableError, LookupError):

@@ -20,7 +20,8 @@ from datetime import datetime
 from typing import Any, AsyncIterator, Iterable
 
 from . import requests as r
-from .errors import InstanceNotFound, InvalidInput, WaitTimeout
+from .errors import InstanceNotFound, WaitTimeout
+from .limits import check_wait
 from .models import InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
 from .taskhub import StorageAccount
 from .transports import BindingTransport, StorageTransport, Transport
@@ -106,9 +107,7 @@ class InstanceManager:
 
         Raises WaitTimeout (with the last status) when ``timeout`` seconds pass first.
         """
-        if timeout < 0 or retry_interval <= 0:
-            raise InvalidInput(f"Invalid wait: timeout ({timeout}) must be >= 0 and retry interval "
-                               f"({retry_interval}) > 0 seconds.")
+        check_wait(timeout, retry_interval, interval_name="retry_interval")
         deadline = time.monotonic() + timeout
         while True:
             status = await self.status(instance_id, show_input=False)

@@ -151,13 +151,15 @@ class InstanceQuery:
     continuation_token: str | None = None
 
     def __post_init__(self) -> None:
-        from .taskhub.timefmt import as_utc
-
         object.__setattr__(self, "statuses", RuntimeStatus.parse_many(self.statuses))
-        if self.created_from is not None:
-            object.__setattr__(self, "created_from", as_utc(self.created_from))
-        if self.created_to is not None:
-            object.__setattr__(self, "created_to", as_utc(self.created_to))
+        for name in ("created_from", "created_to"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _utc_time(value, name))
+        for name, what in (("instance_id_prefix", "instance id prefix"), ("name", "orchestrator name filter")):
+            value = getattr(self, name)
+            if value:
+                _check_filter_text(value, what)
         if self.created_from and self.created_to and self.created_from > self.created_to:
             raise InvalidFilter(
                 f"createdTimeFrom ({self.created_from.isoformat()}) is after createdTimeTo "
@@ -169,6 +171,29 @@ class InstanceQuery:
             object.__setattr__(self, "instance_id_prefix", None)
         if self.name == "":
             object.__setattr__(self, "name", None)
+
+
+def _utc_time(value: datetime, name: str) -> datetime:
+    from .taskhub.timefmt import as_utc
+
+    if not isinstance(value, datetime):
+        raise InvalidFilter(f"Invalid {name} {value!r}: expected a datetime.")
+    try:
+        return as_utc(value)
+    except (OverflowError, ValueError):
+        # 0001-01-01T00:00:00+01:00 is a year before the calendar's first: there is no such UTC time.
+        raise InvalidFilter(f"Invalid {name} {value.isoformat()}: in UTC it falls outside the years 1 to 9999; "
+                            "give a time between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z.") from None
+
+
+def _check_filter_text(value: str, what: str) -> None:
+    from .errors import InvalidInput
+    from .limits import check_text
+
+    try:
+        check_text(value, what, max_length=1024, allow_control=True)
+    except InvalidInput as e:
+        raise InvalidFilter(str(e)) from None
 
 
 @dataclass(frozen=True)

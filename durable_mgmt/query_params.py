@@ -81,6 +81,9 @@ def get_time(query: Mapping[str, Any], name: str) -> datetime | None:
         text = year.zfill(4) + text[len(year):]  # Python's strftime may drop leading zeros of small years
     try:
         return parse_iso(text)
+    except OverflowError:
+        raise InvalidFilter(f"Query parameter {name}={value!r} is outside the calendar once converted to UTC; "
+                            "give a time between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z.") from None
     except ValueError:
         raise InvalidFilter(f"Query parameter {name}={value!r} is not an ISO 8601 time; "
                             "use e.g. 2024-05-01T00:00:00Z.") from None

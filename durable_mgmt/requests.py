@@ -6,29 +6,20 @@ transports refuse the same bad input with the same error and write nothing.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InvalidInput, InvalidInstanceId
+from .limits import check_existing_id, check_reason, dumps_checked
 from .models import InstanceQuery
 from .taskhub.names import validate_event_name, validate_instance_id, validate_orchestrator_name
 from .taskhub.operations import purgeable_statuses
 
 
-def _check_id(instance_id: str) -> None:
-    # Only emptiness: ids of existing instances may hold characters new ids may not (older tools wrote them).
-    if not isinstance(instance_id, str) or not instance_id:
-        raise InvalidInstanceId("Invalid instance id: it is empty. Give the id of an instance.")
+_check_id = check_existing_id
 
 
 def _json_text(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False,
-                          default=lambda o: o.to_json() if hasattr(o, "to_json") else _unserializable(o))
-    except (TypeError, ValueError) as e:
-        raise InvalidInput(f"The {what} is not JSON-serializable: {e}. Pass data made of dicts, lists, "
-                           "strings, numbers, booleans and None (or objects with to_json).") from e
+    return dumps_checked(value, what, default=lambda o: o.to_json() if hasattr(o, "to_json") else _unserializable(o))
 
 
 def _unserializable(o: Any) -> Any:
@@ -75,6 +66,10 @@ class QueryInstances:
 class TerminateInstance(_ForInstance):
     reason: str | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_reason(self.reason)
+
 
 @dataclass(frozen=True)
 class RaiseEvent(_ForInstance):
@@ -92,15 +87,27 @@ class RaiseEvent(_ForInstance):
 class SuspendInstance(_ForInstance):
     reason: str | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_reason(self.reason)
+
 
 @dataclass(frozen=True)
 class ResumeInstance(_ForInstance):
     reason: str | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_reason(self.reason)
+
 
 @dataclass(frozen=True)
 class RewindInstance(_ForInstance):
     reason: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_reason(self.reason)
 
 
 @dataclass(frozen=True)

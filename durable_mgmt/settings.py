@@ -195,8 +195,8 @@ class AppSettings:
     def hub_choice(self, explicit: str | None = None) -> HubChoice:
         """The task hub name and where it came from; InvalidSetting/InvalidHubName when it is not usable."""
         if explicit:
-            name = self.expand(explicit, "--task-hub-name")
-            return HubChoice(validate_hub_name(name), "--task-hub-name" + self._references(explicit))
+            return HubChoice(self.expanded_hub_name(explicit, "--task-hub-name"),
+                             "--task-hub-name" + self._references(explicit))
         where = f"host.json {self.durable_task_path}.hubName"
         configured = self.durable_task.get("hubName")
         if configured:
@@ -210,7 +210,7 @@ class AppSettings:
                 if name != default.name:
                     source += f", sanitized to '{default.name}' as the extension does for its default name"
                 name = default.name
-            return HubChoice(validate_hub_name(name), source)
+            return HubChoice(self._valid_hub_name(name, raw, where), source)
         default = self._default_hub()
         return HubChoice(validate_hub_name(default.name), default.source)
 
@@ -231,6 +231,25 @@ class AppSettings:
                                            f"{shown}, from {self.origin(SITE_NAME_SETTING)}")
         return _DefaultHub(EXTENSION_DEFAULT_HUB_NAME, EXTENSION_DEFAULT_HUB_NAME,
                            f"the extension's default: {where} and no {SITE_NAME_SETTING} app setting")
+
+    def expanded_hub_name(self, text: str, where: str) -> str:
+        """``text`` with ``%Setting%`` expanded, as a valid hub name. When a setting's value makes it invalid
+        the error names the setting, never its value: it may be a connection string with its key."""
+        return self._valid_hub_name(self.expand(text, where), text, where)
+
+    def _valid_hub_name(self, expanded: str, text: str, where: str) -> str:
+        if expanded == text:
+            return validate_hub_name(text)
+        try:
+            return validate_hub_name(expanded)
+        except InvalidSetting:
+            raise
+        except ValueError:
+            names = ", ".join(sorted(set(_REFERENCE.findall(text))))
+            raise InvalidSetting(
+                f"{where} is {text!r}, and the value of app setting(s) {names} does not make it a valid task hub "
+                "name (3-45 ASCII letters and digits, starting with a letter). The value is not shown: settings "
+                "may hold secrets.") from None
 
     def partition_count(self) -> int:
         where = f"host.json {self.durable_task_path}{'' if self.is_v1_layout else '.storageProvider'}.partitionCount"

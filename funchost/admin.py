@@ -10,7 +10,6 @@ master key is required.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from datetime import datetime, timezone
@@ -19,7 +18,13 @@ import azure.functions as func
 from aiohttp import web
 from azure.functions.timer import TimerRequest
 
+from durable_mgmt.errors import InvalidInput
+from durable_mgmt.limits import check_json_text
+
 from .loader import QUEUE_TRIGGER, TIMER_TRIGGER
+from .webhook_io import BodyTooLarge, read_body
+
+MAX_ADMIN_BODY_BYTES = 1024 * 1024  # a queue message is at most 64 KiB; a timer takes none
 
 log = logging.getLogger("funchost")
 
@@ -42,9 +47,12 @@ class AdminFunctions:
             return _error(400, f"{name!r} is triggered by {info.trigger_type}: only timer and queue functions run "
                                "through /admin/functions (call an HTTP function at its URL).")
         try:
-            body = json.loads((await request.read()) or b"{}")
-        except ValueError:
-            return _error(400, 'The body must be JSON: {"input": "<text>"}.')
+            raw = await read_body(request, MAX_ADMIN_BODY_BYTES)
+            body = check_json_text(raw.decode("utf-8-sig") or "{}", "request body")
+        except BodyTooLarge as e:
+            return _error(413, str(e))
+        except (InvalidInput, UnicodeDecodeError) as e:
+            return _error(400, f'The body must be JSON: {{"input": "<text>"}} ({e}).')
         text = body.get("input", "") if isinstance(body, dict) else ""
         if not isinstance(text, str):
             return _error(400, 'The "input" must be a string (the queue message text; ignored for timers).')

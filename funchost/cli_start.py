@@ -40,12 +40,23 @@ AZURITE_FOLDER = ".azurite"
               help="Honour auth levels: function/admin HTTP functions and the management API need keys.")
 @click.option("--host", "bind_host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 for every interface).")
-def start(port: int, script_root: Path, enable_auth: bool, bind_host: str) -> None:
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="A host name requests may be addressed to, besides localhost and IP addresses (repeatable; "
+                   "'*' for any). Guards against DNS rebinding.")
+@click.option("--cors", default="", metavar="ORIGINS",
+              help="Comma-separated origins whose web pages may call this host (like func start --cors; "
+                   "also read from local.settings.json Host.CORS).")
+@click.option("--public-url", default=None, metavar="URL",
+              help="The address links handed out start with (default: the listening address).")
+def start(port: int, script_root: Path, enable_auth: bool, bind_host: str, allowed_hosts: tuple[str, ...],
+          cors: str, public_url: str | None) -> None:
     """Serve the Functions app in --script-root: HTTP, queue and timer triggers, Durable Functions."""
-    sys.exit(run(script_root, port=port, enable_auth=enable_auth, bind_host=bind_host))
+    sys.exit(run(script_root, port=port, enable_auth=enable_auth, bind_host=bind_host,
+                 allowed_hosts=allowed_hosts, cors=[o for o in cors.split(",") if o.strip()], public_url=public_url))
 
 
-def run(script_root: Path, *, port: int = 7071, enable_auth: bool = False, bind_host: str = "127.0.0.1") -> int:
+def run(script_root: Path, *, port: int = 7071, enable_auth: bool = False, bind_host: str = "127.0.0.1",
+        allowed_hosts: tuple[str, ...] = (), cors: list[str] | None = None, public_url: str | None = None) -> int:
     """Run the host until stopped; returns the process exit code."""
     root = script_root.resolve()
     try:
@@ -71,7 +82,8 @@ def run(script_root: Path, *, port: int = 7071, enable_auth: bool = False, bind_
                            "it stops with this host.")
             else:
                 _say(f"Using the Azurite already listening on {azurite.host}.")
-        host = LocalHost(root, port=port, host=bind_host, enable_auth=enable_auth, index=index, plan=plan)
+        host = LocalHost(root, port=port, host=bind_host, enable_auth=enable_auth, index=index, plan=plan,
+                         allowed_hosts=allowed_hosts, cors=cors or (), public_url=public_url)
         return asyncio.run(_serve(host))
     except AppLoadError as e:
         _say(e.render(), err=True)

@@ -64,7 +64,7 @@ def host_id(settings: AppSettings) -> str:
     explicit = settings.get(HOST_ID_SETTING)
     if explicit:
         if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?", explicit):
-            raise InvalidSetting(f"App setting {HOST_ID_SETTING}={explicit!r} is not a valid host id: use 1-32 "
+            raise InvalidSetting(f"App setting {HOST_ID_SETTING} is not a valid host id: use 1-32 "
                                  "lower-case letters, digits and dashes, not starting or ending with a dash.")
         return explicit
     root = settings.script_root

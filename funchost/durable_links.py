@@ -34,6 +34,12 @@ class DurableLinks:
     hub_name: str
     system_key: str | None = None
     connection: str = DEFAULT_CONNECTION_NAME
+    # A per-process secret path segment of the internal endpoint: only this process's client functions
+    # (handed rpcBaseUrl) can call it, not any local user who finds the port.
+    rpc_secret: str = ""
+
+    def __repr__(self) -> str:  # keys and the secret never go to a log through a repr
+        return f"DurableLinks(public_origin={self.public_origin!r}, hub_name={self.hub_name!r})"
 
     @property
     def webhook_base(self) -> str:
@@ -41,7 +47,7 @@ class DurableLinks:
 
     @property
     def rpc_base_url(self) -> str:
-        return f"{self.rpc_origin}{RPC_PATH}/"
+        return f"{self.rpc_origin}{RPC_PATH}/{self.rpc_secret + '/' if self.rpc_secret else ''}"
 
     def query(self, hub: str | None = None, connection: str | None = None) -> str:
         q = f"taskHub={quote(hub or self.hub_name, safe='')}&connection={quote(connection or self.connection, safe='')}"

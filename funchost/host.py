@@ -14,17 +14,22 @@ endpoint (client functions may call it until the end) and storage clients.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
 import logging
 import os
+import secrets
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from durable_mgmt.http_guard import HttpGuard
 from durable_mgmt.settings import AppSettings, load_settings
 from durable_mgmt.taskhub import TaskHub, TaskHubClient
 
@@ -46,6 +51,7 @@ from .webhooks import ManagementApi
 log = logging.getLogger("funchost")
 
 MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions host's request size limit
+BODY_LIMIT_SETTING = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"  # the Functions host's setting that overrides it
 SCRIPT_FILE_SETTING = "PYTHON_SCRIPT_FILE_NAME"
 THREADS_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
 
@@ -56,12 +62,18 @@ class LocalHost:
     def __init__(self, script_root: str | Path = ".", *, port: int = 7071, host: str = "127.0.0.1",
                  enable_auth: bool = False, connection_string: str | None = None, hub_name: str | None = None,
                  environ: Mapping[str, str] | None = None, run_orchestrations: bool = True,
-                 drain_timeout: float = 10.0, index: FunctionIndex | None = None, plan: TriggerPlan | None = None):
+                 drain_timeout: float = 10.0, index: FunctionIndex | None = None, plan: TriggerPlan | None = None,
+                 allowed_hosts: Iterable[str] = (), cors: Iterable[str] = (), public_url: str | None = None):
         self.script_root = Path(script_root).resolve()
         self.enable_auth = enable_auth
         self.run_orchestrations = run_orchestrations
         self.drain_timeout = drain_timeout
         self._bind = (host, port)
+        # Who may call the public server besides localhost/IP addresses and its own origin (http_guard).
+        self._allowed_hosts = list(allowed_hosts)
+        self._cors = list(cors)
+        self._public_url = public_url.rstrip("/") if public_url else None
+        self._rpc_secret = secrets.token_urlsafe(32)
         self._hub_name = hub_name
         # Like func start, a host using the process environment hands the app its local.settings.json
         # Values as environment variables (existing variables win). Hosts given their own settings
@@ -91,12 +103,19 @@ class LocalHost:
         self._listeners: list[Any] = []
         self._admin: AdminFunctions | None = None
         self._sockets: list[socket.socket] = []
+        self.management_api: ManagementApi | None = None
 
     # --- public surface ---------------------------------------------------------
 
     @property
     def base_url(self) -> str:
         return f"http://{_display_host(self._bind[0])}:{self.port}"
+
+    @property
+    def public_origin(self) -> str:
+        """The origin every link this host hands out starts with: --public-url, else the bound address.
+        Never the caller's Host header, which a caller chooses (links may carry the system key)."""
+        return self._public_url or self.base_url
 
     @property
     def rpc_base_url(self) -> str:
@@ -172,8 +191,9 @@ class LocalHost:
         self.port, self.rpc_port = public_sock.getsockname()[1], rpc_sock.getsockname()[1]
         # The system key goes into management URLs only when keys are required: without --enable-auth
         # it would hand out, to anyone, a key that a later --enable-auth run still honours.
-        self.links = DurableLinks(self.base_url, f"http://127.0.0.1:{self.rpc_port}", self.hub.name,
-                                  self.keys.durable_system_key if self.enable_auth else None)
+        self.links = DurableLinks(self.public_origin, f"http://127.0.0.1:{self.rpc_port}", self.hub.name,
+                                  self.keys.durable_system_key if self.enable_auth else None,
+                                  rpc_secret=self._rpc_secret)
 
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="funcpy-worker")
         writer = OutputWriter(self._connections, self.settings, message_encoding=self.config.queues.message_encoding)
@@ -189,37 +209,73 @@ class LocalHost:
         plan = self._plan if self._plan is not None else plan_triggers(self.index, self.settings)
         self.routes, self.queue_bindings, self.timer_bindings = plan.routes, plan.queues, plan.timers
 
+    def _body_limit(self) -> int:
+        """The most bytes one request body to the public server may have (413 beyond): 100 MiB, or the
+        app setting FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, as the Functions host reads it."""
+        configured = self.settings.get(BODY_LIMIT_SETTING)
+        if not configured:
+            return MAX_REQUEST_BYTES
+        if not configured.strip().isdigit() or int(configured) < 1:
+            from durable_mgmt.errors import InvalidSetting
+
+            raise InvalidSetting(f"App setting {BODY_LIMIT_SETTING} must be a whole number of bytes (1 or more).")
+        return int(configured)
+
     def _threads(self) -> int:
         configured = self.settings.get(THREADS_SETTING)
         if configured:
             if not configured.isdigit() or not 1 <= int(configured) <= 32:
                 from durable_mgmt.errors import InvalidSetting
 
-                raise InvalidSetting(f"App setting {THREADS_SETTING}={configured!r} must be an integer from 1 to 32.")
+                raise InvalidSetting(f"App setting {THREADS_SETTING} must be an integer from 1 to 32.")
             return int(configured)
         return min(32, (os.cpu_count() or 1) + 4)
 
+    def guard(self) -> HttpGuard:
+        """The Host/Origin rules of the public server (see durable_mgmt.http_guard)."""
+        hosts = list(self._allowed_hosts)
+        if self._bind[0] not in ("0.0.0.0", "::", ""):
+            hosts.append(self._bind[0])
+        if self._public_url:
+            hosts.append(urlsplit(self._public_url).hostname or "")
+        return HttpGuard.of(hosts, [*self._cors, *_local_cors(self.script_root)])
+
     def _public_app(self, invoker: Invoker) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_access_log])
+        app = web.Application(client_max_size=self._body_limit(),
+                              middlewares=[_access_log, self.guard().middleware()])
         app[HOST_KEY] = self
         api = ManagementApi(self._hubs, self.links, index=self.index, keys=self.keys if self.enable_auth else None,
                             base_path=WEBHOOK_PATH)
-        app.router.add_route("*", WEBHOOK_PATH + "{tail:(/.*)?}", api.handle)
+        self.management_api = api
+        # (?s): a path may hold CR/LF (decoded %0D%0A); the API refuses such ids by name, not with a bare 404.
+        app.router.add_route("*", WEBHOOK_PATH + "{tail:(?s:/.*)?}", api.handle)
         app.router.add_get("/admin/host/ping", _ping)
         app.router.add_get("/admin/host/status", _host_status)
         self._admin = AdminFunctions(self, invoker)
         app.router.add_post("/admin/functions/{name}", self._admin.run)
         http = HttpTriggers(self.routes, invoker, prefix=self.config.route_prefix,
-                            keys=self.keys if self.enable_auth else None)
+                            keys=self.keys if self.enable_auth else None, origin=self.public_origin)
         prefix = "/" + self.config.route_prefix if self.config.route_prefix else ""
         app.router.add_route("*", prefix + "{tail:(/.*)?}" if prefix else "/{tail:.*}", http.handle)
         return app
 
     def _rpc_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_access_log])
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=[_access_log, HttpGuard().middleware()])
         app[HOST_KEY] = self
-        api = ManagementApi(self._hubs, self.links, index=self.index, rpc=True, base_path=RPC_PATH)
-        app.router.add_route("*", RPC_PATH + "{tail:(/.*)?}", api.handle)
+        app[SECRET_KEY] = self._rpc_secret
+        api = ManagementApi(self._hubs, self.links, index=self.index, rpc=True,
+                            base_path=f"{RPC_PATH}/{self._rpc_secret}")
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            # The secret is compared in constant time; a wrong one learns nothing, not even the routes.
+            if not hmac.compare_digest(request.match_info["secret"].encode("utf-8", "surrogateescape"),
+                                       self._rpc_secret.encode()):
+                return web.json_response({"error": "Unauthorized: the internal endpoint is only for this host's "
+                                                   "client functions (use the rpcBaseUrl they are given)."},
+                                         status=401)
+            return await api.handle(request)
+
+        app.router.add_route("*", RPC_PATH + "/{secret}{tail:(?s:/.*)?}", handle)
         return app
 
     async def _serve(self, name: str, app: web.Application, sock: socket.socket) -> None:
@@ -288,6 +344,18 @@ class LocalHost:
 
 
 HOST_KEY = web.AppKey("host", LocalHost)
+SECRET_KEY = web.AppKey("secret", str)
+
+
+def _local_cors(script_root: Path) -> list[str]:
+    """Origins from local.settings.json ``Host.CORS`` (comma-separated), as func start reads them."""
+    try:
+        data = json.loads((script_root / "local.settings.json").read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return []
+    host = data.get("Host") if isinstance(data, dict) else None
+    cors = host.get("CORS") if isinstance(host, dict) else None
+    return [o for o in str(cors).split(",") if o.strip()] if cors else []
 
 
 @dataclass(frozen=True)
@@ -354,9 +422,13 @@ async def _access_log(request: web.Request, handler):
         status = e.status
         raise
     finally:
-        # The path only: query strings may carry keys (?code=...), which never go to the log.
-        log.debug("%s %s -> %d (%.0f ms)", request.method, request.path, status,
-                  (time.perf_counter() - started) * 1000)
+        # The path only: query strings may carry keys (?code=...), which never go to the log; nor does
+        # the internal endpoint's secret path segment.
+        path = request.path
+        secret = request.app.get(SECRET_KEY)
+        if secret:
+            path = path.replace(secret, "<secret>")
+        log.debug("%s %s -> %d (%.0f ms)", request.method, path, status, (time.perf_counter() - started) * 1000)
 
 
 async def _ping(request: web.Request) -> web.Response:

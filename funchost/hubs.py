@@ -6,7 +6,9 @@ name a storage connection the app itself uses (the host's, or a durable
 client binding's ``connectionName``): any other app setting is refused
 without being read, so a caller cannot make the host use, or echo, settings
 that are not storage connections. Other hubs are opened on first use, at most
-``MAX_HUBS`` of them, and closed with the host.
+``MAX_HUBS`` of them, and closed with the host; they must already exist: only
+the host's own hub is created on demand, so a caller naming ``taskHub`` cannot
+make the host create tables, queues and containers (404 TaskHubNotFound).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class HubDirectory:
         key = (name.lower(), setting.lower())
         found = self._clients.get(key)
         if found is not None:
+            if key != self._default_key:
+                await found.hub.require()  # deleted since? then it stays deleted: TaskHubNotFound
             return found
         async with self._lock:
             if key not in self._clients:
@@ -56,6 +60,11 @@ class HubDirectory:
                                        f"taskHub={hub_name!r} would be one more.")
                 hub = TaskHub(self._settings.storage_account(setting), name, self._settings.partition_count())
                 await hub.open()
+                try:
+                    await hub.require()
+                except BaseException:
+                    await hub.close()
+                    raise
                 self._opened.append(hub)
                 self._clients[key] = TaskHubClient(hub)
         return self._clients[key]

@@ -97,6 +97,9 @@ class Invoker:
 
     async def _run(self, info: FunctionInfo, trigger_value: Any, invocation_id: str,
                    trigger_data: Mapping[str, Any]) -> Any:
+        # Output names built from the trigger's data are checked before the function runs, so a request
+        # or message that would steer an output elsewhere is refused with nothing done.
+        self._outputs.check(info, trigger_data)
         kwargs: dict[str, Any] = {info.trigger_parameter: trigger_value}
         outs: dict[str, OutValue] = {}
         for b in info.bindings:
@@ -119,6 +122,11 @@ class Invoker:
             result = await asyncio.get_running_loop().run_in_executor(
                 self._executor, contextvars.copy_context().run, call)
 
+        # Shielded: once the function has returned, its outputs are written whole even if the caller leaves.
+        return await asyncio.shield(self._write_outputs(info, result, outs, trigger_data))
+
+    async def _write_outputs(self, info: FunctionInfo, result: Any, outs: dict[str, OutValue],
+                             trigger_data: Mapping[str, Any]) -> Any:
         ret = info.return_binding
         if ret is not None and ret.get("type") != "http":
             await self._outputs.write(info, ret, result, trigger_data)

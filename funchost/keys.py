@@ -76,7 +76,9 @@ class HostKeys:
 
 
 def _equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+    # A header may carry bytes that are not UTF-8 (aiohttp keeps them as surrogate escapes): such a key
+    # matches nothing, and must not fail the comparison.
+    return hmac.compare_digest(a.encode("utf-8", "surrogateescape"), b.encode("utf-8", "surrogateescape"))
 
 
 async def load_or_create_keys(blob_service, host_id: str, functions: Iterable[str]) -> HostKeys:

@@ -34,17 +34,20 @@ from durable_mgmt.models import InstanceQuery, InstanceStatus, RuntimeStatus, pa
 from durable_mgmt.taskhub import TaskHubClient
 from durable_mgmt.taskhub.timefmt import utcnow
 
-from .durable_links import DurableLinks, origin_of
+from .durable_links import DurableLinks
 from .hubs import HubDirectory
 from .keys import HostKeys
 from .loader import FunctionIndex
 from durable_mgmt.query_params import CONTINUATION_HEADER, get_bool, get_int, get_seconds, get_statuses, get_time
 
-from .webhook_io import (BadRequest, accepted, error_body, error_response, json_response,
+from durable_mgmt.limits import MAX_WAIT_SECONDS, check_wait
+
+from .webhook_io import (BadRequest, accepted, error_body, error_response, json_response, read_body,
                          read_json_body)
 
 log = logging.getLogger("funchost.webhooks")
 
+MAX_CONCURRENT_WAITS = 64     # requests polling for completion at once, per door
 STATUS_RETRY_AFTER = "5"      # GET status of a running instance (HttpApiHandler)
 CHECK_STATUS_RETRY_AFTER = "10"  # the 202 check-status response
 DEFAULT_PAGE_SIZE = 100  # a list without top: OrchestrationStatusQueryCondition.PageSize
@@ -62,6 +65,12 @@ class ManagementApi:
         self._keys = keys        # None: anonymous (no --enable-auth), or the internal endpoint
         self._rpc = rpc
         self._base = base_path.rstrip("/")
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """How many requests are polling for an instance to finish right now."""
+        return self._waiting
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if self._keys is not None and not self._keys.authorizes("system", _code(request)):
@@ -79,11 +88,12 @@ class ManagementApi:
                 # The extension's 404s have no body, and the SDK builds get_status()'s result from the body.
                 return web.Response(status=404)
             return error_response(e)
-        except Exception as e:
+        except Exception:
             # The path only: the query may hold the key.
             log.exception("Management API: %s %s failed.", request.method, request.path)
-            return web.json_response(error_body(f"Something went wrong while processing your request: "
-                                                f"{type(e).__name__}: {e}", type(e).__name__), status=500)
+            # Details go to the host's log only: an exception's text may hold anything.
+            return web.json_response(error_body("Something went wrong while processing your request; the "
+                                                "host's log has the details.", "InternalServerError"), status=500)
 
     def _route(self, method: str, parts: list[str]) -> tuple[Handler, tuple]:
         n = len(parts)
@@ -132,7 +142,7 @@ class ManagementApi:
     async def start(self, request: web.Request, name: str, instance_id: str | None) -> web.StreamResponse:
         client = await self._client(request)
         name = self._orchestrator_name(name)
-        input_json = read_json_body(await request.read(), unwrap_string=self._rpc)
+        input_json = read_json_body(await read_body(request), unwrap_string=self._rpc)
         timeout, interval = self._wait_params(request)
         new_id = await client.start(name, input_json=input_json, instance_id=instance_id or None)
         log.info("Started orchestration '%s' (instance %s).", name, new_id)
@@ -149,21 +159,28 @@ class ManagementApi:
         return found.name
 
     def _wait_params(self, request: web.Request) -> tuple[float | None, float]:
-        timeout = get_seconds(request.query, "timeout")
-        interval = get_seconds(request.query, "pollingInterval")
+        timeout = get_seconds(request.query, "timeout", maximum=MAX_WAIT_SECONDS)
+        interval = get_seconds(request.query, "pollingInterval", maximum=MAX_WAIT_SECONDS)
         if timeout is None or interval is None:
             # The extension waits only when both are given (HandleStartOrchestratorRequestAsync; the Azure
             # Storage provider has no poll-free wait), else it answers 202 at once.
             return None, 0.0
+        check_wait(timeout, interval)
         if interval > timeout:
             raise BadRequest(f"Total timeout {timeout:g} should be bigger than retry timeout {interval:g} "
                              "(pollingInterval must not exceed timeout).")
-        return timeout, max(interval, 0.05)
+        return timeout, interval
 
     async def _created(self, request: web.Request, client: TaskHubClient, instance_id: str,
                        timeout: float | None, interval: float) -> web.StreamResponse:
-        if timeout is not None:
-            status = await _wait(client, instance_id, timeout, interval)
+        # At most MAX_CONCURRENT_WAITS requests poll at once; beyond that a start answers at once with the
+        # check-status links, as a wait that timed out does.
+        if timeout is not None and self._waiting < MAX_CONCURRENT_WAITS:
+            self._waiting += 1
+            try:
+                status = await _wait(request, client, instance_id, timeout, interval)
+            finally:
+                self._waiting -= 1
             if status is not None and status.runtime_status == RuntimeStatus.COMPLETED:
                 return json_response(status.output)
             if status is not None:
@@ -176,10 +193,16 @@ class ManagementApi:
                                             "Retry-After": CHECK_STATUS_RETRY_AFTER})
 
     def _payload(self, request: web.Request, client: TaskHubClient, instance_id: str) -> dict[str, str]:
-        # Links always point at the public API, also when asked through the internal endpoint.
-        origin = None if self._rpc else origin_of(str(request.url))
-        return self._links.management_payload(instance_id, origin=origin, hub=client.hub.name,
+        # Links always start with the host's own public address (DurableLinks.public_origin), never the
+        # caller's Host header: they may carry the system key, and a caller must not choose where it goes.
+        return self._links.management_payload(instance_id, hub=client.hub.name,
                                               connection=_query(request, "connection"))
+
+    def _public_url_of(self, request: web.Request) -> str:
+        """The public URL of the resource ``request`` asked for (its Location), on the host's own address."""
+        tail = request.rel_url.raw_path[len(self._base):]
+        query = request.rel_url.raw_query_string
+        return f"{self._links.webhook_base}{tail}" + (f"?{query}" if query else "")
 
     # --- read -----------------------------------------------------------------
 
@@ -197,7 +220,8 @@ class ManagementApi:
     def _status_response(self, request: web.Request, status: InstanceStatus) -> web.Response:
         body = status.to_json()
         if status.runtime_status.is_active:
-            return json_response(body, 202, {"Location": str(request.url), "Retry-After": STATUS_RETRY_AFTER})
+            return json_response(body, 202, {"Location": self._public_url_of(request),
+                                             "Retry-After": STATUS_RETRY_AFTER})
         failed = status.runtime_status == RuntimeStatus.FAILED
         code = 500 if failed and get_bool(request.query, "returnInternalServerErrorOnFailure", False) else 200
         return json_response(body, code)
@@ -237,7 +261,7 @@ class ManagementApi:
         if request.content_type.lower() != "application/json":
             raise BadRequest("Only application/json request content is supported: send the event data as "
                              "JSON with Content-Type: application/json.")
-        data = read_json_body(await request.read(), unwrap_string=self._rpc)
+        data = read_json_body(await read_body(request), unwrap_string=self._rpc)
         client = await self._client(request)
         await client.raise_event(instance_id, event_name, data_json=data if data is not None else "null")
         return accepted()
@@ -291,8 +315,10 @@ class ManagementApi:
         return await self._hubs.client(_query(request, "taskHub"), _query(request, "connection"))
 
 
-async def _wait(client: TaskHubClient, instance_id: str, timeout: float, interval: float) -> InstanceStatus | None:
-    """The status once terminal, or None when ``timeout`` seconds pass first."""
+async def _wait(request: web.Request, client: TaskHubClient, instance_id: str, timeout: float,
+                interval: float) -> InstanceStatus | None:
+    """The status once terminal, or None when ``timeout`` seconds pass first or the caller disconnects
+    (nobody is left to answer: polling on would only load storage)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -300,9 +326,16 @@ async def _wait(client: TaskHubClient, instance_id: str, timeout: float, interva
         if status.runtime_status.is_terminal:
             return status
         remaining = deadline - loop.time()
-        if remaining <= 0:
+        if remaining <= 0 or _gone(request):
             return None
         await asyncio.sleep(min(interval, remaining))
+        if _gone(request):
+            return None
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _warn_first_page_only(client: TaskHubClient, count: int) -> None:

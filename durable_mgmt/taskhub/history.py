@@ -132,32 +132,6 @@ class HistoryTable:
         with map_storage_errors(f"rewriting a history row of {row.get('PartitionKey')!r}"):
             await self._table.upsert_entity(row, mode=UpdateMode.REPLACE)
 
-    async def delete_all(self, instance_id: str) -> int:
-        """Delete every row of the instance's history (batches of 100); returns the count."""
-        keys = await self.rows(instance_id, select=["PartitionKey", "RowKey"])
-        await self.delete_keys(instance_id, escape_key(instance_id), [r["RowKey"] for r in keys])
-        return len(keys)
-
-    async def delete_keys(self, instance_id: str, partition_key: str, row_keys: Sequence[str], *,
-                          stop_if_gone: bool = False) -> bool:
-        """Delete these rows of the instance's history, in transactions of 100; True if all were deleted.
-
-        A transaction naming a row that is already gone fails whole (404): someone else is deleting
-        this history too. With ``stop_if_gone`` that returns False at once, so the caller can read
-        the keys that are left; otherwise it is an error like any other.
-        """
-        for i in range(0, len(row_keys), 100):
-            ops = [(TransactionOperation.DELETE, {"PartitionKey": partition_key, "RowKey": rk})
-                   for rk in row_keys[i:i + 100]]
-            with map_storage_errors(f"deleting the history of {instance_id!r}"):
-                try:
-                    await self._table.submit_transaction(ops)
-                except HttpResponseError as e:
-                    if not stop_if_gone or status_of(e) != 404:
-                        raise
-                    return False
-        return True
-
 
 def _estimate_bytes(row: dict[str, Any]) -> int:
     # As the provider: assume 1 KB of fixed-size columns, plus the strings as UTF-16.

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 import json
+import re
 from datetime import datetime
 from typing import Any, AsyncIterator
 
@@ -193,9 +194,16 @@ def decode_continuation_token(token: str | None) -> Any:
             f"Invalid continuation token {token[:40]!r}: pass back exactly the x-ms-continuation-token "
             "value (or --continuation-token) returned by the previous page."
         ) from e
-    if not isinstance(data, dict) or not data:
-        raise InvalidFilter(f"Invalid continuation token {token[:40]!r}: it does not come from a previous page.")
+    # The SDK sends the two values as x-ms-continuation-Next* headers: anything but the short printable
+    # text the service hands out would fail there (or smuggle header bytes), so refuse it here.
+    if (not isinstance(data, dict) or not data.get("PartitionKey") or not set(data) <= {"PartitionKey", "RowKey"}
+            or not all(v is None or (isinstance(v, str) and _TOKEN_VALUE.fullmatch(v)) for v in data.values())):
+        raise InvalidFilter(f"Invalid continuation token {token[:40]!r}: it does not come from a previous page; "
+                            "pass back exactly the value the previous page returned.")
     return data
+
+
+_TOKEN_VALUE = re.compile(r"[\x21-\x7e]{1,1024}")
 
 
 def status_from_row(row: dict[str, Any], *, history: tuple[dict, ...] | None = None,

@@ -81,30 +81,33 @@ class LargeValues:
             return None
         return unquote(path[len(prefix):])
 
-    async def delete_instance(self, instance_id: str, partition_key: str) -> int:
-        """Delete every large value of one instance; returns how many blobs.
+    async def list_instance(self, instance_id: str, partition_key: str) -> list[str]:
+        """The names of every large value of one instance now (a purge lists them before deciding to delete).
 
         The provider names message blobs after the raw instance id
         (MessageManager.GetNewLargeMessageBlobName) and history/instance blobs
         after the escaped key (AzureTableTrackingStore.GetBlobName), so both
-        folders are emptied: they differ for ids holding ``^ / \\ # ?`` or
+        folders are listed: they differ for ids holding ``^ / \\ # ?`` or
         control characters. (The provider's own purge lists only the raw id,
         without a trailing slash: DeleteLargeMessageBlobs.)
         """
-        count = await self.delete_prefix(instance_id)
+        names = await self._list_folder(instance_id)
         if partition_key != instance_id:
-            count += await self.delete_prefix(partition_key)
-        return count
+            names += await self._list_folder(partition_key)
+        return names
 
-    async def delete_prefix(self, prefix: str) -> int:
-        """Delete every blob under ``prefix/`` (one instance's values); returns how many."""
-        count = 0
-        with map_storage_errors(f"deleting large values of {prefix!r}"):
+    async def _list_folder(self, prefix: str) -> list[str]:
+        with map_storage_errors(f"listing large values of {prefix!r}"):
             try:
-                names = [b.name async for b in self._container.list_blobs(name_starts_with=prefix + "/")]
+                return [b.name async for b in self._container.list_blobs(name_starts_with=prefix + "/")]
             except ResourceNotFoundError:
-                return 0
-            for name in names:
+                return []
+
+    async def delete_names(self, names: list[str]) -> int:
+        """Delete these blobs (those already gone are skipped); returns how many were deleted."""
+        count = 0
+        for name in names:
+            with map_storage_errors(f"deleting large value {name!r}"):
                 try:
                     await self._container.delete_blob(name)
                     count += 1

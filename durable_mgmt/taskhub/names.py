@@ -220,26 +220,37 @@ def validate_instance_id(instance_id: str) -> str:
         raise InvalidInstanceId(
             f"Invalid instance id {instance_id!r}: ids starting with '@' are reserved for durable entities."
         )
-    bad = [c for c in instance_id if c in "/\\#?" or _is_control(ord(c))]
+    bad = [c for c in instance_id if c in "/\\#?" or _is_control(ord(c)) or 0xD800 <= ord(c) <= 0xDFFF]
     if bad:
-        shown = ", ".join(repr(c) if not _is_control(ord(c)) else f"U+{ord(c):04X}" for c in dict.fromkeys(bad))
+        shown = ", ".join(repr(c) if c in "/\\#?" else f"U+{ord(c):04X}" for c in dict.fromkeys(bad))
         raise InvalidInstanceId(
-            f"Invalid instance id {instance_id!r}: it contains {shown}. "
-            "Instance ids must not contain /, \\, #, ? or control characters."
+            f"Invalid instance id {ascii(instance_id)}: it contains {shown}. "
+            "Instance ids must not contain /, \\, #, ?, control characters or unpaired surrogates."
+        )
+    if not instance_id.strip("."):
+        # "." and ".." are path segments URLs collapse, and the id is the first segment of the names of its
+        # large-value blobs: such an instance could be started but never addressed, stopped or purged.
+        raise InvalidInstanceId(
+            f"Invalid instance id {instance_id!r}: an id made only of dots is not a usable URL or blob path "
+            "segment ('.' and '..' are collapsed). Use at least one character other than '.'."
         )
     return instance_id
 
 
 def validate_orchestrator_name(name: str) -> str:
+    from ..limits import check_segment
+
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput("Invalid orchestrator name: it is empty. Give the name of an orchestrator function.")
-    return name
+    return check_segment(name, "orchestrator name")
 
 
 def validate_event_name(event_name: str) -> str:
+    from ..limits import check_segment
+
     if not isinstance(event_name, str) or not event_name.strip():
         raise InvalidInput("Invalid event name: it is empty. Give the name the orchestrator waits for.")
-    return event_name
+    return check_segment(event_name, "event name")
 
 
 def new_instance_id() -> str:

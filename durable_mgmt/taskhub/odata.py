@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from .names import escape_key
+from .timefmt import MIN_DATETIME as TABLE_MIN_TIME
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Filter:
 
     def prefix(self, column: str, prefix: str) -> "Filter":
         """Rows whose ``column`` starts with ``prefix``: a range scan, as the provider does."""
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1) if ord(prefix[-1]) < 0xFFFF else prefix + "\uffff"
+        upper = prefix[:-1] + _next_char(prefix[-1]) if ord(prefix[-1]) < 0xFFFF else prefix + "\uffff"
         self.clauses.append(f"{column} ge {self._param(prefix)} and {column} lt {self._param(upper)}")
         return self
 
@@ -65,14 +66,23 @@ class Filter:
         return " and ".join(self.clauses) if self.clauses else None
 
 
+def _next_char(ch: str) -> str:
+    # The character after U+D7FF is U+E000 as far as text goes: U+D800..U+DFFF alone are not text, and a
+    # bound made of one cannot be sent (it has no UTF-8 form).
+    code = ord(ch) + 1
+    return chr(0xE000 if 0xD800 <= code <= 0xDFFF else code)
+
+
 def instances_filter(*, created_from: datetime | None = None, created_to: datetime | None = None,
                      statuses: Iterable[str] = (), instance_id_prefix: str | None = None,
                      name: str | None = None, exclude_entities: bool = True) -> Filter:
     f = Filter()
-    if created_from is not None:
+    # Azure Tables hold times from 1601-01-01 on: an earlier bound means "from the beginning", and the
+    # service would refuse it (400) rather than match everything.
+    if created_from is not None and created_from > TABLE_MIN_TIME:
         f.ge("CreatedTime", created_from)
     if created_to is not None:
-        f.le("CreatedTime", created_to)
+        f.le("CreatedTime", max(created_to, TABLE_MIN_TIME))
     f.any_of("RuntimeStatus", sorted(statuses))
     if instance_id_prefix:
         f.prefix("PartitionKey", escape_key(instance_id_prefix))

@@ -12,9 +12,14 @@ import asyncio
 import contextlib
 import json
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
+from azure.core import MatchConditions
+from azure.data.tables import TransactionOperation
+
+from ..limits import check_existing_id, check_json_text, check_reason, dumps_checked
 from ..errors import (ConcurrencyConflict, InstanceAlreadyExists, InstanceNotFailed, InstanceNotFound,
                       InstanceNotRunning, InstanceNotTerminal, InvalidFilter, InvalidInput)
 from ..models import (TERMINAL_STATUSES, InstanceQuery, InstanceStatus, Page, PurgeProgress, PurgeResult,
@@ -29,7 +34,7 @@ from .events import serialize_tags
 from .names import (escape_key, new_execution_id, new_instance_id, unescape_key, validate_event_name,
                     validate_instance_id, validate_orchestrator_name)
 from .odata import Filter
-from .storage import map_storage_errors
+from .storage import HttpResponseError, ResourceNotFoundError, map_storage_errors, status_of
 from .timefmt import as_utc, utcnow
 
 NO_INPUT = object()
@@ -82,7 +87,9 @@ class TaskHubClient:
         validate_orchestrator_name(name)
         instance_id = validate_instance_id(instance_id) if instance_id is not None else new_instance_id()
         if input_json is None:
-            input_json = None if input is NO_INPUT else dumps(input)
+            input_json = None if input is NO_INPUT else dumps_checked(input, "orchestration input", _json_default)
+        else:
+            check_json_text(input_json, "orchestration input")
         if scheduled_start is not None:
             scheduled_start = as_utc(scheduled_start)
             try:
@@ -103,8 +110,21 @@ class TaskHubClient:
         execution_id = new_execution_id()
         started = execution_started(instance_id, execution_id, name, input_json, scheduled_start=scheduled_start,
                                     generation=generation)
-        sent = await self.hub.send_to_orchestration(TaskMessage(started, instance_id, execution_id))
+        # Shielded: a caller that goes away (a cancelled request) must not stop this between the message and
+        # the row, which would leave a run nobody can see.
+        await asyncio.shield(self._send_start(started, instance_id, execution_id, name, input_json,
+                                              scheduled_start, generation, existing))
+        return instance_id
 
+    async def _send_start(self, started: HistoryEvent, instance_id: str, execution_id: str, name: str,
+                          input_json: str | None, scheduled_start: datetime | None, generation: int,
+                          existing: dict[str, Any] | None) -> None:
+        """The start message, then the Instances row (the provider's order: CreateTaskOrchestrationAsync).
+
+        If the row cannot be written, the message is taken back, so a failed start leaves nothing running;
+        if even that fails, the engine writes the row when it runs the message, so the run is visible.
+        """
+        sent = await self.hub.send_to_orchestration(TaskMessage(started, instance_id, execution_id))
         # As AzureTableTrackingStore.SetNewExecutionAsync: a start message too large for the queue went to a
         # blob, and the row's Input is that blob's URL (readers take the start event's Input from it).
         # Tags is TagsSerializer.Serialize(event.Tags): the text "null" when there are none.
@@ -126,12 +146,16 @@ class TaskHubClient:
             # A host may already have picked up the start message and written the row: fine.
             current = await self.hub.instances.get(instance_id, with_input=False, with_output=False)
             if not current or current.get("ExecutionId") != execution_id:
-                # Someone else's start won: take ours back so it never runs.
+                # Someone else's start (or a purge) won: take ours back so it never runs.
                 await self.hub.delete_message(sent.queue_name, sent.message_id, sent.pop_receipt)
                 raise InstanceAlreadyExists(
                     instance_id, RuntimeStatus.PENDING,
-                    f"Instance {instance_id!r} was started by someone else at the same moment; use another id.")
-        return instance_id
+                    f"Instance {instance_id!r} was started or purged by someone else at the same moment; "
+                    "try again, or use another id.")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.hub.delete_message(sent.queue_name, sent.message_id, sent.pop_receipt)
+            raise
 
     async def restart(self, instance_id: str, *, new_instance_id: bool = True) -> str:
         """Start the orchestration of ``instance_id`` again with the same input; returns the new id.
@@ -202,6 +226,7 @@ class TaskHubClient:
 
     async def terminate(self, instance_id: str, reason: str | None = None) -> None:
         """Ask a Pending, Running or Suspended instance to stop; a host carries it out."""
+        check_reason(reason)
         await self._require_active(instance_id, "terminate")
         await self._send(instance_id, event(EventType.ExecutionTerminated, Input=reason))
 
@@ -209,15 +234,19 @@ class TaskHubClient:
                           data_json: str | None = None) -> None:
         """Send event ``event_name`` with JSON ``data`` to a running instance (kept until it waits)."""
         validate_event_name(event_name)
-        payload = data_json if data_json is not None else dumps(data)
+        if data_json is not None:
+            check_json_text(data_json, "event data")
+        payload = data_json if data_json is not None else dumps_checked(data, "event data", _json_default)
         await self._require_active(instance_id, f"raise event {event_name!r} to")
         await self._send(instance_id, event(EventType.EventRaised, Name=event_name, Input=payload))
 
     async def suspend(self, instance_id: str, reason: str | None = None) -> None:
+        check_reason(reason)
         await self._require_active(instance_id, "suspend")
         await self._send(instance_id, event(EventType.ExecutionSuspended, Reason=reason))
 
     async def resume(self, instance_id: str, reason: str | None = None) -> None:
+        check_reason(reason)
         await self._require_active(instance_id, "resume")
         await self._send(instance_id, event(EventType.ExecutionResumed, Reason=reason))
 
@@ -235,6 +264,7 @@ class TaskHubClient:
         (the rewrite is idempotent), and a row the engine has already moved on
         is never set back to Pending.
         """
+        check_reason(reason)
         row = await self._row(instance_id, with_input=False, with_output=False)
         status = RuntimeStatus.parse(row.get("RuntimeStatus") or "Pending")
         if status != RuntimeStatus.FAILED:
@@ -304,7 +334,11 @@ class TaskHubClient:
     # --- purge ---------------------------------------------------------------
 
     async def purge_instance(self, instance_id: str) -> PurgeResult:
-        """Delete one finished instance: its history, its large values, then its row."""
+        """Delete one finished instance: its history, then its row (if unchanged), then its large values.
+
+        Raises ConcurrencyConflict when the instance was started again while being purged: its new run
+        is kept whole.
+        """
         row = await self._row(instance_id, with_input=False, with_output=False)
         status = RuntimeStatus.parse(row.get("RuntimeStatus") or "Pending")
         if not status.is_terminal:
@@ -312,7 +346,13 @@ class TaskHubClient:
                 instance_id, status,
                 f"Instance {instance_id!r} is {status.value}; only Completed, Failed, Terminated or Canceled "
                 "instances can be purged. Terminate it first, or wait for it to finish.")
-        return await self._purge_keys(row["PartitionKey"], None, blobs=True)
+        history = (await self._history_keys([row["PartitionKey"]]))[row["PartitionKey"]]
+        result = await self._purge_keys(_Listed.of(row), history, blobs=True)
+        if not result.instances_deleted:
+            raise ConcurrencyConflict(
+                f"Instance {instance_id!r} changed while it was being purged (it was started again, or purged by "
+                "someone else); its current run was left as it is. Check its status, and purge again if wanted.")
+        return result
 
     async def purge(self, query: InstanceQuery, *, progress: ProgressCallback | None = None,
                     concurrency: int = 32) -> PurgeResult:
@@ -320,11 +360,13 @@ class TaskHubClient:
 
         Only Completed, Failed, Terminated and Canceled instances are purged;
         asking for another status is an InvalidFilter error. Pages through the
-        Instances table reading only keys, finds the history rows of runs of
-        consecutive instances with range queries (``_history_keys``), and
-        deletes ``concurrency`` instances at a time, each history before its
-        row, so an interrupted purge can simply be run again. ``progress`` is
-        called after each run of at most ``PURGE_RUN`` instances.
+        Instances table reading only keys, ETags and execution ids, finds the
+        history rows of runs of consecutive instances with range queries
+        (``_history_keys``), and deletes ``concurrency`` instances at a time,
+        each history before its row, so an interrupted purge can simply be run
+        again. An instance started again after it was listed is skipped, its
+        new run untouched (``_purge_keys``). ``progress`` is called after each
+        run of at most ``PURGE_RUN`` instances.
         """
         statuses = purgeable_statuses(query.statuses)
         await self.hub.require()
@@ -334,14 +376,14 @@ class TaskHubClient:
         sem = asyncio.Semaphore(concurrency)
         totals = {"scanned": 0, "deleted": 0, "rows": 0, "blobs": 0}
 
-        async def one(pk: str, row_keys: list[str]) -> PurgeResult:
+        async def one(listed: _Listed, rows: list[_HistoryKey]) -> PurgeResult:
             async with sem:
-                return await self._purge_keys(pk, row_keys, blobs=with_blobs)
+                return await self._purge_keys(listed, rows, blobs=with_blobs)
 
-        async def run(pks: list[str]) -> None:
+        async def run(listed: list[_Listed]) -> None:
             async with sem:
-                keys = await self._history_keys(pks)
-            results = await asyncio.gather(*(one(pk, keys[pk]) for pk in pks))
+                keys = await self._history_keys([x.pk for x in listed])
+            results = await asyncio.gather(*(one(x, keys[x.pk]) for x in listed))
             totals["deleted"] += sum(r.instances_deleted for r in results)
             totals["rows"] += sum(r.rows_deleted for r in results)
             totals["blobs"] += sum(r.blobs_deleted for r in results)
@@ -350,14 +392,15 @@ class TaskHubClient:
                 if asyncio.iscoroutine(maybe):
                     await maybe
 
-        async for page, _ in self.hub.instances.pages(q, columns=["PartitionKey"]):
+        async for page, _ in self.hub.instances.pages(q, columns=["PartitionKey", "ExecutionId"]):
             totals["scanned"] += len(page)
-            pks = sorted(r["PartitionKey"] for r in page)
-            await asyncio.gather(*(run(pks[i:i + PURGE_RUN]) for i in range(0, len(pks), PURGE_RUN)))
+            listed = sorted((_Listed.of(r) for r in page), key=lambda x: x.pk)
+            await asyncio.gather(*(run(listed[i:i + PURGE_RUN]) for i in range(0, len(listed), PURGE_RUN)))
         return PurgeResult(totals["deleted"], totals["rows"], totals["blobs"])
 
-    async def _history_keys(self, pks: list[str]) -> dict[str, list[str]]:
-        """The history RowKeys of each partition in ``pks`` (sorted), in as few queries as possible.
+    async def _history_keys(self, pks: list[str]) -> dict[str, list[_HistoryKey]]:
+        """The history rows (key, ETag, execution id) of each partition in ``pks`` (sorted), in as few
+        queries as possible.
 
         One query per instance would cost a round trip each (and, on Azurite,
         a scan of the whole History table each). Instead the key range
@@ -367,41 +410,87 @@ class TaskHubClient:
         partitions), the remaining partitions are read one by one.
         """
         wanted = set(pks)
-        found: dict[str, list[str]] = {pk: [] for pk in pks}
+        found: dict[str, list[_HistoryKey]] = {pk: [] for pk in pks}
+        columns = ["PartitionKey", "RowKey", "ExecutionId"]
         f = Filter().ge("PartitionKey", pks[0]).le("PartitionKey", pks[-1])
         rest: list[str] = []
         with map_storage_errors("reading history keys"):
             pager = self.hub.history.client.query_entities(
-                f.text, parameters=f.parameters, select=["PartitionKey", "RowKey"], results_per_page=1000).by_page()
+                f.text, parameters=f.parameters, select=columns, results_per_page=1000).by_page()
             async for page in pager:
                 touched: set[str] = set()
                 last = None
                 async for e in page:
                     last = e["PartitionKey"]
                     if last in wanted:
-                        found[last].append(e["RowKey"])
+                        found[last].append(_HistoryKey.of(e))
                         touched.add(last)
                 if pager.continuation_token and last is not None and len(touched) < 2:
                     rest = [pk for pk in pks if pk >= last]
                     break
         for pk in rest:
-            found[pk] = [r["RowKey"] for r in await self.hub.history.rows(unescape_key(pk),
-                                                                           select=["PartitionKey", "RowKey"])]
+            found[pk] = [_HistoryKey.of(r) for r in await self.hub.history.rows(unescape_key(pk), select=columns)]
         return found
 
-    async def _purge_keys(self, pk: str, row_keys: list[str] | None, *, blobs: bool) -> PurgeResult:
-        """Delete the instance's history rows (``row_keys``, or all of them when None), its large
-        values, then its Instances row."""
-        instance_id = unescape_key(pk)
-        history = self.hub.history
-        if row_keys is not None and await history.delete_keys(instance_id, pk, row_keys, stop_if_gone=True):
-            rows = len(row_keys)
-        else:
-            # Keys not read yet, or someone else deleted some of them meanwhile: read what is left.
-            rows = await history.delete_all(instance_id)
-        n_blobs = await self.hub.large.delete_instance(instance_id, pk) if blobs else 0
-        gone = await self.hub.instances.delete(instance_id)
-        return PurgeResult(int(gone), rows, n_blobs)
+    async def _purge_keys(self, listed: _Listed, history: list[_HistoryKey], *, blobs: bool) -> PurgeResult:
+        """Delete one listed instance: the history rows read (``history``), its row, then its large values.
+
+        Every delete is ETag-checked, as the engine's history writes are, so a restart of the same id
+        between listing and deleting never loses the new run: a history whose sentinel names another
+        execution than the listed row is left alone; a history row rewritten since it was read is kept;
+        the Instances row is deleted only if it still has the listed ETag; and the large values (listed
+        before that delete) are deleted only after it, so the new run's blobs are never among them.
+        """
+        instance_id = unescape_key(listed.pk)
+        sentinel = next((h for h in history if h.row_key == SENTINEL_ROW_KEY), None)
+        if sentinel is not None and listed.execution_id and sentinel.execution_id not in (None, listed.execution_id):
+            return PurgeResult(0)  # started again, and the new run has written history: not ours to purge
+        blob_names = await self.hub.large.list_instance(instance_id, listed.pk) if blobs else []
+        rows = await self._delete_history_rows(instance_id, listed.pk, history)
+        with map_storage_errors(f"deleting instance {instance_id!r}"):
+            try:
+                await self.hub.instances.client.delete_entity(
+                    listed.pk, "", etag=listed.etag,
+                    match_condition=MatchConditions.IfNotModified if listed.etag else MatchConditions.Unconditionally)
+            except ResourceNotFoundError:
+                return PurgeResult(0, rows, 0)
+            except HttpResponseError as e:
+                if status_of(e) != 412:
+                    raise
+                return PurgeResult(0, rows, 0)  # changed since listed (a restart): its row and blobs stay
+        n_blobs = await self.hub.large.delete_names(blob_names)
+        return PurgeResult(1, rows, n_blobs)
+
+    async def _delete_history_rows(self, instance_id: str, pk: str, history: list[_HistoryKey]) -> int:
+        """Delete these history rows if unchanged since read, 100 per transaction; returns how many went.
+
+        A transaction fails whole when one row changed or went (412/404); then its rows are deleted one
+        by one, keeping the changed ones.
+        """
+        deleted = 0
+        client = self.hub.history.client
+        for i in range(0, len(history), 100):
+            chunk = history[i:i + 100]
+            ops = [(TransactionOperation.DELETE, {"PartitionKey": pk, "RowKey": h.row_key}, h.condition())
+                   for h in chunk]
+            with map_storage_errors(f"deleting the history of {instance_id!r}"):
+                try:
+                    await client.submit_transaction(ops)
+                    deleted += len(chunk)
+                    continue
+                except HttpResponseError as e:
+                    if status_of(e) not in (404, 412):
+                        raise
+                for h in chunk:
+                    try:
+                        await client.delete_entity(pk, h.row_key, **h.condition())
+                        deleted += 1
+                    except ResourceNotFoundError:
+                        pass
+                    except HttpResponseError as e:
+                        if status_of(e) != 412:
+                            raise
+        return deleted
 
     async def _has_large_values(self) -> bool:
         container = self.hub.container(self.hub.names.large_messages_container)
@@ -425,8 +514,7 @@ class TaskHubClient:
     # --- helpers -------------------------------------------------------------
 
     async def _row(self, instance_id: str, *, with_input: bool, with_output: bool) -> dict[str, Any]:
-        if not isinstance(instance_id, str) or not instance_id:
-            raise InvalidInput("Invalid instance id: it is empty. Give the id of an existing instance.")
+        check_existing_id(instance_id)
         await self.hub.require()
         row = await self.hub.instances.get(instance_id, with_input=with_input, with_output=with_output)
         if row is None:
@@ -444,3 +532,35 @@ class TaskHubClient:
 
     async def _send(self, instance_id: str, ev: HistoryEvent) -> None:
         await self.hub.send_to_orchestration(TaskMessage(ev, instance_id, None))
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """An Instances row as listed for a purge: its key, ETag and execution id."""
+
+    pk: str
+    etag: str | None
+    execution_id: str | None
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> "_Listed":
+        return cls(row["PartitionKey"], row.get("etag"), row.get("ExecutionId"))
+
+
+@dataclass(frozen=True)
+class _HistoryKey:
+    """A history row as read for a purge: enough to delete it only if it did not change."""
+
+    row_key: str
+    etag: str | None
+    execution_id: str | None
+
+    @classmethod
+    def of(cls, entity: Any) -> "_HistoryKey":
+        meta = getattr(entity, "metadata", None) or {}
+        return cls(entity["RowKey"], meta.get("etag") or entity.get("etag"), entity.get("ExecutionId"))
+
+    def condition(self) -> dict[str, Any]:
+        if not self.etag:
+            return {}
+        return {"etag": self.etag, "match_condition": MatchConditions.IfNotModified}

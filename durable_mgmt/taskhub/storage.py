@@ -22,7 +22,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from ..errors import ConcurrencyConflict, InvalidSetting, StorageUnavailable
+from ..errors import ConcurrencyConflict, InvalidSetting, StorageRefused, StorageUnavailable
 
 DEV_ACCOUNT = "devstoreaccount1"
 # The well-known, public Azurite/Storage Emulator key: not a secret.
@@ -202,6 +202,12 @@ def map_storage_errors(what: str) -> Iterator[None]:
         code = status_of(e)
         if code in (409, 412):
             raise ConcurrencyConflict(f"Conflicting update while {what} (HTTP {code}); another writer got there first.") from e
+        if code is not None and 400 <= code < 500 and code not in (401, 403, 404, 408, 429):
+            # The request itself was refused (a value storage does not accept): not an outage, so not a 503.
+            error_code = getattr(e, "error_code", None) or getattr(e, "reason", None) or ""
+            raise StorageRefused(f"Azure Storage refused the request while {what}: HTTP {code} {error_code}. "
+                                 "A value in it is not one storage accepts (too large, or not allowed in a "
+                                 "key or name); nothing was written by that request.") from e
         reason = getattr(e, "reason", None) or type(e).__name__
         raise StorageUnavailable(f"Azure Storage failed while {what}: HTTP {code} {reason}.") from e
     except (ServiceRequestError, ServiceResponseError, ConnectionError, OSError) as e:

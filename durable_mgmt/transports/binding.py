@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 
@@ -25,7 +25,7 @@ from ..taskhub.timefmt import MIN_DATETIME, parse_iso, to_iso
 
 _ERRORS_BY_TYPE = {cls.__name__: cls for cls in (
     e.InvalidInput, e.InvalidInstanceId, e.InvalidFilter, e.InvalidHubName, e.InvalidSetting, e.TaskHubNotFound,
-    e.StorageUnavailable, e.ConcurrencyConflict)}
+    e.StorageUnavailable, e.StorageRefused, e.ConcurrencyConflict)}
 _WRONG_STATE_BY_TYPE = {cls.__name__: cls for cls in (
     e.InstanceAlreadyExists, e.InstanceNotRunning, e.InstanceNotFailed, e.InstanceNotTerminal)}
 
@@ -64,9 +64,9 @@ class BindingTransport:
     async def execute(self, request: r.Request) -> Any:
         match request:
             case r.StartInstance():
-                path = f"orchestrators/{quote(request.name, safe='')}"
+                path = f"orchestrators/{_segment(request.name)}"
                 if request.instance_id:
-                    path += f"/{quote(request.instance_id, safe='')}"
+                    path += f"/{_segment(request.instance_id)}"
                 # As the SDK does: the body is the input's JSON text, sent as a JSON string.
                 body = await self._call("POST", path, request, body=json.dumps(request.input_json))
                 return body["id"]
@@ -82,7 +82,7 @@ class BindingTransport:
                 await self._call("POST", self._instance(request.instance_id) + "/terminate", request,
                                  params=_reason(request.reason))
             case r.RaiseEvent():
-                path = f"{self._instance(request.instance_id)}/raiseEvent/{quote(request.event_name, safe='')}"
+                path = f"{self._instance(request.instance_id)}/raiseEvent/{_segment(request.event_name)}"
                 await self._call("POST", path, request, body=json.dumps(request.data_json))
             case r.SuspendInstance():
                 await self._call("POST", self._instance(request.instance_id) + "/suspend", request,
@@ -139,7 +139,7 @@ class BindingTransport:
 
     @staticmethod
     def _instance(instance_id: str) -> str:
-        return f"instances/{quote(instance_id, safe='')}"
+        return f"instances/{_segment(instance_id)}"
 
     async def _call(self, method: str, path: str, request: r.Request, *, params: dict | None = None,
                     body: str | None = None, headers: dict | None = None, with_headers: bool = False) -> Any:
@@ -153,7 +153,9 @@ class BindingTransport:
                 status = response.status
                 response_headers = dict(response.headers)
         except aiohttp.ClientError as err:
-            raise e.ManagementApiError(0, f"The durable management API at {self.base} is unreachable: "
+            # The origin only: the path of rpcBaseUrl may hold the host's secret for its internal endpoint.
+            origin = "{0.scheme}://{0.netloc}".format(urlsplit(self.base))
+            raise e.ManagementApiError(0, f"The durable management API at {origin} is unreachable: "
                                           f"{type(err).__name__}.") from err
         data = _json(text)
         if status >= 400:
@@ -172,6 +174,13 @@ class BindingTransport:
             return RuntimeStatus.parse(data["runtimeStatus"]) if isinstance(data, dict) else None
         except (e.DurableError, KeyError):
             return None
+
+
+def _segment(text: str) -> str:
+    """``text`` as one URL path segment: fully quoted, dots too when it is only dots (quote() leaves '.'
+    and '..' as they are, and URL stacks collapse them)."""
+    quoted = quote(text, safe="")
+    return quoted.replace(".", "%2E") if not quoted.strip(".") else quoted
 
 
 def _flag(value: bool) -> str:

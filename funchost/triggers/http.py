@@ -12,15 +12,18 @@ is anonymous otherwise.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable
 from urllib.parse import unquote
 
 import azure.functions as func
 from aiohttp import web
 
+from ..bindings import BindingInputError
 from ..invoker import Invoker
 from ..keys import HostKeys
 from ..loader import FunctionIndex, FunctionInfo
@@ -72,11 +75,13 @@ def build_routes(index: FunctionIndex, problems: list[str]) -> list[HttpRoute]:
 class HttpTriggers:
     """The aiohttp handler behind ``/{prefix}/...``."""
 
-    def __init__(self, routes: list[HttpRoute], invoker: Invoker, *, prefix: str, keys: HostKeys | None = None):
+    def __init__(self, routes: list[HttpRoute], invoker: Invoker, *, prefix: str, keys: HostKeys | None = None,
+                 origin: str | None = None):
         self._routes = routes
         self._invoker = invoker
         self._prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self._keys = keys
+        self._origin = origin
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = request.rel_url.raw_path
@@ -100,10 +105,20 @@ class HttpTriggers:
             key = request.query.get("code") or request.headers.get("x-functions-key")
             if not self._keys.authorizes(route.auth_level, key, function=info.name):
                 return web.Response(status=401)
-        req = await to_func_request(request, values)
+        try:
+            req = await to_func_request(request, values, origin=self._origin)
+        except BodyTimeout as e:
+            return web.json_response({"error": str(e)}, status=408)
         data: dict[str, Any] = {**dict(request.query), **values}
         try:
-            result = await self._invoker.invoke(info, req, reason=HTTP_REASON, trigger_data=data)
+            call = self._invoker.invoke(info, req, reason=HTTP_REASON, trigger_data=data)
+            # Async functions can be stopped when the caller leaves; a sync one runs on in its thread anyway.
+            result = await (run_while_connected(request, call) if info.is_async else call)
+        except ClientGone:
+            log.warning("%s: the caller disconnected; the invocation was cancelled.", info.describe())
+            return web.Response(status=499)
+        except BindingInputError as e:  # found before the function ran: the request's fault, nothing was done
+            return web.json_response({"error": str(e)}, status=400)
         except Exception:
             return web.Response(status=500)  # the invoker logged it with its traceback
         try:
@@ -113,15 +128,60 @@ class HttpTriggers:
             return web.Response(status=500)
 
 
-async def to_func_request(request: web.Request, route_values: dict[str, str]) -> func.HttpRequest:
+BODY_TIMEOUT_SECONDS = 60.0  # a body that trickles in slower than this holds a connection for nothing
+DISCONNECT_POLL_SECONDS = 0.5
+
+
+class BodyTimeout(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+async def to_func_request(request: web.Request, route_values: dict[str, str], *,
+                          origin: str | None = None) -> func.HttpRequest:
+    """The function's view of ``request``. Its URL starts with ``origin`` (the host's configured address)
+    when given, not with the caller's Host header: the SDK builds management links from it, and those
+    links may carry the system key."""
     headers: dict[str, str] = {}
     for k, v in request.headers.items():
         headers[k] = f"{headers[k]}, {v}" if k in headers else v
     params: dict[str, str] = {}
     for k, v in request.query.items():
         params.setdefault(k, v)
-    return func.HttpRequest(method=request.method, url=str(request.url), headers=headers, params=params,
-                            route_params=route_values, body=await request.read())
+    url = origin.rstrip("/") + str(request.rel_url) if origin else str(request.url)
+    try:
+        body = await asyncio.wait_for(request.read(), BODY_TIMEOUT_SECONDS)
+    except asyncio.TimeoutError:
+        raise BodyTimeout(f"The request body did not arrive within {BODY_TIMEOUT_SECONDS:g} s.") from None
+    return func.HttpRequest(method=request.method, url=url, headers=headers, params=params,
+                            route_params=route_values, body=body)
+
+
+async def run_while_connected(request: web.Request, work: Awaitable[Any]) -> Any:
+    """Await ``work``; if the caller disconnects first, cancel it and raise ClientGone.
+
+    An abandoned request must not keep working (a wait polling storage for a client that left). Only
+    the function itself is cancelled: the writes that must stay whole (a start's message and row, the
+    output bindings) are shielded where they happen.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                return task.result()
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                raise ClientGone()
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 def to_web_response(value: Any) -> web.Response:

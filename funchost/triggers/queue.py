@@ -66,7 +66,8 @@ def build_queue_bindings(index: FunctionIndex, settings: AppSettings, problems: 
             problems.append(str(e) if str(e).startswith(info.describe()) else f"{info.describe()}: {e}")
             continue
         if not _QUEUE_NAME.match(name) or len(name) > 63 - len("-poison"):
-            problems.append(f"{where}: queue name {name!r} is not valid: use 3-56 lower-case letters, digits and "
+            shown = str(info.trigger.get("queueName") or "")  # the template: a setting's value is never shown
+            problems.append(f"{where}: queue name {shown!r} is not valid: use 3-56 lower-case letters, digits and "
                             "single dashes, starting and ending with a letter or digit (room is kept for the "
                             "'-poison' suffix).")
             continue

@@ -53,16 +53,23 @@ def build_timers(index: FunctionIndex, settings: AppSettings, problems: list[str
         try:
             tz = zoneinfo.ZoneInfo(zone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            problems.append(f"App setting {TIME_ZONE_SETTING}={zone!r} is not a known IANA time zone "
+            problems.append(f"App setting {TIME_ZONE_SETTING} is not a known IANA time zone "
                             "(e.g. Europe/Paris, America/New_York).")
     out = []
     for info in index.timers.values():
         t = info.trigger
         where = f"{info.describe()}: schedule"
         try:
-            schedule = parse_schedule(settings.expand(str(t.get("schedule") or ""), where), where, tz)
-        except (ValueError, InvalidSetting) as e:
+            template = str(t.get("schedule") or "")
+            expanded = settings.expand(template, where)
+            schedule = parse_schedule(expanded, where, tz)
+        except InvalidSetting as e:
             problems.append(str(e))
+            continue
+        except ValueError as e:
+            # A schedule read from a setting is described by the setting's name, never its value.
+            problems.append(str(e) if expanded == template else
+                            f"{where}: {template!r} does not expand to a valid NCRONTAB or TimeSpan schedule.")
             continue
         monitor = t.get("useMonitor")
         out.append(TimerBinding(info, schedule, bool(t.get("runOnStartup", False)),
