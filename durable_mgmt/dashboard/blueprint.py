@@ -27,11 +27,12 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
+from ..errors import DurableError
 from ..manager import InstanceManager
 from ..settings import load_settings
 from .config import DashboardConfig
 from .core import Dashboard
-from .web import Request, Response
+from .web import Request, Response, text
 
 SCRIPT_ROOT_SETTING = "AzureWebJobsScriptRoot"
 FUNCTION_NAME = "durable_dashboard"
@@ -81,7 +82,10 @@ def blueprint_handler(*, route: str = "dashboard", script_root: str | Path | Non
     async def handle(req: func.HttpRequest) -> func.HttpResponse:
         env = os.environ if environ is None else environ
         root = script_root or env.get(SCRIPT_ROOT_SETTING) or "."
-        config = DashboardConfig.from_settings(env, title=title)
+        try:
+            config = DashboardConfig.from_settings(env, title=title)
+        except DurableError as e:  # a mistyped setting must not open the dashboard: say which and why
+            return to_http_response(text(500, f"The dashboard is misconfigured: {e}"))
         parts = urlsplit(req.url)
         webhook_base = f"{parts.scheme}://{parts.netloc}/runtime/webhooks/durabletask"
 

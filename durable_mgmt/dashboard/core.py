@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import jinja2
 
-from ..errors import DurableError, InvalidInput, http_status_of
+from ..errors import DurableError, InvalidInput, InvalidSetting, http_status_of
 from ..manager import InstanceManager
 from ..models import InstanceStatus, RuntimeStatus
 from . import security
@@ -97,7 +97,9 @@ class Dashboard:
         try:
             response = await handler(view)
         except DurableError as e:
-            response = _render("error.html", view, status=http_status_of(e), message=str(e), title="Error")
+            # A setting is the server's configuration, not the request's fault: 500, not 400.
+            status = 500 if isinstance(e, InvalidSetting) else http_status_of(e)
+            response = _render("error.html", view, status=status, message=str(e), title="Error")
         if cookie:
             response.cookies.append(cookie)
         return _secured(response)

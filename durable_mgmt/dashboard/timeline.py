@@ -97,8 +97,11 @@ def _from_raw(events: list) -> Timeline:
         elif kind == "TimerFired":
             opened_timer = open_timers.pop(props.get("TimerId"), None)
             if opened_timer:
-                spans.append(Span("timer", f"until {_fmt(opened_timer[1])}", opened_timer[0], ev.timestamp,
-                                  "completed"))
+                # A TimerFired event is written when the timer is scheduled (its message waits until FireAt),
+                # so its own timestamp says nothing: the timer ran from its creation to FireAt.
+                start, fire_at = opened_timer
+                end = fire_at if isinstance(fire_at, datetime) else ev.timestamp
+                spans.append(Span("timer", f"until {_fmt(fire_at)}", start, max(end, start), "completed"))
     for what, name, start, child in open_tasks.values():
         spans.append(Span(what, name, start, None, "pending", child))
     for start, fire_at in open_timers.values():

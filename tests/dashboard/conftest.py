@@ -67,13 +67,17 @@ class Hub:
         raise AssertionError(f"{instance_id} did not reach {wanted} in {timeout}s; last: {last}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 async def dash_hub(connection_string, azurite):
-    """The test app (with the dashboard Blueprint) on a fresh hub, and a standalone server on the same hub."""
+    """The test app (with the dashboard Blueprint) on a fresh hub, and a standalone server on the same hub.
+
+    One per session: every dashboard test module shares it (starting and filling it is the slow part).
+    """
     hub_name = f"Dash{os.getpid()}x{os.urandom(3).hex()}"
     mp = pytest.MonkeyPatch()
-    # The Blueprint resolves the app's hub as a deployed app does: from the environment and host.json.
-    mp.setenv("AzureWebJobsStorage", connection_string)
+    # The Blueprint resolves the app's hub as a deployed app does: from the environment and host.json
+    # (settings of its own names, which no other test reads).
+    mp.setenv("DASHBOARD_TEST_STORAGE", connection_string)
     mp.setenv("DASHBOARD_TEST_HUB", hub_name)
     host = LocalHost(APP, port=0, connection_string=connection_string, hub_name=hub_name, environ=dict(os.environ))
     await host.start()

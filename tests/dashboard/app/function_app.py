@@ -13,7 +13,9 @@ import azure.functions as func
 from durable_mgmt.dashboard import dashboard_blueprint
 
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-app.register_functions(dashboard_blueprint(script_root=Path(__file__).parent))
+# The connection setting is named so the tests can set it for the whole session without touching
+# AzureWebJobsStorage, which other tests read.
+app.register_functions(dashboard_blueprint(script_root=Path(__file__).parent, connection_setting="DASHBOARD_TEST_STORAGE"))
 
 
 @app.activity_trigger(input_name="city")
