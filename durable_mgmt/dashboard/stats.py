@@ -45,7 +45,8 @@ class Histogram:
     series: dict[RuntimeStatus, list[int]]
 
     def to_json(self) -> dict:
-        return {"labels": [s.strftime("%Y-%m-%d %H:%M") for s in self.starts],
+        fmt = "%H:%M" if self.width * len(self.starts) <= timedelta(days=1) else "%m-%d %H:%M"
+        return {"labels": [s.strftime(fmt) for s in self.starts],
                 "series": {s.value: counts for s, counts in self.series.items() if any(counts)}}
 
 

@@ -26,8 +26,6 @@ async def test_list_filters_in_the_url_and_pages(dash_hub, door, page):
     assert "status=Completed" in page.url  # the view is a link
     ids = await page.locator("tr.row td.id").all_inner_texts()
     assert ids == [f"hello-{i}" for i in range(5)]  # storage order: by id
-    if door == "local":
-        await shot(page, "list")
 
     # Two per page: the continuation token of storage goes into the URL of the next page.
     await page.goto(url(dash_hub, door, "?range=all&prefix=hello-&size=2"))
@@ -50,6 +48,20 @@ async def test_list_filters_in_the_url_and_pages(dash_hub, door, page):
     await page.goto(url(dash_hub, door, "?range=all&prefix=hello-0"))
     await page.click("button.show-output")
     await expect(page.locator("tr.row .value")).to_contain_text("Hello Tokyo!")
+
+    # Auto-refresh: the rows follow storage without a reload.
+    iid = f"refresh-{door}"
+    await dash_hub.manager.start("WaitForApproval", instance_id=iid)
+    await page.goto(url(dash_hub, door, f"?range=1h&prefix={iid}&refresh=2"))
+    status = page.locator("tr.row .status")
+    await expect(status).to_have_text("Running", timeout=20_000)
+    await dash_hub.manager.terminate(iid, "refresh test")
+    await expect(status).to_have_text("Terminated", timeout=20_000)
+    assert "refresh=2" in page.url
+
+    if door == "local":
+        await page.goto(url(dash_hub, door, "?range=all&size=15"))
+        await shot(page, "list")
 
     # A bad filter value is reported, not a crash.
     await page.goto(url(dash_hub, door, "?range=2y&status=Sleeping"))
@@ -211,7 +223,7 @@ async def test_overview_counts_and_histogram(dash_hub, door, page):
     note = page.locator("#histogram-note[data-total]")
     await note.wait_for()
     assert await note.get_attribute("data-total") == "5"
-    await page.goto(url(dash_hub, door, "overview?range=24h"))
+    await page.goto(url(dash_hub, door, "overview?range=1h"))
     counts = await dash_hub.manager.transport.client.count()
     assert await page.locator("#count-total").inner_text() == str(sum(counts.values()))
     await page.locator("#histogram-note[data-total]").wait_for()
