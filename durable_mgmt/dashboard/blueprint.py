@@ -53,8 +53,18 @@ class _Managers:
             self._open[key] = manager
         return manager
 
+    async def aclose(self) -> None:
+        """Close the managers opened on the running loop (a host that stops, a test session's end)."""
+        loop = id(asyncio.get_running_loop())
+        for key in [k for k in self._open if k[-1] == loop]:
+            await self._open.pop(key).aclose()
+
 
 _MANAGERS = _Managers()
+
+
+async def close_managers() -> None:
+    await _MANAGERS.aclose()
 
 
 def dashboard_blueprint(*, route: str = "dashboard", auth_level: func.AuthLevel = func.AuthLevel.FUNCTION,

@@ -246,26 +246,31 @@ class Dashboard:
     async def bulk_run(self, view: View) -> Response:
         try:
             form, flt, action, scope, ids, rate = self._bulk_form(view)
+            first = lambda k: (form.get(k) or [""])[0]  # noqa: E731
+            done = _count(first("done") or "0")
+            # Never more than the count the user confirmed: a restart's new instances may match the filter
+            # too, and must not be restarted in turn.
+            total = _count(first("total") or str(len(ids)))
         except DurableError as e:
             return _render("result.html", view, ok=False, message=str(e), instance_id="", new_id=None)
-        first = lambda k: (form.get(k) or [""])[0]  # noqa: E731
-        done = int(first("done") or 0)
+        room = max(0, total - done)
         manager = await self.managers()
         if scope == "selected":
-            chunk, next_ids = ids[:CHUNK], ids[CHUNK:]
+            chunk, next_ids = ids[:min(CHUNK, room)], ids[min(CHUNK, room):]
             next_token = None
             more = bool(next_ids)
         else:
             page = await manager.page(replace(flt.query(page_size=CHUNK), continuation_token=first("ct") or None,
                                               show_output=False))
-            chunk = [s.instance_id for s in page if flt.matches(s)]
+            chunk = [s.instance_id for s in page if flt.matches(s)][:room]
             next_ids, next_token = [], page.continuation_token
             more = bool(next_token)
+        more = more and done + len(chunk) < total
         results: list[ItemResult] = await self.bulk(manager).run(action, chunk, reason=first("reason") or None,
                                                                  rate=rate)
         return _render("bulk_progress.html", view, results=results, done=done + len(results),
                        failed=int(first("failed") or 0) + sum(not r.ok for r in results),
-                       total=first("total"), more=more, next_ids=next_ids, next_token=next_token,
+                       total=total, more=more, next_ids=next_ids, next_token=next_token,
                        action=action, scope=scope, flt=flt, rate=rate, reason=first("reason"))
 
 
@@ -288,6 +293,12 @@ def _static(name: str) -> Response:
     response = Response(200, path.read_bytes(), kind + ("; charset=utf-8" if kind.startswith(("text/", "application/javascript")) else ""))
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
+
+
+def _count(value: str) -> int:
+    if not value.isdigit():
+        raise InvalidInput(f"{value!r} is not a count of instances.")
+    return int(value)
 
 
 def _first(form: dict[str, list[str]]) -> dict[str, str]:

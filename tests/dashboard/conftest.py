@@ -17,6 +17,7 @@ import pytest
 
 from durable_mgmt import InstanceManager, RuntimeStatus
 from durable_mgmt.dashboard import DashboardConfig, StandaloneServer
+from durable_mgmt.dashboard.blueprint import close_managers
 from funchost.host import LocalHost
 
 APP = Path(__file__).parent / "app"
@@ -94,6 +95,7 @@ async def dash_hub(connection_string, azurite):
         await server.stop()
         await manager.aclose()
         await host.stop()
+        await close_managers()  # the Blueprint's, opened on first use in this loop
         mp.undo()
 
 
