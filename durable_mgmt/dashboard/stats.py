@@ -57,13 +57,25 @@ async def histogram(manager: InstanceManager, flt: ListFilter, *, now: datetime 
     end = end or now
     # Count per minute first (bounded by the minutes in the range, not by the instances), then bucket.
     per_minute: Counter[tuple[int, RuntimeStatus]] = Counter()
-    query = replace(flt.query(page_size=SCAN_PAGE), continuation_token=None, show_input=False)
-    needs_output = bool(flt.custom_status)
-    query = replace(query, show_output=needs_output)
-    async for page in manager.pages(query):
-        for status in page:
-            if flt.matches(status):
-                per_minute[(int(status.created_time.timestamp()) // 60, status.runtime_status)] += 1
+    query = replace(flt.query(page_size=SCAN_PAGE), continuation_token=None, show_input=False, show_output=False)
+    transport = manager.transport
+    if isinstance(transport, StorageTransport) and not flt.custom_status:
+        # Three columns instead of the whole summary: the scan TaskHubClient.count runs, plus the created
+        # time (about 7x faster than building every status). Issue 13's grouped count can take this over.
+        hub = transport.client.hub
+        await hub.require()
+        texts: Counter[tuple[int, str]] = Counter()
+        async for rows, _ in hub.instances.pages(query, columns=["PartitionKey", "RuntimeStatus", "CreatedTime"],
+                                                 prefetch=True):
+            texts.update((int(r["CreatedTime"].timestamp()) // 60, r.get("RuntimeStatus") or "Pending")
+                         for r in rows if r.get("CreatedTime") is not None)
+        for (minute, text), n in texts.items():
+            per_minute[(minute, RuntimeStatus.parse(text))] += n
+    else:
+        async for page in manager.pages(replace(query, show_output=bool(flt.custom_status))):
+            for status in page:
+                if flt.matches(status):
+                    per_minute[(int(status.created_time.timestamp()) // 60, status.runtime_status)] += 1
     if start is None:
         oldest = min((m for m, _ in per_minute), default=int(end.timestamp()) // 60 - 60)
         start = datetime.fromtimestamp(oldest * 60, timezone.utc)
