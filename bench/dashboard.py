@@ -58,12 +58,17 @@ async def seed(hub: TaskHub) -> None:
         print(f"  ... seeded {min(TOTAL, start + 5000):,} of {TOTAL:,} instances", file=sys.stderr, flush=True)
 
 
-async def raw_status_scan(hub: TaskHub) -> float:
-    """Rows per second of a raw scan of the status column of every instance."""
+async def raw_status_scan(hub: TaskHub, since: datetime | None = None) -> float:
+    """Rows per second of a raw scan of the status column of every instance (created since ``since``:
+    the dashboard's default filter, the last 24 hours, which matches them all)."""
+    client = hub.instances.client
+    select = ["PartitionKey", "RuntimeStatus"]
     t = time.perf_counter()
     n = 0
-    async for _ in hub.instances.client.list_entities(select=["PartitionKey", "RuntimeStatus"],
-                                                      results_per_page=1000):
+    rows = (client.query_entities("CreatedTime ge @since", parameters={"since": since}, select=select,
+                                  results_per_page=1000) if since else
+            client.list_entities(select=select, results_per_page=1000))
+    async for _ in rows:
         n += 1
     assert n == TOTAL, n
     return n / (time.perf_counter() - t)
@@ -89,24 +94,27 @@ async def run(env) -> list[Figure]:
         try:
             async with StandaloneServer(manager, DashboardConfig(), port=0) as server, \
                     aiohttp.ClientSession() as session:
-                first_page, counts, hist, raw = [], [], [], []
+                first_page, counts, hist, raw, raw_filtered = [], [], [], [], []
                 for _ in range(ROUNDS):
                     raw.append(await raw_status_scan(hub))
+                    raw_filtered.append(await raw_status_scan(hub, datetime.now(timezone.utc) - timedelta(days=1)))
                     first_page.append(await seconds(session, server.url, "dash-000049"))
                     counts.append(await seconds(session, server.url + "overview", f">{TOTAL}<"))
                     hist.append(await seconds(session, server.url + "overview/histogram", "labels"))
         finally:
             await manager.aclose()
         await hub.delete()
-    raw_rate = statistics.median(raw)
+    raw_rate, filtered_rate = statistics.median(raw), statistics.median(raw_filtered)
     env.raw["dashboard: raw status scan (rows)"] = raw_rate
+    env.raw["dashboard: raw status scan, last 24 h (rows)"] = filtered_rate
     count_s = statistics.median(counts)
     return [
         Figure(f"first list page ({TOTAL:,} instances, 50 rows)", 1000 * statistics.median(first_page), "ms",
                target="< 500 ms"),
         Figure("overview status counts", 1000 * count_s, "ms", target="< 2000 ms",
-               note=f"= {TOTAL / count_s:,.0f} rows/s vs raw status scan {raw_rate:,.0f} rows/s "
-                    f"({TOTAL / count_s / raw_rate:.0%})"),
+               note=f"= {TOTAL / count_s:,.0f} rows/s: {TOTAL / count_s / filtered_rate:.0%} of the raw scan with "
+                    f"the same filter ({filtered_rate:,.0f}/s), {TOTAL / count_s / raw_rate:.0%} of an unfiltered "
+                    f"one ({raw_rate:,.0f}/s)"),
         Figure("overview histogram data", 1000 * statistics.median(hist), "ms",
                note=f"= {TOTAL / statistics.median(hist):,.0f} rows/s (summary columns)"),
     ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,23 +36,34 @@ from .core import Dashboard
 from .web import Request, Response, text
 
 SCRIPT_ROOT_SETTING = "AzureWebJobsScriptRoot"
+HOSTNAME_SETTING = "WEBSITE_HOSTNAME"
 FUNCTION_NAME = "durable_dashboard"
 
 
 class _Managers:
-    """One manager per task hub and event loop, opened on first use and kept for the worker's life."""
+    """One manager per task hub and event loop, opened on first use and kept for the worker's life.
+
+    At most ``LIMIT`` are kept (the least recently used is closed): the key holds the management API's
+    address, which comes from the request when ``WEBSITE_HOSTNAME`` is not set.
+    """
+
+    LIMIT = 8
 
     def __init__(self) -> None:
-        self._open: dict[tuple[Any, ...], InstanceManager] = {}
+        self._open: OrderedDict[tuple[Any, ...], InstanceManager] = OrderedDict()
         self._lock = asyncio.Lock()
 
     async def get(self, connection_string: str, hub_name: str, webhook_base: str) -> InstanceManager:
         key = (connection_string, hub_name, webhook_base, id(asyncio.get_running_loop()))
-        manager = self._open.get(key)
-        if manager is None:
-            manager = await InstanceManager.connect(connection_string, hub_name, webhook_base=webhook_base)
-            self._open[key] = manager
-        return manager
+        async with self._lock:  # two first requests at once must not open two managers
+            manager = self._open.get(key)
+            if manager is None:
+                manager = await InstanceManager.connect(connection_string, hub_name, webhook_base=webhook_base)
+                self._open[key] = manager
+                while len(self._open) > self.LIMIT:
+                    await self._open.popitem(last=False)[1].aclose()
+            self._open.move_to_end(key)
+            return manager
 
     async def aclose(self) -> None:
         """Close the managers opened on the running loop (a host that stops, a test session's end)."""
@@ -97,7 +109,10 @@ def blueprint_handler(*, route: str = "dashboard", script_root: str | Path | Non
         except DurableError as e:  # a mistyped setting must not open the dashboard: say which and why
             return to_http_response(text(500, f"The dashboard is misconfigured: {e}"))
         parts = urlsplit(req.url)
-        webhook_base = f"{parts.scheme}://{parts.netloc}/runtime/webhooks/durabletask"
+        # Azure names the app's own host; locally (funcpy start) the request's address is the host's.
+        site = env.get(HOSTNAME_SETTING)
+        origin = f"https://{site}" if site else f"{parts.scheme}://{parts.netloc}"
+        webhook_base = f"{origin}/runtime/webhooks/durabletask"
 
         async def manager() -> InstanceManager:
             settings = load_settings(root, environ=env)
