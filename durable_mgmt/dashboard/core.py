@@ -37,6 +37,8 @@ STATIC = HERE / "static"
 ManagerSource = Callable[[], Awaitable[InstanceManager]]
 KEY_PARAM = "code"  # a function key given in the URL is carried on every link (Blueprint with key auth)
 ACTIONS = ("terminate", "raise", "suspend", "resume", "rewind", "restart", "purge")
+# An orchestration with thousands of activities must stay a page (others' details views ran out of memory).
+HISTORY_ROWS = 1000
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
                           autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -150,7 +152,8 @@ class Dashboard:
         timeline = await load_timeline(manager, instance_id)
         urls, urls_note = await self._management_urls(manager, instance_id)
         return _render("instance.html", view, title=f"Instance {instance_id}", s=status, timeline=timeline,
-                       urls=urls, urls_note=urls_note, now=_now(), failure=_failure(status, timeline))
+                       urls=urls, urls_note=urls_note, now=_now(), failure=_failure(status, timeline),
+                       history_limit=HISTORY_ROWS)
 
     async def _management_urls(self, manager: InstanceManager, instance_id: str) -> tuple[dict | None, str]:
         # The dashboard never shows a key: URLs are shown with their code= value replaced, and the
