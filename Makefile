@@ -5,9 +5,21 @@ PY     := $(VENV)/bin/python
 STAMP_PY  := $(VENV)/.installed
 STAMP_NPM := node_modules/.installed
 
-.PHONY: setup run test soak bench clean
+CHROMIUM  ?= /usr/bin/chromium
 
+.PHONY: setup browser run test soak bench clean
+
+# make run needs no browser; make test adds it (see browser).
 setup: $(STAMP_PY) $(STAMP_NPM)
+
+## make browser: Debian's chromium for the dashboard's browser tests (Playwright cannot download its own here).
+browser:
+	@test -x $(CHROMIUM) || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Debian's chromium for the dashboard's browser tests..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "The dashboard's browser tests need chromium at $(CHROMIUM): install it as root with" \
+		"'apt-get update && apt-get install -y chromium', or set CHROMIUM=/path (and DASHBOARD_TEST_CHROMIUM)." >&2; exit 1; fi; }
+	@test -x $(CHROMIUM) || { echo "chromium is still missing at $(CHROMIUM) after apt-get install." >&2; exit 1; }
 
 $(STAMP_PY): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +36,8 @@ run: setup
 	$(VENV)/bin/funcpy start --script-root .
 
 ## make test: the whole suite against real, in-memory Azurite instances on free ports.
-test: setup
-	$(PY) -m pytest -q -m "not soak" $(PYTEST_ARGS)
+test: setup browser
+	DASHBOARD_TEST_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -m "not soak" $(PYTEST_ARGS)
 
 ## make soak: the long crash and load tests.
 soak: setup

@@ -13,6 +13,7 @@ Azure unchanged.
     webhooks     SendInstanceInfo (activity: management URLs into the HttpManagementPayloads table)
     rewind       RewindInstance (queue rewind-queue)
     purge        PurgeInstanceHistory (queue purge-queue), PurgeOldInstanceHistory (daily timer)
+    dashboard    durable_dashboard (HTTP dashboard/{*path}: the web dashboard, from durable_mgmt.dashboard)
 
 Bad input never reaches the task hub: HTTP triggers answer 400 saying what is
 wrong, queue triggers log the problem and fail, so the host retries and then
@@ -33,9 +34,12 @@ import azure.functions as func
 from durable_mgmt import (DurableError, InstanceManager, InstanceQuery, InvalidInput, RuntimeStatus, WaitTimeout,
                           http_status_of)
 from durable_mgmt import query_params as qp
+from durable_mgmt.dashboard import dashboard_blueprint
 from durable_mgmt.limits import MAX_JSON_BODY_BYTES, check_json_text, check_wait
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+# The instance dashboard at /api/dashboard/ (function key; see README "The dashboard" for users, roles, read-only).
+app.register_functions(dashboard_blueprint(script_root=os.path.dirname(os.path.abspath(__file__))))
 log = logging.getLogger("function_app")
 
 STORAGE = "AzureWebJobsStorage"

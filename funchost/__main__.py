@@ -4,6 +4,7 @@
     funcpy durable    manage task hubs and instances (like `func durable`)
     funcpy queue      send a message to a Storage queue, or peek at one
     funcpy azurite    run only the local storage emulator (no app)
+    funcpy monitor    the web dashboard for a task hub
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ def main() -> None:
 
 def _register() -> None:
     from funchost.cli_azurite import azurite
+    from funchost.cli_monitor import monitor
     from funchost.cli_queue import queue
     from funchost.cli_start import start
     from durable_mgmt.cli import durable
@@ -27,6 +29,7 @@ def _register() -> None:
     main.add_command(durable)
     main.add_command(queue)
     main.add_command(azurite)
+    main.add_command(monitor)
 
 
 _register()

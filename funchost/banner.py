@@ -6,6 +6,7 @@ logs and redirected output only say where the keys are stored.
 
 from __future__ import annotations
 
+from .dashboard import dashboard_url
 from .host import LocalHost
 from .keys import DURABLE_SYSTEM_KEY, SECRETS_CONTAINER
 from .loader import HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER
@@ -32,6 +33,7 @@ def render(host: LocalHost, *, show_keys: bool = False) -> str:
             lines.append(f"        {info.name}: {info.trigger_type}")
         lines.append("")
     lines.append(f"Durable management API: {host.webhook_base_url}/")
+    lines.append(f"Dashboard:              {dashboard_url(host)}")
     lines.append(f"Storage account:        {host.hub.account.describe()}")
     lines.append(f"Task hub:               {host.hub.name} ({host.hub_choice.source})")
     if host.enable_auth:

@@ -37,6 +37,7 @@ from .bindings import OutputWriter, check_outputs
 from .config import HostConfig
 from .connections import Connections
 from .admin import AdminFunctions
+from .dashboard import mount_dashboard
 from .durable_links import RPC_PATH, WEBHOOK_PATH, DurableLinks
 from .errors import AppLoadError, HostStartError
 from .hubs import HubDirectory
@@ -253,6 +254,7 @@ class LocalHost:
         app.router.add_get("/admin/host/status", _host_status)
         self._admin = AdminFunctions(self, invoker)
         app.router.add_post("/admin/functions/{name}", self._admin.run)
+        mount_dashboard(app, self)  # before the HTTP triggers' catch-all route
         http = HttpTriggers(self.routes, invoker, prefix=self.config.route_prefix,
                             keys=self.keys if self.enable_auth else None, origin=self.public_origin)
         prefix = "/" + self.config.route_prefix if self.config.route_prefix else ""

@@ -1,0 +1,337 @@
+"""The dashboard itself: routes, handlers and rendering, independent of any web framework.
+
+    dashboard = Dashboard(get_manager, DashboardConfig(read_only=True))
+    response = await dashboard.handle(Request.build("GET", "/", "", headers, mount="/dashboard"))
+
+Every page is rendered by Jinja2 with autoescaping on: whatever storage holds
+(an instance id, a custom status, an output) reaches the page as text.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlencode
+
+import jinja2
+
+from ..errors import DurableError, InvalidInput, InvalidSetting, http_status_of
+from ..manager import InstanceManager
+from ..models import InstanceStatus, RuntimeStatus
+from . import security
+from .bulk import ACTIONS as BULK_ACTIONS
+from .bulk import CHUNK, BulkExecutor, ItemResult, ThrottledLoop, check_action, check_rate
+from .config import DashboardConfig
+from .filters import RANGE_LABELS, REFRESH_CHOICES, ListFilter
+from .render import install_filters
+from .stats import histogram, status_counts
+from .timeline import gantt, load_timeline
+from .web import Request, Response, text
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+ManagerSource = Callable[[], Awaitable[InstanceManager]]
+KEY_PARAM = "code"  # a function key given in the URL is carried on every link (Blueprint with key auth)
+ACTIONS = ("terminate", "raise", "suspend", "resume", "rewind", "restart", "purge")
+# An orchestration with thousands of activities must stay a page (others' details views ran out of memory).
+HISTORY_ROWS = 1000
+
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+                          autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+install_filters(_env)
+_env.globals["gantt"] = gantt
+
+
+@dataclass(frozen=True)
+class View:
+    """What every template gets: links that keep the mount point and the key, the token, the mode."""
+
+    request: Request
+    config: DashboardConfig
+    csrf: str
+
+    @property
+    def key(self) -> str:
+        return self.request.arg(KEY_PARAM)
+
+    def url(self, path: str, params: dict[str, Any] | str | None = None) -> str:
+        query = params if isinstance(params, str) else urlencode(params or {}, doseq=True)
+        if self.key:
+            query = "&".join(q for q in (query, urlencode({KEY_PARAM: self.key})) if q)
+        return f"{self.request.mount}{path}" + (f"?{query}" if query else "")
+
+    def static(self, name: str) -> str:
+        return self.url(f"/static/{name}")
+
+
+class Dashboard:
+    def __init__(self, managers: ManagerSource, config: DashboardConfig | None = None, *,
+                 bulk: Callable[[InstanceManager], BulkExecutor] = ThrottledLoop):
+        self.managers = managers
+        self.config = config or DashboardConfig()
+        self.bulk = bulk
+        self._routes = {
+            ("GET", "/"): self.list_page, ("GET", "/rows"): self.rows,
+            ("GET", "/overview"): self.overview, ("GET", "/overview/histogram"): self.histogram,
+            ("GET", "/instance"): self.instance_page, ("GET", "/instance/value"): self.value,
+            ("GET", "/instance/history.json"): self.history_download,
+            ("POST", "/action"): self.action, ("POST", "/bulk/preview"): self.bulk_preview,
+            ("POST", "/bulk/run"): self.bulk_run,
+        }
+
+    async def handle(self, request: Request) -> Response:
+        refusal = security.check_request(request, self.config)
+        if refusal is not None:
+            return _secured(refusal)
+        if request.method in ("GET", "HEAD") and request.path.startswith("/static/"):
+            return _secured(_static(request.path[len("/static/"):]))
+        handler = self._routes.get((request.method if request.method != "HEAD" else "GET", request.path))
+        if handler is None:
+            known = {p for _, p in self._routes}
+            return _secured(text(405 if request.path in known else 404,
+                                 f"No page {request.method} {request.path} here."))
+        token, cookie = security.csrf_token(request)
+        view = View(request, self.config, token)
+        try:
+            response = await handler(view)
+        except DurableError as e:
+            # A setting is the server's configuration, not the request's fault: 500, not 400.
+            status = 500 if isinstance(e, InvalidSetting) else http_status_of(e)
+            response = _render("error.html", view, status=status, message=str(e), title="Error")
+        if cookie:
+            response.cookies.append(cookie)
+        return _secured(response)
+
+    # --- list ---------------------------------------------------------------
+
+    async def _list(self, view: View) -> dict[str, Any]:
+        flt = ListFilter.from_args(view.request.query, page_size=self.config.page_size)
+        manager = await self.managers()
+        page = await manager.page(replace(flt.query(), show_output=False))
+        rows = [s for s in page if flt.matches(s)]
+        return dict(flt=flt, rows=rows, next_token=page.continuation_token, now=_now(),
+                    statuses=list(RuntimeStatus), ranges=RANGE_LABELS, refresh_choices=REFRESH_CHOICES,
+                    bulk_actions=BULK_ACTIONS, default_rate=self.config.bulk_rate_limit)
+
+    async def list_page(self, view: View) -> Response:
+        return _render("list.html", view, title="Instances", **await self._list(view))
+
+    async def rows(self, view: View) -> Response:
+        return _render("rows.html", view, **await self._list(view))
+
+    # --- overview -------------------------------------------------------------
+
+    async def overview(self, view: View) -> Response:
+        flt = ListFilter.from_args(view.request.query, page_size=self.config.page_size)
+        counts = await status_counts(await self.managers(), flt)
+        return _render("overview.html", view, title="Overview", flt=flt, counts=counts,
+                       total=sum(counts.values()), statuses=list(RuntimeStatus), ranges=RANGE_LABELS,
+                       refresh_choices=REFRESH_CHOICES)
+
+    async def histogram(self, view: View) -> Response:
+        flt = ListFilter.from_args(view.request.query, page_size=self.config.page_size)
+        data = await histogram(await self.managers(), flt)
+        return Response(200, json.dumps(data.to_json()), "application/json")
+
+    # --- one instance -----------------------------------------------------------
+
+    def _instance_id(self, view: View) -> str:
+        instance_id = view.request.arg("id")
+        if not instance_id:
+            raise InvalidInput("No instance id: open an instance from the list, or add ?id=<instance id>.")
+        return instance_id
+
+    async def instance_page(self, view: View) -> Response:
+        instance_id = self._instance_id(view)
+        manager = await self.managers()
+        status = await manager.status(instance_id, show_input=True)
+        timeline = await load_timeline(manager, instance_id)
+        urls, urls_note = await self._management_urls(manager, instance_id)
+        return _render("instance.html", view, title=f"Instance {instance_id}", s=status, timeline=timeline,
+                       urls=urls, urls_note=urls_note, now=_now(), failure=_failure(status, timeline),
+                       history_limit=HISTORY_ROWS)
+
+    async def _management_urls(self, manager: InstanceManager, instance_id: str) -> tuple[dict | None, str]:
+        # The dashboard never shows a key: URLs are shown with their code= value replaced, and the
+        # page says where the key is. (A page is often screenshotted or pasted; keys would leak.)
+        try:
+            urls = (await manager.management_urls(instance_id)).to_json()
+        except DurableError as e:
+            return None, str(e)
+        return {k: _without_key(v) for k, v in urls.items()}, (
+            "Keys are never shown here: where a URL needs one, add code=<the durabletask_extension system key>.")
+
+    async def value(self, view: View) -> Response:
+        instance_id = self._instance_id(view)
+        field = view.request.arg("field")
+        if field not in ("input", "output", "custom_status"):
+            raise InvalidInput(f"Unknown field {field!r}: ask for input, output or custom_status.")
+        status = await (await self.managers()).status(instance_id, show_input=field == "input")
+        return _render("value.html", view, value=getattr(status, field), field=field, s=status)
+
+    async def history_download(self, view: View) -> Response:
+        instance_id = self._instance_id(view)
+        manager = await self.managers()
+        await manager.status(instance_id, show_input=False)  # InstanceNotFound before an empty download
+        timeline = await load_timeline(manager, instance_id)
+        body = json.dumps({"instanceId": instance_id, "history": timeline.raw}, indent=2, default=str)
+        safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in instance_id)[:100]
+        return Response(200, body, "application/json", {
+            "Content-Disposition": f'attachment; filename="history-{safe_name}.json"'})
+
+    # --- actions ----------------------------------------------------------------
+
+    async def action(self, view: View) -> Response:
+        form = _first(view.request.form())
+        instance_id, action = form.get("id", ""), form.get("action", "")
+        try:
+            if action not in ACTIONS:
+                raise InvalidInput(f"Unknown action {action!r}; one of {', '.join(ACTIONS)}.")
+            if not instance_id:
+                raise InvalidInput("No instance id was sent with the action.")
+            message, new_id = await self._act(await self.managers(), action, instance_id, form)
+        except DurableError as e:
+            return _render("result.html", view, ok=False, message=str(e), instance_id=instance_id, new_id=None)
+        return _render("result.html", view, ok=True, message=message, instance_id=instance_id, new_id=new_id)
+
+    async def _act(self, m: InstanceManager, action: str, instance_id: str,
+                   form: dict[str, str]) -> tuple[str, str | None]:
+        reason = form.get("reason") or None
+        if action == "raise":
+            name = form.get("event_name", "").strip()
+            if not name:
+                raise InvalidInput("Give the event's name.")
+            data = _event_data(form.get("event_data", ""))
+            await m.raise_event(instance_id, name, data)
+            return f"Event {name!r} sent to {instance_id}.", None
+        if action == "restart":
+            new_id = await m.restart(instance_id, new_instance_id=form.get("new_id", "true") != "false")
+            return f"Restarted {instance_id} as {new_id}.", new_id
+        if action == "purge":
+            result = await m.purge_instance(instance_id)
+            return f"Purged {instance_id} ({result.instances_deleted} instance, {result.rows_deleted} rows).", None
+        await getattr(m, action)(instance_id, reason)
+        return f"{action.capitalize()} of {instance_id} requested.", None
+
+    # --- bulk -----------------------------------------------------------------
+
+    def _bulk_form(self, view: View) -> tuple[dict[str, list[str]], ListFilter, str, str, list[str], float]:
+        form = view.request.form()
+        first = lambda k: (form.get(k) or [""])[0]  # noqa: E731
+        action = check_action(first("action"))
+        scope = first("scope")
+        if scope not in ("selected", "filter"):
+            raise InvalidInput(f"Bulk scope {scope!r}: act on 'selected' rows or on everything the 'filter' matches.")
+        ids = [i for i in form.get("id", []) if i]
+        if scope == "selected" and not ids:
+            raise InvalidInput("No rows are selected: tick the instances to act on, or choose 'everything the "
+                               "filter matches'.")
+        flt = ListFilter.from_args(form, page_size=self.config.page_size)
+        return form, replace(flt, token=None), action, scope, ids, check_rate(first("rate") or
+                                                                              self.config.bulk_rate_limit)
+
+    async def bulk_preview(self, view: View) -> Response:
+        try:
+            form, flt, action, scope, ids, rate = self._bulk_form(view)
+            if scope == "selected":
+                total = len(ids)
+            else:
+                total = sum((await status_counts(await self.managers(), flt)).values())
+        except DurableError as e:
+            return _render("result.html", view, ok=False, message=str(e), instance_id="", new_id=None)
+        return _render("bulk_preview.html", view, action=action, label=BULK_ACTIONS[action], scope=scope, ids=ids,
+                       flt=flt, total=total, rate=rate, reason=(form.get("reason") or [""])[0])
+
+    async def bulk_run(self, view: View) -> Response:
+        try:
+            form, flt, action, scope, ids, rate = self._bulk_form(view)
+            first = lambda k: (form.get(k) or [""])[0]  # noqa: E731
+            done = _count(first("done") or "0")
+            # Never more than the count the user confirmed: a restart's new instances may match the filter
+            # too, and must not be restarted in turn.
+            total = _count(first("total") or str(len(ids)))
+        except DurableError as e:
+            return _render("result.html", view, ok=False, message=str(e), instance_id="", new_id=None)
+        room = max(0, total - done)
+        manager = await self.managers()
+        if scope == "selected":
+            chunk, next_ids = ids[:min(CHUNK, room)], ids[min(CHUNK, room):]
+            next_token = None
+            more = bool(next_ids)
+        else:
+            page = await manager.page(replace(flt.query(page_size=CHUNK), continuation_token=first("ct") or None,
+                                              show_output=False))
+            chunk = [s.instance_id for s in page if flt.matches(s)][:room]
+            next_ids, next_token = [], page.continuation_token
+            more = bool(next_token)
+        more = more and done + len(chunk) < total
+        results: list[ItemResult] = await self.bulk(manager).run(action, chunk, reason=first("reason") or None,
+                                                                 rate=rate)
+        return _render("bulk_progress.html", view, results=results, done=done + len(results),
+                       failed=int(first("failed") or 0) + sum(not r.ok for r in results),
+                       total=total, more=more, next_ids=next_ids, next_token=next_token,
+                       action=action, scope=scope, flt=flt, rate=rate, reason=first("reason"))
+
+
+def _render(template: str, view: View, *, status: int = 200, **context: Any) -> Response:
+    html = _env.get_template(template).render(view=view, config=view.config, **context)
+    return Response(status, html)
+
+
+def _secured(response: Response) -> Response:
+    for name, value in security.SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def _static(name: str) -> Response:
+    path = (STATIC / name).resolve()
+    if STATIC.resolve() not in path.parents or not path.is_file():
+        return text(404, f"No static file {name!r}.")
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    response = Response(200, path.read_bytes(), kind + ("; charset=utf-8" if kind.startswith(("text/", "application/javascript")) else ""))
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+def _count(value: str) -> int:
+    if not value.isdigit():
+        raise InvalidInput(f"{value!r} is not a count of instances.")
+    return int(value)
+
+
+def _first(form: dict[str, list[str]]) -> dict[str, str]:
+    return {k: v[0] for k, v in form.items() if v}
+
+
+def _event_data(text_value: str) -> Any:
+    if not text_value.strip():
+        return None
+    try:
+        return json.loads(text_value)
+    except ValueError as e:
+        raise InvalidInput(f"The event data is not JSON ({e}); nothing was sent. Write JSON, e.g. "
+                           '{"approved": true}, "text" or 42.') from None
+
+
+def _without_key(url: str) -> str:
+    import re
+
+    return re.sub(r"(?i)([?&]code=)[^&]*", r"\1<key>", url)
+
+
+def _failure(status: InstanceStatus, timeline) -> Any:
+    if status.runtime_status is not RuntimeStatus.FAILED:
+        return None
+    for ev in reversed(timeline.events):
+        if ev.event_type == "ExecutionCompleted":
+            return ev.details.get("FailureDetails") or ev.details.get("Result") or status.output
+    return status.output
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,141 @@
+"""The list filter: read from the URL (so a view is a link), turned into an ``InstanceQuery``.
+
+Time range, statuses, id prefix and orchestrator name reach storage; the
+custom-status match is applied to each page as it arrives (Table storage
+cannot match inside the custom status JSON), so such pages may hold fewer rows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+from urllib.parse import urlencode
+
+from ..errors import InvalidFilter
+from ..models import InstanceQuery, InstanceStatus, RuntimeStatus
+
+RANGES: dict[str, timedelta | None] = {
+    "1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(days=1), "7d": timedelta(days=7),
+    "30d": timedelta(days=30), "90d": timedelta(days=90), "all": None, "custom": None,
+}
+RANGE_LABELS = {"1h": "last hour", "6h": "last 6 hours", "24h": "last 24 hours", "7d": "last 7 days",
+                "30d": "last 30 days", "90d": "last 90 days", "all": "all time", "custom": "custom"}
+DEFAULT_RANGE = "24h"
+REFRESH_CHOICES = (0, 2, 5, 10)
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    range: str = DEFAULT_RANGE
+    created_from: datetime | None = None  # only for range=custom
+    created_to: datetime | None = None
+    statuses: tuple[RuntimeStatus, ...] = ()
+    id_prefix: str = ""
+    name: str = ""
+    custom_status: str = ""
+    refresh: int = 0
+    page_size: int = 50
+    token: str | None = None
+    errors: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, list[str]], *, page_size: int = 50) -> "ListFilter":
+        """From URL arguments; a bad value is reported in ``errors`` and ignored (the page still shows)."""
+        errors: list[str] = []
+        first = lambda k: (args.get(k) or [""])[0].strip()  # noqa: E731
+        rng = first("range") or DEFAULT_RANGE
+        if rng not in RANGES:
+            errors.append(f"Unknown time range {rng!r}; choose one of {', '.join(RANGES)}.")
+            rng = DEFAULT_RANGE
+        created_from = created_to = None
+        if rng == "custom":
+            created_from = _time(first("from"), "from", errors)
+            created_to = _time(first("to"), "to", errors)
+            if created_from and created_to and created_from > created_to:
+                errors.append("The custom range starts after it ends; give a 'from' not after 'to'.")
+                created_from = created_to = None
+        statuses: list[RuntimeStatus] = []
+        for value in args.get("status", []):
+            for part in value.split(","):
+                if part.strip():
+                    try:
+                        statuses.append(RuntimeStatus.parse(part))
+                    except InvalidFilter as e:
+                        errors.append(str(e))
+        refresh = first("refresh") or "0"
+        if not refresh.isdigit() or int(refresh) not in REFRESH_CHOICES:
+            errors.append(f"Auto-refresh {refresh!r} is not one of {', '.join(map(str, REFRESH_CHOICES))} seconds.")
+            refresh = "0"
+        size = first("size") or str(page_size)
+        if not size.isdigit() or not 1 <= int(size) <= 1000:
+            errors.append(f"Page size {size!r} must be a whole number from 1 to 1000.")
+            size = str(page_size)
+        ordered = tuple(s for s in RuntimeStatus if s in set(statuses))
+        return cls(rng, created_from, created_to, ordered, first("prefix"), first("name"), first("custom"),
+                   int(refresh), int(size), first("ct") or None, tuple(errors))
+
+    def time_range(self, now: datetime | None = None) -> tuple[datetime | None, datetime | None]:
+        if self.range == "custom":
+            return self.created_from, self.created_to
+        span = RANGES[self.range]
+        if span is None:
+            return None, None
+        now = now or datetime.now(timezone.utc)
+        return now - span, None
+
+    def query(self, *, page_size: int | None = None, show_input: bool = False) -> InstanceQuery:
+        start, end = self.time_range()
+        return InstanceQuery(start, end, self.statuses, self.id_prefix or None, self.name or None,
+                             show_input=show_input, page_size=page_size or self.page_size,
+                             continuation_token=self.token)
+
+    def matches(self, status: InstanceStatus) -> bool:
+        """The part storage cannot do: the custom status, matched as text (case-insensitive)."""
+        if not self.custom_status:
+            return True
+        value = status.custom_status
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        return self.custom_status.lower() in (text or "").lower()
+
+    def params(self, **changes: Any) -> dict[str, Any]:
+        """The URL arguments of this filter (``changes`` applied): what links and forms carry."""
+        f = replace(self, **changes) if changes else self
+        out: dict[str, Any] = {"range": f.range}
+        if f.range == "custom":
+            if f.created_from:
+                out["from"] = _local_input(f.created_from)
+            if f.created_to:
+                out["to"] = _local_input(f.created_to)
+        if f.statuses:
+            out["status"] = [s.value for s in f.statuses]
+        for key, value in (("prefix", f.id_prefix), ("name", f.name), ("custom", f.custom_status)):
+            if value:
+                out[key] = value
+        if f.refresh:
+            out["refresh"] = f.refresh
+        if f.page_size != 50:
+            out["size"] = f.page_size
+        if f.token:
+            out["ct"] = f.token
+        return out
+
+    def query_string(self, **changes: Any) -> str:
+        return urlencode(self.params(**changes), doseq=True)
+
+
+def _time(value: str, what: str, errors: list[str]) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        errors.append(f"The custom range's '{what}' ({value!r}) is not a date and time like 2026-01-31T08:00.")
+        return None
+    # A datetime-local input has no zone: the dashboard shows and reads times in UTC.
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _local_input(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M")
