@@ -258,7 +258,7 @@ async def test_listings_hold_one_bounded_page_and_a_token(anonymous, monkeypatch
     token = None
     for _ in range(10):
         headers = {"x-ms-continuation-token": token} if token else {}
-        answer = await send("GET", anonymous.url("/api/instances/query", "instanceIdPrefix=listed-&top=1"),
+        answer = await send("GET", anonymous.url("/api/QueryStatus", "instanceIdPrefix=listed-&top=1"),
                             headers=headers)
         assert answer.status == 200, answer.text
         batch = [s["instanceId"] for s in answer.json()]
@@ -295,7 +295,7 @@ def test_hub_name_from_a_secret_setting_is_refused_without_its_value(connection_
 
     from .support import REPO
 
-    settings = AppSettings(REPO, {}, {"extensions": {"durableTask": {"hubName": "%AzureWebJobsStorage%"}}},
+    settings = AppSettings(REPO, {}, {"version": "2.0", "extensions": {"durableTask": {"hubName": "%AzureWebJobsStorage%"}}},
                            {"AzureWebJobsStorage": connection_string})
     with pytest.raises(InvalidSetting) as caught:
         settings.hub_name()
@@ -328,7 +328,7 @@ async def test_non_utf8_key_header_is_401_not_500(authed):
     raw = "\xff\xfe\x80".encode("latin-1").decode("latin-1")
     answer = await send("GET", authed.url(WEBHOOKS + "/instances", keyed=False), headers={"x-functions-key": raw})
     refused(answer, 401, "Unauthorized")
-    answer = await send("GET", authed.url("/api/instances", keyed=False), headers={"x-functions-key": raw})
+    answer = await send("GET", authed.url("/api/GetAllStatus", keyed=False), headers={"x-functions-key": raw})
     assert answer.status == 401
 
 
