@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Callable
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-
 from ..errors import TaskHubNotFound
 from .names import DEFAULT_PARTITION_COUNT, TaskHubNames
 from .partitions import (PartitionLayout, PartitionManagement, TaskHubInfo, create_partition_store, discover_layout,
                          read_taskhub_info)
-from .storage import StorageAccount, map_storage_errors, status_of
+from .primitives import create_if_missing, delete_if_exists, get_or_none
+from .storage import StorageAccount, map_storage_errors
 
 if TYPE_CHECKING:
     from .messages import TaskMessage
@@ -154,23 +153,16 @@ class TaskHub:
 
     async def delete_message(self, queue_name: str, message_id: str, pop_receipt: str) -> bool:
         """Delete a received message; False if it was gone or re-delivered meanwhile (its receipt expired)."""
-        with map_storage_errors(f"deleting a message of queue {queue_name!r}"):
-            try:
-                await self.queue(queue_name).delete_message(message_id, pop_receipt)
-                return True
-            except ResourceNotFoundError:
-                return False
+        return await delete_if_exists(lambda: self.queue(queue_name).delete_message(message_id, pop_receipt),
+                                      f"deleting a message of queue {queue_name!r}")
 
     async def hide_message(self, queue_name: str, message_id: str, pop_receipt: str, seconds: int) -> str | None:
         """Keep a received message hidden for ``seconds`` more (0: show it again now); its new pop receipt,
         or None if it was gone or re-delivered meanwhile."""
-        with map_storage_errors(f"updating a message of queue {queue_name!r}"):
-            try:
-                updated = await self.queue(queue_name).update_message(message_id, pop_receipt,
-                                                                      visibility_timeout=seconds)
-                return updated.pop_receipt
-            except ResourceNotFoundError:
-                return None
+        updated = await get_or_none(
+            lambda: self.queue(queue_name).update_message(message_id, pop_receipt, visibility_timeout=seconds),
+            f"updating a message of queue {queue_name!r}")
+        return updated.pop_receipt if updated is not None else None
 
     @staticmethod
     def add_local_reader(queue_url: str, wake: "Callable[[float], None]") -> None:
@@ -273,45 +265,21 @@ class TaskHub:
     async def _delete_app_lease_container(self) -> None:
         # AppLeaseManager.DeleteContainerAsync: a container another app holds the app lease on cannot be
         # deleted without its lease id (HTTP 412); the provider leaves it, and so do we.
-        with map_storage_errors(f"deleting container {self.names.app_lease_container!r}"):
-            try:
-                await self.container(self.names.app_lease_container).delete_container()
-            except ResourceNotFoundError:
-                pass
-            except HttpResponseError as e:
-                if status_of(e) != 412:
-                    raise
+        await delete_if_exists(self.container(self.names.app_lease_container).delete_container,
+                               f"deleting container {self.names.app_lease_container!r}", leased_is_kept=True)
 
     async def _create_table(self, name: str) -> bool:
-        with map_storage_errors(f"creating table {name!r}"):
-            try:
-                await self._tables.create_table(name)
-                return True
-            except ResourceExistsError:
-                return False
+        return await create_if_missing(lambda: self._tables.create_table(name), f"creating table {name!r}")
 
     async def _create_queue(self, name: str) -> bool:
-        with map_storage_errors(f"creating queue {name!r}"):
-            try:
-                await self.queue(name).create_queue()
-                return True
-            except ResourceExistsError:
-                return False
+        return await create_if_missing(self.queue(name).create_queue, f"creating queue {name!r}")
 
     async def _delete_table(self, name: str) -> None:
         with map_storage_errors(f"deleting table {name!r}"):
             await self._tables.delete_table(name)  # no error when missing
 
     async def _delete_queue(self, name: str) -> None:
-        with map_storage_errors(f"deleting queue {name!r}"):
-            try:
-                await self.queue(name).delete_queue()
-            except ResourceNotFoundError:
-                pass
+        await delete_if_exists(self.queue(name).delete_queue, f"deleting queue {name!r}")
 
     async def _delete_container(self, name: str) -> None:
-        with map_storage_errors(f"deleting container {name!r}"):
-            try:
-                await self.container(name).delete_container()
-            except ResourceNotFoundError:
-                pass
+        await delete_if_exists(self.container(name).delete_container, f"deleting container {name!r}")

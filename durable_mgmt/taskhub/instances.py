@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import Any, AsyncIterator
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from ..errors import InvalidFilter
 from ..models import InstanceQuery, InstanceStatus, RuntimeStatus, parse_json_text
 from .names import escape_key, unescape_key
 from .odata import instances_filter
+from .primitives import delete_if_exists, get_or_none
 from .storage import map_storage_errors
 from .timefmt import as_utc
 
@@ -42,11 +42,10 @@ class InstancesTable:
     async def get(self, instance_id: str, *, with_input: bool = True, with_output: bool = True) -> dict[str, Any] | None:
         """The row of ``instance_id`` (large values brought back), or None."""
         select = _columns(with_input, with_output)
-        with map_storage_errors(f"reading instance {instance_id!r}"):
-            try:
-                entity = await self._table.get_entity(escape_key(instance_id), "", select=select)
-            except ResourceNotFoundError:
-                return None
+        entity = await get_or_none(lambda: self._table.get_entity(escape_key(instance_id), "", select=select),
+                                   f"reading instance {instance_id!r}")
+        if entity is None:
+            return None
         row = _plain(entity)
         await self._hub.large.restore_row(row, instances_table=True)
         return row
@@ -87,12 +86,8 @@ class InstancesTable:
         return meta.get("etag")
 
     async def delete(self, instance_id: str) -> bool:
-        with map_storage_errors(f"deleting instance {instance_id!r}"):
-            try:
-                await self._table.delete_entity(escape_key(instance_id), "")
-            except ResourceNotFoundError:
-                return False
-        return True
+        return await delete_if_exists(lambda: self._table.delete_entity(escape_key(instance_id), ""),
+                                      f"deleting instance {instance_id!r}")
 
     async def pages(self, query: InstanceQuery, *, columns: list[str] | None = None, prefetch: bool = False,
                     ) -> AsyncIterator[tuple[list[dict[str, Any]], str | None]]:

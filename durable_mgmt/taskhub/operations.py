@@ -29,6 +29,7 @@ from .events import serialize_tags
 from .names import (escape_key, new_execution_id, new_instance_id, unescape_key, validate_event_name,
                     validate_instance_id, validate_orchestrator_name)
 from .odata import Filter
+from .primitives import get_or_none
 from .storage import map_storage_errors
 from .timefmt import as_utc, utcnow
 
@@ -405,17 +406,13 @@ class TaskHubClient:
 
     async def _has_large_values(self) -> bool:
         container = self.hub.container(self.hub.names.large_messages_container)
-        from azure.core.exceptions import ResourceNotFoundError
 
-        from .storage import map_storage_errors
+        async def first_blob() -> bool:
+            async for _ in container.list_blobs(results_per_page=1):
+                return True
+            return False
 
-        with map_storage_errors("looking for large values"):
-            try:
-                async for _ in container.list_blobs(results_per_page=1):
-                    return True
-            except ResourceNotFoundError:
-                return False
-        return False
+        return bool(await get_or_none(first_blob, "looking for large values"))
 
     async def delete_hub(self) -> None:
         """Delete every table, queue and container of the task hub."""

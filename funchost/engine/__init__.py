@@ -20,6 +20,7 @@ from typing import Any
 
 from durable_mgmt.taskhub import TaskHub
 
+from ..loader import find_ignoring_case
 from .activities import ActivityDispatcher
 from .functions import ActivityRunner, call_orchestrator, direct_runner
 from .leases import LeaseManager
@@ -37,13 +38,12 @@ class Engine:
     called with its input only.
     """
 
-    def __init__(self, hub: TaskHub, index: Any, *, settings: Any = None, worker_id: str | None = None,
+    def __init__(self, hub: TaskHub, index: Any, *, worker_id: str | None = None,
                  activity_runner: ActivityRunner | None = None, executor: Executor | None = None,
                  lease_seconds: int = 15, lease_tick_seconds: float = 3.0, max_concurrent_activities: int = 32,
                  max_concurrent_orchestrations: int = 64, visibility_seconds: int = 30):
         self.hub = hub
         self.index = index
-        self.settings = settings
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.wakeups = Wakeups()
         self.stats: dict[str, int] = {}
@@ -65,10 +65,8 @@ class Engine:
 
     @staticmethod
     def _invoker(orchestrators: dict[str, Any]):
-        by_lower = {name.lower(): info for name, info in orchestrators.items()}
-
         def invoke(name: str, context_json: str) -> str:
-            info = orchestrators.get(name) or by_lower.get(name.lower())
+            info = find_ignoring_case(orchestrators, name)
             if info is None:
                 known = ", ".join(sorted(orchestrators)) or "none"
                 raise LookupError(f"The orchestrator function '{name}' does not exist in this app "

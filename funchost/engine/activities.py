@@ -21,6 +21,7 @@ from durable_mgmt.taskhub import TaskHub
 from durable_mgmt.taskhub.events import EventType, event
 from durable_mgmt.taskhub.messages import MessageFormatError, TaskMessage
 
+from ..loader import find_ignoring_case
 from .functions import ActivityRunner, decode_activity_input, encode_activity_output
 from .wakeup import Wakeups
 
@@ -125,8 +126,7 @@ class ActivityDispatcher:
     async def _execute(self, msg: TaskMessage):
         scheduled = msg.event
         name = scheduled.name or ""
-        info = self.activities.get(name) or next(
-            (f for n, f in self.activities.items() if n.lower() == name.lower()), None)
+        info = find_ignoring_case(self.activities, name)
         if info is None:
             known = ", ".join(sorted(self.activities)) or "none"
             return self._failed(scheduled.event_id, f"Activity function '{name}' does not exist in this app "

@@ -25,11 +25,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.functions.queue import QueueMessage  # the worker's: with dequeue count and times
 
 from durable_mgmt.errors import DurableError, InvalidSetting
 from durable_mgmt.settings import AppSettings
+from durable_mgmt.taskhub.primitives import create_if_missing, list_or_none
 from durable_mgmt.taskhub.storage import map_storage_errors
 
 from ..config import QueueOptions
@@ -132,14 +132,14 @@ class QueueListener:
 
     async def _receive(self, count: int) -> list[Any]:
         visibility = int(self._options.processing_visibility.total_seconds())
-        with map_storage_errors(f"receiving messages from queue {self.binding.queue_name!r}"):
-            try:
-                pager = self._queue.receive_messages(messages_per_page=count, max_messages=count,
-                                                     visibility_timeout=visibility)
-                return [m async for m in pager]
-            except ResourceNotFoundError:
-                await _create_queue(self._queue)  # deleted while we ran: recreate and carry on
-                return []
+        messages = await list_or_none(
+            lambda: self._queue.receive_messages(messages_per_page=count, max_messages=count,
+                                                 visibility_timeout=visibility),
+            f"receiving messages from queue {self.binding.queue_name!r}")
+        if messages is None:
+            await _create_queue(self._queue)  # deleted while we ran: recreate and carry on
+            return []
+        return messages
 
     async def _process(self, message: Any) -> None:
         name, max_count = self.binding.queue_name, self._options.max_dequeue_count
@@ -245,11 +245,7 @@ class _VisibilityLease:
 
 
 async def _create_queue(queue) -> None:
-    with map_storage_errors(f"creating queue {queue.queue_name!r}"):
-        try:
-            await queue.create_queue()
-        except ResourceExistsError:
-            pass
+    await create_if_missing(queue.create_queue, f"creating queue {queue.queue_name!r}")
 
 
 def decode_queue_message(text: str, encoding: str) -> bytes:
