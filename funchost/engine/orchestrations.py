@@ -14,18 +14,20 @@ is brought in line with history when the instance is next loaded.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from durable_mgmt.errors import ConcurrencyConflict, DurableError
+from durable_mgmt.models import RuntimeStatus
 from durable_mgmt.taskhub import TaskHub
 from durable_mgmt.taskhub.events import EventType
 from durable_mgmt.taskhub.history import History
+from durable_mgmt.taskhub.instance_row import InstanceRow, runtime_status_of
 from durable_mgmt.taskhub.messages import MessageFormatError, TaskMessage, order_messages
-from durable_mgmt.taskhub.names import escape_key
 from durable_mgmt.taskhub.timefmt import utcnow
 
 from .episode import EpisodeResult, InstanceState, run_episode
@@ -215,28 +217,28 @@ class OrchestrationDispatcher:
         state = session.state
         row = None
         if reload or state.started is None or state.is_terminal:
-            row = await self.hub.instances.get(iid, with_input=False, with_output=False)
+            row = await self.hub.instances.read(iid, with_input=False, with_output=False)
             if row is not None and state.started is not None:
                 await self._repair_row(state, row)
         result = run_episode(state, batch, self.invoke, now=utcnow(),
-                             row_execution_id=(row or {}).get("ExecutionId"),
-                             row_status=(row or {}).get("RuntimeStatus"))
+                             row_execution_id=row.execution_id if row else None,
+                             row_status=row.runtime_status if row else None)
         for line in result.log:
             log.info(line)
         await self._commit(session, result)
 
-    async def _repair_row(self, state: InstanceState, row: dict[str, Any]) -> None:
+    async def _repair_row(self, state: InstanceState, row: InstanceRow) -> None:
         """Finish a commit a crash interrupted: history is final, the Instances row was not updated."""
         status = state.status
-        if status is None or not state.is_terminal or row.get("RuntimeStatus") == status.name:
+        if status is None or not state.is_terminal or row.runtime_status == runtime_status_of(status):
             return
-        if row.get("ExecutionId") not in (None, state.execution_id):
+        if row.execution_id not in (None, state.execution_id):
             return
         done = next((e for e in reversed(state.events) if e.type == EventType.ExecutionCompleted), None)
         log.info("repairing the Instances row of %r: %s", state.instance_id, status.name)
-        await self._write_row(state.instance_id, {
-            "RuntimeStatus": status.name, "Output": done.result if done else None,
-            "LastUpdatedTime": utcnow(), "CompletedTime": utcnow(), "ExecutionId": state.execution_id})
+        await self._write_row(InstanceRow(
+            state.instance_id, runtime_status=runtime_status_of(status), output=done.result if done else None,
+            last_updated_time=utcnow(), completed_time=utcnow(), execution_id=state.execution_id))
 
     async def _load(self, instance_id: str) -> InstanceState:
         history = await self.hub.history.read(instance_id)
@@ -267,11 +269,12 @@ class OrchestrationDispatcher:
             self.stats["episodes"] = self.stats.get("episodes", 0) + 1
             # The provider's order: the row follows the history, the deletes follow the row. If the row
             # write fails, the messages stay and the episode is replayed, which repairs the row.
-            await self._write_row(iid, result.row, replace=result.reset_history)
+            await self._write_row(result.row, replace=result.reset_history)
         elif result.terminate_unstarted is not None:
             now = utcnow()
-            await self._write_row(iid, {"RuntimeStatus": "Terminated", "Output": result.terminate_unstarted,
-                                        "LastUpdatedTime": now, "CompletedTime": now})
+            await self._write_row(InstanceRow(iid, runtime_status=RuntimeStatus.TERMINATED,
+                                              output=result.terminate_unstarted, last_updated_time=now,
+                                              completed_time=now))
         if result.consumed:
             # Off the critical path: the episode is durable now, so the session may take its next batch while
             # the deletes fly. A delete that never lands only means a re-delivery, which is dropped as a duplicate.
@@ -284,11 +287,9 @@ class OrchestrationDispatcher:
             # Waiting for a start that may be scheduled far ahead: back off instead of polling every second.
             await self._abandon([m], min(MAX_WAIT_FOR_START, max(DEFER_SECONDS, m.dequeue_count)))
 
-    async def _write_row(self, instance_id: str, row: dict[str, Any], *, replace: bool = False) -> None:
+    async def _write_row(self, row: InstanceRow, *, replace: bool = False) -> None:
         """Merge ``row`` into the Instances row; a new execution replaces it (no stale Output)."""
-        cols = {k: v for k, v in row.items() if v is not None}
-        cols.update({"PartitionKey": escape_key(instance_id), "RowKey": "", "TaskHubName": self.hub.name})
-        await self.hub.instances.upsert(cols, replace=replace)
+        await self.hub.instances.upsert(dataclasses.replace(row, task_hub_name=self.hub.name), replace=replace)
 
     async def _send_activity(self, m: TaskMessage) -> None:
         local = self.local_activities
