@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from ..errors import TaskHubNotFound
+from .history import HistoryTable
+from .instances import InstancesTable
+from .largevalues import LargeValues
+from .messages import INFINITE_TIME_TO_LIVE, TaskMessage, next_sequence_number, visibility_delay
 from .names import DEFAULT_PARTITION_COUNT, TaskHubNames
 from .partitions import (PartitionLayout, PartitionManagement, TaskHubInfo, create_partition_store, discover_layout,
                          read_taskhub_info)
 from .primitives import create_if_missing, delete_if_exists, get_or_none
 from .storage import StorageAccount, map_storage_errors
 
-if TYPE_CHECKING:
-    from .messages import TaskMessage
 
 
-_LOCAL_READERS: dict[str, list] = {}
-
-
-def _notify_local_readers(queue_url: str, delay: float) -> None:
-    for wake in _LOCAL_READERS.get(queue_url, ()):
-        wake(delay)
+# Told of every message this handle sends: (queue name, seconds until it is visible).
+SendObserver = Callable[[str, float], None]
 
 
 class TaskHub:
@@ -45,6 +43,7 @@ class TaskHub:
         self._opened = False
         self._ensured = False
         self._ensure_lock = asyncio.Lock()
+        self._send_observers: list[SendObserver] = []
 
     @property
     def name(self) -> str:
@@ -60,10 +59,6 @@ class TaskHub:
     async def open(self) -> None:
         if self._opened:
             return
-        from .history import HistoryTable
-        from .instances import InstancesTable
-        from .largevalues import LargeValues
-
         self._tables = self.account.table_service()
         self._queues = self.account.queue_service()
         self._blobs = self.account.blob_service()
@@ -113,7 +108,7 @@ class TaskHub:
 
     # --- messages ----------------------------------------------------------
 
-    async def send_to_orchestration(self, message: "TaskMessage", *, hidden_for: int | None = None) -> "TaskMessage":
+    async def send_to_orchestration(self, message: TaskMessage, *, hidden_for: int | None = None) -> TaskMessage:
         """Put ``message`` on the control queue of its target instance (delayed if it is due later).
 
         ``hidden_for`` sends it invisible for that many seconds: the sender
@@ -123,12 +118,10 @@ class TaskHub:
         """
         return await self._send(self.control_queue_for(message.instance_id), message, hidden_for)
 
-    async def send_to_activities(self, message: "TaskMessage", *, hidden_for: int | None = None) -> "TaskMessage":
+    async def send_to_activities(self, message: TaskMessage, *, hidden_for: int | None = None) -> TaskMessage:
         return await self._send(self.workitem_queue, message, hidden_for)
 
-    async def _send(self, queue, message: "TaskMessage", hidden_for: int | None) -> "TaskMessage":
-        from .messages import INFINITE_TIME_TO_LIVE, next_sequence_number, visibility_delay
-
+    async def _send(self, queue, message: TaskMessage, hidden_for: int | None) -> TaskMessage:
         # Numbered at send time, per process, as TaskHubQueue.AddMessageAsync does.
         message.sequence_number = next_sequence_number()
         body = await self.large.encode_message(message)
@@ -141,7 +134,8 @@ class TaskHub:
         message.queue_name, message.message_id, message.pop_receipt = queue.queue_name, sent.id, sent.pop_receipt
         message.inserted_on = sent.inserted_on
         if not hidden_for:
-            _notify_local_readers(queue.url, delay)
+            for observer in list(self._send_observers):
+                observer(queue.queue_name, delay)
         return message
 
     async def receive(self, queue_name: str, count: int, visibility_seconds: int) -> list[Any]:
@@ -164,20 +158,22 @@ class TaskHub:
             f"updating a message of queue {queue_name!r}")
         return updated.pop_receipt if updated is not None else None
 
-    @staticmethod
-    def add_local_reader(queue_url: str, wake: "Callable[[float], None]") -> None:
-        """Register ``wake(delay_seconds)`` to be called whenever this process sends to ``queue_url``.
+    def observe_sends(self, observer: SendObserver) -> Callable[[], None]:
+        """Call ``observer(queue_name, delay_seconds)`` after every visible send through this handle;
+        returns the function that stops it.
 
-        The queue stays the source of truth; this only lets a reader in the
-        same process look at once instead of at its next poll.
+        The queue stays the source of truth; this only lets a reader owned by
+        the same program (the local host's) look at once instead of at its
+        next poll. Messages sent hidden (``hidden_for``) are handed over by
+        the sender itself and are not reported.
         """
-        _LOCAL_READERS.setdefault(queue_url, []).append(wake)
+        self._send_observers.append(observer)
 
-    @staticmethod
-    def remove_local_reader(queue_url: str, wake: "Callable[[float], None]") -> None:
-        readers = _LOCAL_READERS.get(queue_url, [])
-        if wake in readers:
-            readers.remove(wake)
+        def stop() -> None:
+            if observer in self._send_observers:
+                self._send_observers.remove(observer)
+
+        return stop
 
     # --- lifecycle ---------------------------------------------------------
 

@@ -10,7 +10,6 @@ import asyncio
 import base64
 import binascii
 import json
-from datetime import datetime
 from typing import Any, AsyncIterator
 
 from azure.core import MatchConditions
@@ -18,12 +17,12 @@ from azure.data.tables import UpdateMode
 
 from ..errors import InvalidFilter
 from ..models import InstanceQuery, InstanceStatus
+from .entities import HubTable, plain_entity
 from .instance_row import InstanceRow
 from .names import escape_key, unescape_key
 from .odata import instances_filter
 from .primitives import delete_if_exists, get_or_none
 from .storage import map_storage_errors
-from .timefmt import as_utc
 
 MAX_PAGE = 1000
 SUMMARY_COLUMNS = ["PartitionKey", "RowKey", "Name", "Version", "RuntimeStatus", "CreatedTime", "LastUpdatedTime",
@@ -31,15 +30,7 @@ SUMMARY_COLUMNS = ["PartitionKey", "RowKey", "Name", "Version", "RuntimeStatus",
                    "TaskHubName"]
 
 
-class InstancesTable:
-    def __init__(self, hub, table_client):
-        self._hub = hub
-        self._table = table_client
-
-    @property
-    def client(self):
-        return self._table
-
+class InstancesTable(HubTable):
     async def get(self, instance_id: str, *, with_input: bool = True, with_output: bool = True) -> dict[str, Any] | None:
         """The row of ``instance_id`` (large values brought back), or None."""
         select = _columns(with_input, with_output)
@@ -47,7 +38,7 @@ class InstancesTable:
                                    f"reading instance {instance_id!r}")
         if entity is None:
             return None
-        row = _plain(entity)
+        row = plain_entity(entity)
         await self._hub.large.restore_row(row, instances_table=True)
         return row
 
@@ -130,7 +121,7 @@ class InstancesTable:
                     page = await pages.__anext__()
                 except StopAsyncIteration:
                     return None
-                return [_plain(e) async for e in page]
+                return [plain_entity(e) async for e in page]
 
             pending = asyncio.ensure_future(fetch())
             try:
@@ -168,19 +159,6 @@ def _columns(with_input: bool, with_output: bool) -> list[str]:
     if with_output:
         cols.append("Output")
     return cols
-
-
-def _plain(entity) -> dict[str, Any]:
-    row = dict(entity)
-    meta = getattr(entity, "metadata", None) or {}
-    if meta.get("etag"):
-        row["etag"] = meta["etag"]
-    for key, value in list(row.items()):
-        if isinstance(value, datetime):
-            row[key] = as_utc(value)
-        elif hasattr(value, "value") and type(value).__name__ == "EntityProperty":
-            row[key] = value.value
-    return row
 
 
 def encode_continuation_token(token: Any) -> str | None:

@@ -25,7 +25,7 @@ from .activities import ActivityDispatcher
 from .functions import ActivityRunner, call_orchestrator, direct_runner
 from .leases import LeaseManager
 from .orchestrations import OrchestrationDispatcher
-from .wakeup import Wakeups
+from .router import LocalRouter
 
 log = logging.getLogger("funchost.engine")
 
@@ -45,20 +45,18 @@ class Engine:
         self.hub = hub
         self.index = index
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.wakeups = Wakeups()
+        self.router = LocalRouter(hub)  # the dispatchers' wake-ups and local hand-over
         self.stats: dict[str, int] = {}
         self._own_executor = executor is None
         self.executor = executor or ThreadPoolExecutor(max_workers=max_concurrent_activities,
                                                        thread_name_prefix="activity")
         orchestrators = index.orchestrators
-        self.orchestrations = OrchestrationDispatcher(hub, self._invoker(orchestrators), self.wakeups,
+        self.orchestrations = OrchestrationDispatcher(hub, self._invoker(orchestrators), self.router,
                                                       max_concurrent=max_concurrent_orchestrations,
                                                       visibility_seconds=visibility_seconds, stats=self.stats)
         self.activities = ActivityDispatcher(hub, index.activities, activity_runner or direct_runner(self.executor),
-                                             self.wakeups, concurrency=max_concurrent_activities,
+                                             self.router, concurrency=max_concurrent_activities,
                                              visibility_seconds=visibility_seconds, stats=self.stats)
-        self.orchestrations.local_activities = self.activities
-        self.activities.local_orchestrations = self.orchestrations
         self.leases = LeaseManager(hub, self.worker_id, self.orchestrations.acquire, self.orchestrations.release,
                                    lease_seconds=lease_seconds, tick_seconds=lease_tick_seconds)
         self._started = False
@@ -98,7 +96,7 @@ class Engine:
         await self.orchestrations.stop()  # stop reading, let running episodes commit
         await self.activities.stop()
         await self.leases.stop()          # then hand the partitions over
-        self.wakeups.close()
+        self.router.close()
         if self._own_executor:
             self.executor.shutdown(wait=False, cancel_futures=True)
 

@@ -31,7 +31,8 @@ from durable_mgmt.taskhub.messages import MessageFormatError, TaskMessage, order
 from durable_mgmt.taskhub.timefmt import utcnow
 
 from .episode import EpisodeResult, InstanceState, run_episode
-from .wakeup import Wakeups
+from ..queue_consumer import receive_loop
+from .router import LocalRouter
 
 log = logging.getLogger("funchost.engine")
 
@@ -53,14 +54,14 @@ class _Session:
 
 
 class OrchestrationDispatcher:
-    def __init__(self, hub: TaskHub, invoke: Callable[[str, str], str], wakeups: Wakeups, *,
+    def __init__(self, hub: TaskHub, invoke: Callable[[str, str], str], router: LocalRouter, *,
                  max_concurrent: int = 64, visibility_seconds: int = 30, stats: dict | None = None):
         """``visibility_seconds``: how long a received message stays hidden. Held messages are
         renewed while we work on them; after a crash they reappear this soon."""
         self.hub = hub
         self.visibility = visibility_seconds
         self.invoke = invoke
-        self.wakeups = wakeups
+        self.router = router
         self.sessions: OrderedDict[str, _Session] = OrderedDict()
         self.readers: dict[int, asyncio.Task] = {}
         self.episode_slots = asyncio.Semaphore(max_concurrent)
@@ -68,7 +69,7 @@ class OrchestrationDispatcher:
         self.stats = stats if stats is not None else {}
         self._owned: set[int] = set()
         self._renewer: asyncio.Task | None = None
-        self.local_activities = None  # the ActivityDispatcher of this worker, for the local fast path
+        router.take_orchestrations(self)
 
     # --- partitions ------------------------------------------------------
 
@@ -121,36 +122,24 @@ class OrchestrationDispatcher:
             m.pop_receipt, m.received_at = receipt, now
 
     async def _read(self, partition: int) -> None:
-        queue = self.hub.control_queue(partition)
-        poller = self.wakeups.watch(queue)
-        while True:
-            try:
-                got = await self._receive(queue, partition)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.warning("reading %s failed: %s", queue.queue_name, e)
-                got = 0
-                await asyncio.sleep(1)
-            if got:
-                poller.busy()
-            else:
-                await poller.idle()
+        name = self.hub.names.control_queue(partition)
 
-    async def _receive(self, queue, partition: int) -> int:
-        raw = await self.hub.receive(queue.queue_name, RECEIVE_BATCH, self.visibility)
-        for m in raw:
+        async def handle(m) -> None:
             try:
                 msg = await self.hub.large.decode_message(m.content)
             except (MessageFormatError, DurableError, ValueError) as e:
-                log.error("dropping unreadable message %s on %s: %s", m.id, queue.queue_name, e)
-                await self.hub.delete_message(queue.queue_name, m.id, m.pop_receipt)
-                continue
-            msg.queue_name, msg.message_id, msg.pop_receipt = queue.queue_name, m.id, m.pop_receipt
+                log.error("dropping unreadable message %s on %s: %s", m.id, name, e)
+                await self.hub.delete_message(name, m.id, m.pop_receipt)
+                return
+            msg.queue_name, msg.message_id, msg.pop_receipt = name, m.id, m.pop_receipt
             msg.dequeue_count, msg.inserted_on = m.dequeue_count or 0, m.inserted_on
             msg.received_at = time.monotonic()
             self._deliver(msg, partition)
-        return len(raw)
+
+        # Sessions take any number of messages: the room is one batch.
+        await receive_loop(name, self.router.watch(name),
+                           lambda count: self.hub.receive(name, count, self.visibility), handle,
+                           room=lambda: RECEIVE_BATCH)
 
     def deliver_local(self, msg: TaskMessage) -> bool:
         """Take a message this process just sent (hidden) to a queue it owns, without receiving it."""
@@ -250,7 +239,7 @@ class OrchestrationDispatcher:
         state = session.state
         iid = session.instance_id
         _stamp_sender(iid, result, [] if result.reset_history else state.events)
-        sends = [self._send_activity(m) for m in result.to_activities]
+        sends = [self.router.send_activity(m) for m in result.to_activities]
         sends += [self._send_orchestration(m) for m in result.to_orchestrations]
         if sends:
             await asyncio.gather(*sends)
@@ -291,14 +280,6 @@ class OrchestrationDispatcher:
         """Merge ``row`` into the Instances row; a new execution replaces it (no stale Output)."""
         await self.hub.instances.upsert(dataclasses.replace(row, task_hub_name=self.hub.name), replace=replace)
 
-    async def _send_activity(self, m: TaskMessage) -> None:
-        local = self.local_activities
-        if local is not None and local.has_room():
-            # Local fast path: sent hidden, run here at once, deleted by us; if we die it reappears.
-            local.take_local(await self.hub.send_to_activities(m, hidden_for=local.visibility))
-        else:
-            await self.hub.send_to_activities(m)
-
     async def _send_orchestration(self, m: TaskMessage) -> None:
         await self.hub.send_to_orchestration(m)
 
@@ -323,7 +304,7 @@ class OrchestrationDispatcher:
                 await self.hub.hide_message(m.queue_name, m.message_id, m.pop_receipt, int(seconds))
             except DurableError as e:
                 log.debug("could not put message %s back: %s", m.message_id, e)
-            self.wakeups.wake_at(m.queue_name, seconds + 0.05)
+            self.router.wake_at(m.queue_name, seconds + 0.05)
 
 
 def _stamp_sender(instance_id: str, result: EpisodeResult, base: list) -> None:
