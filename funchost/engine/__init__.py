@@ -3,7 +3,8 @@
     Engine
     ├── LeaseManager            which control queues (partitions) this worker reads
     ├── OrchestrationDispatcher one reader per owned partition, one session per instance
-    └── ActivityDispatcher      the shared work-item queue
+    ├── ActivityDispatcher      the shared work-item queue
+    └── LocalRouter             wake-ups and local hand-over between the two dispatchers
 
 Stopped in order: leases given up (no new partitions), readers stopped,
 in-flight episodes and activities drained (or left to reappear), leases
