@@ -67,6 +67,13 @@ class HostKeys:
             return wanted is not None and _equal(key, wanted)
         return False
 
+    def all_values(self) -> list[str]:
+        """Every key value (used to scrub them from anything that might be shown)."""
+        out = [self.master, *self.function_keys.values(), *self.system_keys.values()]
+        for keys in self.per_function.values():
+            out += keys.values()
+        return out
+
 
 def _equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
