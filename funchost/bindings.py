@@ -18,10 +18,10 @@ from datetime import datetime, timezone
 from typing import Any, Generic, Iterable, Mapping, TypeVar
 
 import azure.functions as func
-from azure.core.exceptions import ResourceExistsError
 
 from durable_mgmt.errors import ConcurrencyConflict, InvalidSetting
 from durable_mgmt.settings import AppSettings
+from durable_mgmt.taskhub.primitives import create_if_missing
 from durable_mgmt.taskhub.storage import map_storage_errors
 
 from .connections import Connections, setting_name
@@ -161,11 +161,7 @@ class OutputWriter:
     async def _ensure(self, key: tuple[str, str, str], create, what: str) -> None:
         if key in self._created:
             return
-        with map_storage_errors(what):
-            try:
-                await create()
-            except ResourceExistsError:
-                pass
+        await create_if_missing(create, what)
         self._created.add(key)
 
 

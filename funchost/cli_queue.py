@@ -14,10 +14,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import click
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from durable_mgmt.errors import DurableError
 from durable_mgmt.settings import DEFAULT_CONNECTION_SETTING, load_settings
+from durable_mgmt.taskhub.primitives import create_if_missing, get_or_none
 from durable_mgmt.taskhub.storage import map_storage_errors
 
 from .bindings import encode_queue_message
@@ -94,10 +94,7 @@ def _fail(message: object) -> int:
 async def _send(queue_name: str, message: str, script_root: Path, setting: str) -> int:
     try:
         async with _open_queue(script_root, setting, queue_name, "sending to queue") as (client, encoding):
-            try:
-                await client.create_queue()
-            except ResourceExistsError:
-                pass
+            await create_if_missing(client.create_queue, f"creating queue {queue_name!r}")
             await client.send_message(encode_queue_message(message, encoding))
     except (DurableError, ValueError) as e:
         return _fail(e)
@@ -108,9 +105,9 @@ async def _send(queue_name: str, message: str, script_root: Path, setting: str) 
 async def _peek(queue_name: str, max_messages: int, script_root: Path, setting: str) -> int:
     try:
         async with _open_queue(script_root, setting, queue_name, "reading queue") as (client, encoding):
-            try:
-                messages = await client.peek_messages(max_messages=max_messages)
-            except ResourceNotFoundError:
+            messages = await get_or_none(lambda: client.peek_messages(max_messages=max_messages),
+                                         f"reading queue {queue_name!r}")
+            if messages is None:
                 return _fail(f"queue '{queue_name}' does not exist.")
     except (DurableError, ValueError) as e:
         return _fail(e)

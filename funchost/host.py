@@ -304,7 +304,7 @@ class LocalHost:
         async def run_activity(info, value):  # activities get output bindings and logs like any function
             return await invoker.invoke(info, value, reason="Activity scheduled by an orchestration.")
 
-        engine = Engine(self.hub, self.index, settings=self.settings, activity_runner=run_activity,
+        engine = Engine(self.hub, self.index, activity_runner=run_activity,
                         executor=self._executor)
         await engine.start()
         return engine

@@ -18,8 +18,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
+from durable_mgmt.taskhub.primitives import create_if_missing, read_blob
 from durable_mgmt.taskhub.storage import map_storage_errors
 
 SECRETS_CONTAINER = "azure-webjobs-secrets"
@@ -84,11 +84,7 @@ def _equal(a: str, b: str) -> bool:
 async def load_or_create_keys(blob_service, host_id: str, functions: Iterable[str]) -> HostKeys:
     """Read this host's keys, creating whatever is missing (once: concurrent starts agree)."""
     container = blob_service.get_container_client(SECRETS_CONTAINER)
-    with map_storage_errors(f"creating container {SECRETS_CONTAINER!r}"):
-        try:
-            await container.create_container()
-        except ResourceExistsError:
-            pass
+    await create_if_missing(container.create_container, f"creating container {SECRETS_CONTAINER!r}")
     host = await _load_or_create(container, f"{host_id}/host.json", _new_host_secrets)
     per_function = {}
     for name in functions:
@@ -105,17 +101,14 @@ async def load_or_create_keys(blob_service, host_id: str, functions: Iterable[st
 
 async def _load_or_create(container, blob_name: str, make) -> dict[str, Any]:
     blob = container.get_blob_client(blob_name)
-    with map_storage_errors(f"reading {SECRETS_CONTAINER}/{blob_name}"):
-        try:
-            return json.loads(await (await blob.download_blob()).readall())
-        except ResourceNotFoundError:
-            pass
-        try:
-            doc = make()
-            await blob.upload_blob(json.dumps(doc, indent=2), overwrite=False)
-            return doc
-        except ResourceExistsError:  # another host created it first: use theirs
-            return json.loads(await (await blob.download_blob()).readall())
+    what = f"reading {SECRETS_CONTAINER}/{blob_name}"
+    content = await read_blob(blob, what)
+    if content is not None:
+        return json.loads(content)
+    doc = make()
+    if await create_if_missing(lambda: blob.upload_blob(json.dumps(doc, indent=2), overwrite=False), what):
+        return doc
+    return json.loads(await read_blob(blob, what) or b"{}")  # another host created it first: use theirs
 
 
 async def _save(container, blob_name: str, doc: dict[str, Any]) -> None:

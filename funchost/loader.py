@@ -23,7 +23,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from .errors import AppLoadError
 
@@ -97,6 +97,19 @@ class FunctionInfo:
         return f"function {self.name!r}" + (f" ({self.location})" if self.location else "")
 
 
+F = TypeVar("F")
+
+
+def find_ignoring_case(functions: Mapping[str, F], name: str) -> F | None:
+    """``functions[name]``, else the one whose name differs only in case: the Functions host matches
+    function names case-insensitively (orchestrators, activities and HTTP admin calls alike)."""
+    exact = functions.get(name)
+    if exact is not None:
+        return exact
+    lower = name.lower()
+    return next((f for n, f in functions.items() if n.lower() == lower), None)
+
+
 @dataclass(frozen=True)
 class FunctionIndex:
     """The app's functions by name (registration order), with views by trigger type."""
@@ -141,9 +154,7 @@ class FunctionIndex:
 
     def find(self, name: str, trigger_type: str | None = None) -> FunctionInfo | None:
         """The function called ``name``, ignoring case as the Functions host does."""
-        exact = self.functions.get(name)
-        if exact is None:
-            exact = next((f for n, f in self.functions.items() if n.lower() == name.lower()), None)
+        exact = find_ignoring_case(self.functions, name)
         if exact is not None and trigger_type is not None and exact.trigger_type != trigger_type:
             return None
         return exact

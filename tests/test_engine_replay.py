@@ -94,7 +94,7 @@ class World:
         if out.has_commit:
             state.events = (out.new_events if out.reset_history else state.events + out.new_events)
             state.execution_id = out.execution_id
-            self.rows.setdefault(iid, {}).update(out.row)
+            self.rows.setdefault(iid, {}).update(out.row.to_entity())
         self.work.extend(out.to_activities)
         for m in out.to_orchestrations:
             (self.timers if m.event.type == EventType.TimerFired else self.control).append(m)

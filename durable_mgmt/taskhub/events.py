@@ -112,6 +112,11 @@ COMMON_COLUMNS = frozenset({"PartitionKey", "RowKey", "Timestamp", "etag", "Even
                             "_Timestamp", "ExecutionId"})
 
 
+def _prop(column: str) -> property:
+    """A read-only attribute for one of an event's properties (None when it has none)."""
+    return property(lambda self: self.props.get(column), doc=f"The event's {column} property, or None.")
+
+
 @dataclass
 class HistoryEvent:
     type: EventType
@@ -126,21 +131,10 @@ class HistoryEvent:
         return self.props.get(prop, default)
 
     # Frequently read properties, named for readability at call sites.
-    @property
-    def name(self) -> str | None:
-        return self.props.get("Name")
-
-    @property
-    def input(self) -> str | None:
-        return self.props.get("Input")
-
-    @property
-    def result(self) -> str | None:
-        return self.props.get("Result")
-
-    @property
-    def task_scheduled_id(self) -> int | None:
-        return self.props.get("TaskScheduledId")
+    name = _prop("Name")
+    input = _prop("Input")
+    result = _prop("Result")
+    task_scheduled_id = _prop("TaskScheduledId")
 
     # --- History table rows ------------------------------------------------
 
@@ -185,14 +179,13 @@ class HistoryEvent:
 
     # --- queue messages ----------------------------------------------------
 
+    def _head(self) -> dict[str, Any]:
+        """The members every event has, in the order both wire forms write them."""
+        return {"EventType": int(self.type), "EventId": self.event_id, "IsPlayed": self.is_played,
+                "Timestamp": to_iso(self.timestamp)}
+
     def to_message(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "$type": self.type.dotnet_type,
-            "EventType": int(self.type),
-            "EventId": self.event_id,
-            "IsPlayed": self.is_played,
-            "Timestamp": to_iso(self.timestamp),
-        }
+        out: dict[str, Any] = {"$type": self.type.dotnet_type, **self._head()}  # Newtonsoft writes $type first
         for key in _ordered(self):
             value = self.props.get(key)
             if key in ENUM_PROPS:
@@ -230,12 +223,7 @@ class HistoryEvent:
         return self._sdk
 
     def _build_sdk(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "EventType": int(self.type),
-            "EventId": self.event_id,
-            "IsPlayed": self.is_played,
-            "Timestamp": to_iso(self.timestamp),
-        }
+        out = self._head()
         for key in _ordered(self):
             value = self.props.get(key)
             if isinstance(value, datetime):

@@ -13,9 +13,10 @@ from typing import Any, Sequence
 from azure.core import MatchConditions
 from azure.data.tables import TransactionOperation, UpdateMode
 
+from ..errors import ConcurrencyConflict
+from .entities import HubTable, plain_entity
 from .events import HistoryEvent
 from .names import escape_key
-from ..errors import ConcurrencyConflict
 from .storage import HttpResponseError, map_storage_errors, status_of
 from .timefmt import utcnow
 
@@ -41,15 +42,7 @@ class History:
         return len(self.events)
 
 
-class HistoryTable:
-    def __init__(self, hub, table_client):
-        self._hub = hub
-        self._table = table_client
-
-    @property
-    def client(self):
-        return self._table
-
+class HistoryTable(HubTable):
     async def read(self, instance_id: str, *, execution_id: str | None = None) -> History:
         """Load the history of the current (or given) execution of ``instance_id``."""
         rows = await self.rows(instance_id)
@@ -68,12 +61,10 @@ class HistoryTable:
 
     async def rows(self, instance_id: str, *, select: list[str] | None = None) -> list[dict[str, Any]]:
         """Every row of the instance's partition, in RowKey order (sentinel last)."""
-        from .instances import _plain
-
         with map_storage_errors(f"reading the history of {instance_id!r}"):
             items = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": escape_key(instance_id)},
                                                select=select, results_per_page=1000)
-            return [_plain(e) async for e in items]
+            return [plain_entity(e) async for e in items]
 
     async def append(self, history: History, new_events: Sequence[HistoryEvent], execution_id: str) -> str:
         """Write ``new_events`` after the ``len(history)`` events already stored, with the sentinel.

@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Callable
-
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from typing import Any, Callable
 
 from ..errors import TaskHubNotFound
+from .history import HistoryTable
+from .instances import InstancesTable
+from .largevalues import LargeValues
+from .messages import INFINITE_TIME_TO_LIVE, TaskMessage, next_sequence_number, visibility_delay
 from .names import DEFAULT_PARTITION_COUNT, TaskHubNames
 from .partitions import (PartitionLayout, PartitionManagement, TaskHubInfo, create_partition_store, discover_layout,
                          read_taskhub_info)
-from .storage import StorageAccount, map_storage_errors, status_of
-
-if TYPE_CHECKING:
-    from .messages import TaskMessage
+from .primitives import create_if_missing, delete_if_exists, get_or_none
+from .storage import StorageAccount, map_storage_errors
 
 
-_LOCAL_READERS: dict[str, list] = {}
 
-
-def _notify_local_readers(queue_url: str, delay: float) -> None:
-    for wake in _LOCAL_READERS.get(queue_url, ()):
-        wake(delay)
+# Told of every message this handle sends: (queue name, seconds until it is visible).
+SendObserver = Callable[[str, float], None]
 
 
 class TaskHub:
@@ -46,6 +43,7 @@ class TaskHub:
         self._opened = False
         self._ensured = False
         self._ensure_lock = asyncio.Lock()
+        self._send_observers: list[SendObserver] = []
 
     @property
     def name(self) -> str:
@@ -61,10 +59,6 @@ class TaskHub:
     async def open(self) -> None:
         if self._opened:
             return
-        from .history import HistoryTable
-        from .instances import InstancesTable
-        from .largevalues import LargeValues
-
         self._tables = self.account.table_service()
         self._queues = self.account.queue_service()
         self._blobs = self.account.blob_service()
@@ -114,7 +108,7 @@ class TaskHub:
 
     # --- messages ----------------------------------------------------------
 
-    async def send_to_orchestration(self, message: "TaskMessage", *, hidden_for: int | None = None) -> "TaskMessage":
+    async def send_to_orchestration(self, message: TaskMessage, *, hidden_for: int | None = None) -> TaskMessage:
         """Put ``message`` on the control queue of its target instance (delayed if it is due later).
 
         ``hidden_for`` sends it invisible for that many seconds: the sender
@@ -124,12 +118,10 @@ class TaskHub:
         """
         return await self._send(self.control_queue_for(message.instance_id), message, hidden_for)
 
-    async def send_to_activities(self, message: "TaskMessage", *, hidden_for: int | None = None) -> "TaskMessage":
+    async def send_to_activities(self, message: TaskMessage, *, hidden_for: int | None = None) -> TaskMessage:
         return await self._send(self.workitem_queue, message, hidden_for)
 
-    async def _send(self, queue, message: "TaskMessage", hidden_for: int | None) -> "TaskMessage":
-        from .messages import INFINITE_TIME_TO_LIVE, next_sequence_number, visibility_delay
-
+    async def _send(self, queue, message: TaskMessage, hidden_for: int | None) -> TaskMessage:
         # Numbered at send time, per process, as TaskHubQueue.AddMessageAsync does.
         message.sequence_number = next_sequence_number()
         body = await self.large.encode_message(message)
@@ -142,7 +134,8 @@ class TaskHub:
         message.queue_name, message.message_id, message.pop_receipt = queue.queue_name, sent.id, sent.pop_receipt
         message.inserted_on = sent.inserted_on
         if not hidden_for:
-            _notify_local_readers(queue.url, delay)
+            for observer in list(self._send_observers):
+                observer(queue.queue_name, delay)
         return message
 
     async def receive(self, queue_name: str, count: int, visibility_seconds: int) -> list[Any]:
@@ -154,38 +147,33 @@ class TaskHub:
 
     async def delete_message(self, queue_name: str, message_id: str, pop_receipt: str) -> bool:
         """Delete a received message; False if it was gone or re-delivered meanwhile (its receipt expired)."""
-        with map_storage_errors(f"deleting a message of queue {queue_name!r}"):
-            try:
-                await self.queue(queue_name).delete_message(message_id, pop_receipt)
-                return True
-            except ResourceNotFoundError:
-                return False
+        return await delete_if_exists(lambda: self.queue(queue_name).delete_message(message_id, pop_receipt),
+                                      f"deleting a message of queue {queue_name!r}")
 
     async def hide_message(self, queue_name: str, message_id: str, pop_receipt: str, seconds: int) -> str | None:
         """Keep a received message hidden for ``seconds`` more (0: show it again now); its new pop receipt,
         or None if it was gone or re-delivered meanwhile."""
-        with map_storage_errors(f"updating a message of queue {queue_name!r}"):
-            try:
-                updated = await self.queue(queue_name).update_message(message_id, pop_receipt,
-                                                                      visibility_timeout=seconds)
-                return updated.pop_receipt
-            except ResourceNotFoundError:
-                return None
+        updated = await get_or_none(
+            lambda: self.queue(queue_name).update_message(message_id, pop_receipt, visibility_timeout=seconds),
+            f"updating a message of queue {queue_name!r}")
+        return updated.pop_receipt if updated is not None else None
 
-    @staticmethod
-    def add_local_reader(queue_url: str, wake: "Callable[[float], None]") -> None:
-        """Register ``wake(delay_seconds)`` to be called whenever this process sends to ``queue_url``.
+    def observe_sends(self, observer: SendObserver) -> Callable[[], None]:
+        """Call ``observer(queue_name, delay_seconds)`` after every visible send through this handle;
+        returns the function that stops it.
 
-        The queue stays the source of truth; this only lets a reader in the
-        same process look at once instead of at its next poll.
+        The queue stays the source of truth; this only lets a reader owned by
+        the same program (the local host's) look at once instead of at its
+        next poll. Messages sent hidden (``hidden_for``) are handed over by
+        the sender itself and are not reported.
         """
-        _LOCAL_READERS.setdefault(queue_url, []).append(wake)
+        self._send_observers.append(observer)
 
-    @staticmethod
-    def remove_local_reader(queue_url: str, wake: "Callable[[float], None]") -> None:
-        readers = _LOCAL_READERS.get(queue_url, [])
-        if wake in readers:
-            readers.remove(wake)
+        def stop() -> None:
+            if observer in self._send_observers:
+                self._send_observers.remove(observer)
+
+        return stop
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -273,45 +261,21 @@ class TaskHub:
     async def _delete_app_lease_container(self) -> None:
         # AppLeaseManager.DeleteContainerAsync: a container another app holds the app lease on cannot be
         # deleted without its lease id (HTTP 412); the provider leaves it, and so do we.
-        with map_storage_errors(f"deleting container {self.names.app_lease_container!r}"):
-            try:
-                await self.container(self.names.app_lease_container).delete_container()
-            except ResourceNotFoundError:
-                pass
-            except HttpResponseError as e:
-                if status_of(e) != 412:
-                    raise
+        await delete_if_exists(self.container(self.names.app_lease_container).delete_container,
+                               f"deleting container {self.names.app_lease_container!r}", leased_is_kept=True)
 
     async def _create_table(self, name: str) -> bool:
-        with map_storage_errors(f"creating table {name!r}"):
-            try:
-                await self._tables.create_table(name)
-                return True
-            except ResourceExistsError:
-                return False
+        return await create_if_missing(lambda: self._tables.create_table(name), f"creating table {name!r}")
 
     async def _create_queue(self, name: str) -> bool:
-        with map_storage_errors(f"creating queue {name!r}"):
-            try:
-                await self.queue(name).create_queue()
-                return True
-            except ResourceExistsError:
-                return False
+        return await create_if_missing(self.queue(name).create_queue, f"creating queue {name!r}")
 
     async def _delete_table(self, name: str) -> None:
         with map_storage_errors(f"deleting table {name!r}"):
             await self._tables.delete_table(name)  # no error when missing
 
     async def _delete_queue(self, name: str) -> None:
-        with map_storage_errors(f"deleting queue {name!r}"):
-            try:
-                await self.queue(name).delete_queue()
-            except ResourceNotFoundError:
-                pass
+        await delete_if_exists(self.queue(name).delete_queue, f"deleting queue {name!r}")
 
     async def _delete_container(self, name: str) -> None:
-        with map_storage_errors(f"deleting container {name!r}"):
-            try:
-                await self.container(name).delete_container()
-            except ResourceNotFoundError:
-                pass
+        await delete_if_exists(self.container(name).delete_container, f"deleting container {name!r}")

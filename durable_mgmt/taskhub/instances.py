@@ -11,19 +11,19 @@ import base64
 import binascii
 import json
 import re
-from datetime import datetime
 from typing import Any, AsyncIterator
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from ..errors import InvalidFilter
-from ..models import InstanceQuery, InstanceStatus, RuntimeStatus, parse_json_text
+from ..models import InstanceQuery, InstanceStatus
+from .entities import HubTable, plain_entity
+from .instance_row import InstanceRow
 from .names import escape_key, unescape_key
 from .odata import instances_filter
+from .primitives import delete_if_exists, get_or_none
 from .storage import map_storage_errors
-from .timefmt import as_utc
 
 MAX_PAGE = 1000
 SUMMARY_COLUMNS = ["PartitionKey", "RowKey", "Name", "Version", "RuntimeStatus", "CreatedTime", "LastUpdatedTime",
@@ -31,56 +31,53 @@ SUMMARY_COLUMNS = ["PartitionKey", "RowKey", "Name", "Version", "RuntimeStatus",
                    "TaskHubName"]
 
 
-class InstancesTable:
-    def __init__(self, hub, table_client):
-        self._hub = hub
-        self._table = table_client
-
-    @property
-    def client(self):
-        return self._table
-
+class InstancesTable(HubTable):
     async def get(self, instance_id: str, *, with_input: bool = True, with_output: bool = True) -> dict[str, Any] | None:
         """The row of ``instance_id`` (large values brought back), or None."""
         select = _columns(with_input, with_output)
-        with map_storage_errors(f"reading instance {instance_id!r}"):
-            try:
-                entity = await self._table.get_entity(escape_key(instance_id), "", select=select)
-            except ResourceNotFoundError:
-                return None
-        row = _plain(entity)
+        entity = await get_or_none(lambda: self._table.get_entity(escape_key(instance_id), "", select=select),
+                                   f"reading instance {instance_id!r}")
+        if entity is None:
+            return None
+        row = plain_entity(entity)
         await self._hub.large.restore_row(row, instances_table=True)
         return row
 
-    async def upsert(self, row: dict[str, Any], *, replace: bool = False) -> str:
+    async def read(self, instance_id: str, *, with_input: bool = True, with_output: bool = True
+                   ) -> InstanceRow | None:
+        """The typed row of ``instance_id`` (large values brought back), or None."""
+        entity = await self.get(instance_id, with_input=with_input, with_output=with_output)
+        return None if entity is None else InstanceRow.from_entity(entity)
+
+    async def upsert(self, row: "dict[str, Any] | InstanceRow", *, replace: bool = False) -> str:
         """Insert or merge (or replace) ``row``; large values go to blobs first. Returns the new ETag."""
-        row = dict(row)
+        row = _entity(row)
         await self._hub.large.offload_row(row, instances_table=True)
         mode = UpdateMode.REPLACE if replace else UpdateMode.MERGE
         with map_storage_errors(f"writing instance {unescape_key(row['PartitionKey'])!r}"):
             meta = await self._table.upsert_entity(row, mode=mode)
         return meta.get("etag")
 
-    async def insert(self, row: dict[str, Any]) -> str:
+    async def insert(self, row: "dict[str, Any] | InstanceRow") -> str:
         """Insert ``row``; ConcurrencyConflict if it already exists."""
-        row = dict(row)
+        row = _entity(row)
         await self._hub.large.offload_row(row, instances_table=True)
         with map_storage_errors(f"creating instance {unescape_key(row['PartitionKey'])!r}"):
             meta = await self._table.create_entity(row)
         return meta.get("etag")
 
-    async def replace(self, row: dict[str, Any], etag: str) -> str:
+    async def replace(self, row: "dict[str, Any] | InstanceRow", etag: str) -> str:
         """Replace ``row`` if it still has ``etag``; ConcurrencyConflict otherwise."""
-        row = dict(row)
+        row = _entity(row)
         await self._hub.large.offload_row(row, instances_table=True)
         with map_storage_errors(f"updating instance {unescape_key(row['PartitionKey'])!r}"):
             meta = await self._table.update_entity(row, mode=UpdateMode.REPLACE, etag=etag,
                                                    match_condition=MatchConditions.IfNotModified)
         return meta.get("etag")
 
-    async def merge(self, row: dict[str, Any], etag: str | None = None) -> str:
+    async def merge(self, row: "dict[str, Any] | InstanceRow", etag: str | None = None) -> str:
         """Merge ``row`` into an existing row (optionally only if it still has ``etag``)."""
-        row = dict(row)
+        row = _entity(row)
         await self._hub.large.offload_row(row, instances_table=True)
         kwargs = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
         with map_storage_errors(f"updating instance {unescape_key(row['PartitionKey'])!r}"):
@@ -88,12 +85,8 @@ class InstancesTable:
         return meta.get("etag")
 
     async def delete(self, instance_id: str) -> bool:
-        with map_storage_errors(f"deleting instance {instance_id!r}"):
-            try:
-                await self._table.delete_entity(escape_key(instance_id), "")
-            except ResourceNotFoundError:
-                return False
-        return True
+        return await delete_if_exists(lambda: self._table.delete_entity(escape_key(instance_id), ""),
+                                      f"deleting instance {instance_id!r}")
 
     async def pages(self, query: InstanceQuery, *, columns: list[str] | None = None, prefetch: bool = False,
                     ) -> AsyncIterator[tuple[list[dict[str, Any]], str | None]]:
@@ -129,7 +122,7 @@ class InstancesTable:
                     page = await pages.__anext__()
                 except StopAsyncIteration:
                     return None
-                return [_plain(e) async for e in page]
+                return [plain_entity(e) async for e in page]
 
             pending = asyncio.ensure_future(fetch())
             try:
@@ -155,6 +148,11 @@ class InstancesTable:
         return [], None
 
 
+def _entity(row: "dict[str, Any] | InstanceRow") -> dict[str, Any]:
+    # A copy: large values are moved out of it before it is written.
+    return row.to_entity() if isinstance(row, InstanceRow) else dict(row)
+
+
 def _columns(with_input: bool, with_output: bool) -> list[str]:
     cols = list(SUMMARY_COLUMNS)
     if with_input:
@@ -162,19 +160,6 @@ def _columns(with_input: bool, with_output: bool) -> list[str]:
     if with_output:
         cols.append("Output")
     return cols
-
-
-def _plain(entity) -> dict[str, Any]:
-    row = dict(entity)
-    meta = getattr(entity, "metadata", None) or {}
-    if meta.get("etag"):
-        row["etag"] = meta["etag"]
-    for key, value in list(row.items()):
-        if isinstance(value, datetime):
-            row[key] = as_utc(value)
-        elif hasattr(value, "value") and type(value).__name__ == "EntityProperty":
-            row[key] = value.value
-    return row
 
 
 def encode_continuation_token(token: Any) -> str | None:
@@ -206,22 +191,6 @@ def decode_continuation_token(token: str | None) -> Any:
 _TOKEN_VALUE = re.compile(r"[\x21-\x7e]{1,1024}")
 
 
-def status_from_row(row: dict[str, Any], *, history: tuple[dict, ...] | None = None,
-                    show_input: bool = True) -> InstanceStatus:
-    """An ``InstanceStatus`` from an Instances row (large values already restored)."""
-    return InstanceStatus(
-        instance_id=unescape_key(row["PartitionKey"]),
-        name=row.get("Name") or "",
-        runtime_status=RuntimeStatus.parse(row.get("RuntimeStatus") or "Pending"),
-        created_time=row.get("CreatedTime"),
-        last_updated_time=row.get("LastUpdatedTime") or row.get("CreatedTime"),
-        input=parse_json_text(row.get("Input")) if show_input else None,
-        output=parse_json_text(row.get("Output")),
-        custom_status=parse_json_text(row.get("CustomStatus")),
-        execution_id=row.get("ExecutionId"),
-        completed_time=row.get("CompletedTime"),
-        scheduled_start_time=row.get("ScheduledStartTime"),
-        generation=row.get("Generation"),
-        version=row.get("Version"),
-        history=history,
-    )
+def status_from_row(row: dict[str, Any], *, show_input: bool = True) -> InstanceStatus:
+    """An ``InstanceStatus`` from an Instances entity (large values already restored)."""
+    return InstanceRow.from_entity(row).to_status(show_input=show_input)

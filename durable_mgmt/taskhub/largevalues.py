@@ -15,9 +15,9 @@ import random
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from .messages import MAX_INLINE_MESSAGE_BYTES, MessageFormatError, TaskMessage, compressed_wrapper, decode_body
+from .primitives import create_if_missing, delete_if_exists, list_or_none
 from .storage import map_storage_errors
 
 MAX_TABLE_PROPERTY_BYTES = 60 * 1024
@@ -49,11 +49,8 @@ class LargeValues:
     async def ensure_container(self) -> None:
         if self._ensured:
             return
-        with map_storage_errors(f"creating container {self._container.container_name!r}"):
-            try:
-                await self._container.create_container()
-            except ResourceExistsError:
-                pass
+        await create_if_missing(self._container.create_container,
+                                f"creating container {self._container.container_name!r}")
         self._ensured = True
 
     async def upload(self, blob_name: str, text: str) -> None:
@@ -97,22 +94,15 @@ class LargeValues:
         return names
 
     async def _list_folder(self, prefix: str) -> list[str]:
-        with map_storage_errors(f"listing large values of {prefix!r}"):
-            try:
-                return [b.name async for b in self._container.list_blobs(name_starts_with=prefix + "/")]
-            except ResourceNotFoundError:
-                return []
+        blobs = await list_or_none(lambda: self._container.list_blobs(name_starts_with=prefix + "/"),
+                                   f"listing large values of {prefix!r}")
+        return [b.name for b in blobs or ()]
 
     async def delete_names(self, names: list[str]) -> int:
         """Delete these blobs (those already gone are skipped); returns how many were deleted."""
         count = 0
         for name in names:
-            with map_storage_errors(f"deleting large value {name!r}"):
-                try:
-                    await self._container.delete_blob(name)
-                    count += 1
-                except ResourceNotFoundError:
-                    pass
+            count += await delete_if_exists(lambda: self._container.delete_blob(name), f"deleting large value {name!r}")
         return count
 
     # --- table rows --------------------------------------------------------

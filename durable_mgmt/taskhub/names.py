@@ -11,7 +11,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from ..errors import InvalidHubName, InvalidInput
+from ..errors import InvalidHubName, InvalidInput, InvalidInstanceId
 
 DEFAULT_HUB_NAME = "DurableFunctionsHub"
 DEFAULT_PARTITION_COUNT = 4
@@ -207,8 +207,6 @@ def validate_instance_id(instance_id: str) -> str:
     for entities) or contain ``/ \\ # ?`` or control characters. Ids written by
     older tools may still hold those characters; ``escape_key`` handles them.
     """
-    from ..errors import InvalidInstanceId
-
     if not isinstance(instance_id, str) or not instance_id:
         raise InvalidInstanceId("Invalid instance id: it is empty. Give a non-empty id, or none to get a random one.")
     if len(instance_id) > MAX_INSTANCE_ID_LENGTH:

@@ -39,10 +39,6 @@ class Filter:
         self.clauses.append(f"{column} le {self._param(value)}")
         return self
 
-    def lt(self, column: str, value: Any) -> "Filter":
-        self.clauses.append(f"{column} lt {self._param(value)}")
-        return self
-
     def any_of(self, column: str, values: Iterable[Any]) -> "Filter":
         values = list(values)
         if values:

@@ -28,12 +28,14 @@ from .events import EventType, HistoryEvent, event, execution_started
 from .history import SENTINEL_ROW_KEY
 from .history_view import render_history
 from .hub import TaskHub
+from .instance_row import InstanceRow
 from .instances import status_from_row
 from .messages import TaskMessage, check_scheduled_start
 from .events import serialize_tags
 from .names import (escape_key, new_execution_id, new_instance_id, unescape_key, validate_event_name,
                     validate_instance_id, validate_orchestrator_name)
 from .odata import Filter
+from .primitives import get_or_none
 from .storage import HttpResponseError, ResourceNotFoundError, map_storage_errors, status_of
 from .timefmt import as_utc, utcnow
 
@@ -98,15 +100,15 @@ class TaskHubClient:
                 raise InvalidInput(str(e)) from None
 
         await self.hub.ensure_created()
-        existing = await self.hub.instances.get(instance_id, with_input=False, with_output=False)
+        existing = await self.hub.instances.read(instance_id, with_input=False, with_output=False)
         if existing is not None:
-            status = RuntimeStatus.parse(existing.get("RuntimeStatus") or "Pending")
+            status = existing.status
             if status.is_active:
                 raise InstanceAlreadyExists(
                     instance_id, status,
                     f"An instance with id {instance_id!r} is already {status.value}. Instance ids must be unique "
                     "among running instances: wait for it to finish, terminate it, or use another id.")
-        generation = (existing.get("Generation") or 0) + 1 if existing else 0
+        generation = (existing.generation or 0) + 1 if existing else 0
         execution_id = new_execution_id()
         started = execution_started(instance_id, execution_id, name, input_json, scheduled_start=scheduled_start,
                                     generation=generation)
@@ -118,7 +120,7 @@ class TaskHubClient:
 
     async def _send_start(self, started: HistoryEvent, instance_id: str, execution_id: str, name: str,
                           input_json: str | None, scheduled_start: datetime | None, generation: int,
-                          existing: dict[str, Any] | None) -> None:
+                          existing: InstanceRow | None) -> None:
         """The start message, then the Instances row (the provider's order: CreateTaskOrchestrationAsync).
 
         If the row cannot be written, the message is taken back, so a failed start leaves nothing running;
@@ -129,23 +131,19 @@ class TaskHubClient:
         # blob, and the row's Input is that blob's URL (readers take the start event's Input from it).
         # Tags is TagsSerializer.Serialize(event.Tags): the text "null" when there are none.
         row_input = self.hub.large.url_of(sent.compressed_blob_name) if sent.compressed_blob_name else input_json
-        row = {
-            "PartitionKey": escape_key(instance_id), "RowKey": "",
-            "Input": row_input, "CreatedTime": started.timestamp, "Name": name, "Version": "",
-            "RuntimeStatus": RuntimeStatus.PENDING.value, "LastUpdatedTime": utcnow(),
-            "TaskHubName": self.hub.name, "ScheduledStartTime": scheduled_start, "ExecutionId": execution_id,
-            "Generation": generation, "Tags": serialize_tags(None),
-        }
-        row = {k: v for k, v in row.items() if v is not None}
+        row = InstanceRow(instance_id, input=row_input, created_time=started.timestamp, name=name, version="",
+                          runtime_status=RuntimeStatus.PENDING, last_updated_time=utcnow(),
+                          task_hub_name=self.hub.name, scheduled_start_time=scheduled_start,
+                          execution_id=execution_id, generation=generation, tags=serialize_tags(None))
         try:
             if existing is None:
                 await self.hub.instances.insert(row)
             else:
-                await self.hub.instances.replace(row, existing["etag"])
+                await self.hub.instances.replace(row, existing.etag)
         except ConcurrencyConflict:
             # A host may already have picked up the start message and written the row: fine.
-            current = await self.hub.instances.get(instance_id, with_input=False, with_output=False)
-            if not current or current.get("ExecutionId") != execution_id:
+            current = await self.hub.instances.read(instance_id, with_input=False, with_output=False)
+            if not current or current.execution_id != execution_id:
                 # Someone else's start (or a purge) won: take ours back so it never runs.
                 await self.hub.delete_message(sent.queue_name, sent.message_id, sent.pop_receipt)
                 raise InstanceAlreadyExists(
@@ -164,7 +162,7 @@ class TaskHubClient:
         instance to have finished (else InstanceAlreadyExists).
         """
         row = await self._row(instance_id, with_input=True, with_output=False)
-        return await self.start(row.get("Name") or "", input_json=row.get("Input"),
+        return await self.start(row.name or "", input_json=row.input,
                                 instance_id=None if new_instance_id else instance_id)
 
     # --- read ----------------------------------------------------------------
@@ -177,7 +175,7 @@ class TaskHubClient:
         if show_history:
             events = (await self.hub.history.read(instance_id)).events
             history = tuple(render_history(events, show_output=show_history_output, show_input=show_input))
-        return status_from_row(row, history=history, show_input=show_input)
+        return row.to_status(history=history, show_input=show_input)
 
     async def get_history(self, instance_id: str) -> list[HistoryEvent]:
         """The raw events of the instance's current execution."""
@@ -266,21 +264,20 @@ class TaskHubClient:
         """
         check_reason(reason)
         row = await self._row(instance_id, with_input=False, with_output=False)
-        status = RuntimeStatus.parse(row.get("RuntimeStatus") or "Pending")
+        status = row.status
         if status != RuntimeStatus.FAILED:
             raise InstanceNotFailed(
                 instance_id, status,
                 f"Instance {instance_id!r} is {status.value}; only Failed instances can be rewound.")
-        rewound: dict[str, str | None] = {instance_id: row.get("etag")}
+        rewound: dict[str, str | None] = {instance_id: row.etag}
         leaves: list[str] = []
         await self._rewind_history(instance_id, rewound, leaves)
         for leaf in leaves:
             await self._send(leaf, event(EventType.GenericEvent, Data=reason or ""))
         for iid, etag in rewound.items():
             with contextlib.suppress(ConcurrencyConflict):  # the engine got there first: keep its status
-                await self.hub.instances.merge({"PartitionKey": escape_key(iid), "RowKey": "",
-                                                "RuntimeStatus": RuntimeStatus.PENDING.value,
-                                                "LastUpdatedTime": utcnow()}, etag=etag)
+                await self.hub.instances.merge(InstanceRow(iid, runtime_status=RuntimeStatus.PENDING,
+                                                           last_updated_time=utcnow()), etag=etag)
         return leaves
 
     async def _rewind_history(self, instance_id: str, rewound: dict[str, str | None], leaves: list[str]) -> None:
@@ -316,11 +313,11 @@ class TaskHubClient:
                     and r.get("EventId") not in answered]
         failed_children = False
         for child in children:
-            child_row = await self.hub.instances.get(child, with_input=False, with_output=False)
-            if child_row is None or child_row.get("RuntimeStatus") != RuntimeStatus.FAILED.value:
+            child_row = await self.hub.instances.read(child, with_input=False, with_output=False)
+            if child_row is None or child_row.runtime_status != RuntimeStatus.FAILED:
                 continue
             failed_children = True
-            rewound[child] = child_row.get("etag")
+            rewound[child] = child_row.etag
             await self._rewind_history(child, rewound, leaves)
         if not failed_children:
             leaves.append(instance_id)
@@ -340,14 +337,15 @@ class TaskHubClient:
         is kept whole.
         """
         row = await self._row(instance_id, with_input=False, with_output=False)
-        status = RuntimeStatus.parse(row.get("RuntimeStatus") or "Pending")
+        status = row.status
         if not status.is_terminal:
             raise InstanceNotTerminal(
                 instance_id, status,
                 f"Instance {instance_id!r} is {status.value}; only Completed, Failed, Terminated or Canceled "
                 "instances can be purged. Terminate it first, or wait for it to finish.")
-        history = (await self._history_keys([row["PartitionKey"]]))[row["PartitionKey"]]
-        result = await self._purge_keys(_Listed.of(row), history, blobs=True)
+        pk = escape_key(row.instance_id)
+        history = (await self._history_keys([pk]))[pk]
+        result = await self._purge_keys(_Listed(pk, row.etag, row.execution_id), history, blobs=True)
         if not result.instances_deleted:
             raise ConcurrencyConflict(
                 f"Instance {instance_id!r} changed while it was being purged (it was started again, or purged by "
@@ -494,17 +492,13 @@ class TaskHubClient:
 
     async def _has_large_values(self) -> bool:
         container = self.hub.container(self.hub.names.large_messages_container)
-        from azure.core.exceptions import ResourceNotFoundError
 
-        from .storage import map_storage_errors
+        async def first_blob() -> bool:
+            async for _ in container.list_blobs(results_per_page=1):
+                return True
+            return False
 
-        with map_storage_errors("looking for large values"):
-            try:
-                async for _ in container.list_blobs(results_per_page=1):
-                    return True
-            except ResourceNotFoundError:
-                return False
-        return False
+        return bool(await get_or_none(first_blob, "looking for large values"))
 
     async def delete_hub(self) -> None:
         """Delete every table, queue and container of the task hub."""
@@ -513,17 +507,17 @@ class TaskHubClient:
 
     # --- helpers -------------------------------------------------------------
 
-    async def _row(self, instance_id: str, *, with_input: bool, with_output: bool) -> dict[str, Any]:
+    async def _row(self, instance_id: str, *, with_input: bool, with_output: bool) -> InstanceRow:
         check_existing_id(instance_id)
         await self.hub.require()
-        row = await self.hub.instances.get(instance_id, with_input=with_input, with_output=with_output)
+        row = await self.hub.instances.read(instance_id, with_input=with_input, with_output=with_output)
         if row is None:
             raise InstanceNotFound(instance_id)
         return row
 
-    async def _require_active(self, instance_id: str, action: str) -> dict[str, Any]:
+    async def _require_active(self, instance_id: str, action: str) -> InstanceRow:
         row = await self._row(instance_id, with_input=False, with_output=False)
-        status = RuntimeStatus.parse(row.get("RuntimeStatus") or "Pending")
+        status = row.status
         if status.is_terminal:
             raise InstanceNotRunning(
                 instance_id, status,

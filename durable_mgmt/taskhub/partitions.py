@@ -24,17 +24,22 @@ only ``durable_mgmt`` errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError
+from azure.data.tables import UpdateMode
+from azure.storage.blob.aio import BlobLeaseClient
 
 from ..errors import ConcurrencyConflict, InvalidInput
 from .names import validate_partition_count
+from .primitives import create_if_missing, get_or_none, list_or_none, read_blob
 from .storage import map_storage_errors, status_of
 from .timefmt import to_iso, utcnow
 
@@ -75,12 +80,9 @@ async def discover_layout(hub: "TaskHub", configured_count: int) -> PartitionLay
     """
     names = hub.names
     table = hub.table_service.get_table_client(names.partitions_table)
-    with map_storage_errors(f"reading table {names.partitions_table!r}"):
-        try:
-            # GetControlQueuesAsync counts every row of the table (ExecuteQueryAsync with no filter).
-            rows = [e async for e in table.list_entities(select=["RowKey"])]
-        except ResourceNotFoundError:
-            rows = None
+    # GetControlQueuesAsync counts every row of the table (ExecuteQueryAsync with no filter).
+    rows = await list_or_none(lambda: table.list_entities(select=["RowKey"]),
+                              f"reading table {names.partitions_table!r}")
     if rows is not None:
         count = len(rows) or configured_count
         return PartitionLayout(PartitionManagement.TABLE, _checked(count, names.partitions_table),
@@ -111,11 +113,10 @@ class TaskHubInfo:
 async def read_taskhub_info(hub: "TaskHub") -> TaskHubInfo | None:
     names = hub.names
     blob = hub.container(names.leases_container).get_blob_client(names.taskhub_info_blob)
-    with map_storage_errors(f"reading {names.leases_container}/{names.taskhub_info_blob}"):
-        try:
-            data = json.loads(await (await blob.download_blob()).readall())
-        except ResourceNotFoundError:
-            return None
+    content = await read_blob(blob, f"reading {names.leases_container}/{names.taskhub_info_blob}")
+    if content is None:
+        return None
+    data = json.loads(content)
     return TaskHubInfo(data.get("TaskHubName", names.hub), data.get("CreatedAt", ""),
                        int(data.get("PartitionCount", names.partition_count)))
 
@@ -140,36 +141,23 @@ async def create_partition_store(hub: "TaskHub", management: PartitionManagement
 async def _create_app_lease_store(hub: "TaskHub") -> None:
     names = hub.names
     container = hub.container(names.app_lease_container)
-    with map_storage_errors(f"creating container {names.app_lease_container!r}"):
-        try:
-            await container.create_container()
-        except ResourceExistsError:
-            pass
-    with map_storage_errors(f"writing {names.app_lease_container}/{names.app_lease_blob}"):
-        try:
-            await container.upload_blob(names.app_lease_blob, APP_LEASE_INFO_INITIAL, overwrite=False)
-        except ResourceExistsError:
-            pass
+    await create_if_missing(container.create_container, f"creating container {names.app_lease_container!r}")
+    await _upload_if_missing(container, names.app_lease_blob, APP_LEASE_INFO_INITIAL)
 
 
 async def _create_table_leases(hub: "TaskHub") -> None:
     names = hub.names
     tables = hub.table_service
-    with map_storage_errors(f"creating table {names.partitions_table!r}"):
-        try:
-            await tables.create_table(names.partitions_table)
-        except ResourceExistsError:
-            pass
+    await create_if_missing(lambda: tables.create_table(names.partitions_table),
+                            f"creating table {names.partitions_table!r}")
     table = tables.get_table_client(names.partitions_table)
 
     async def create_lease(queue: str) -> None:
         # TablePartitionManager.CreateLease inserts `new TablePartitionLease { RowKey = partitionId }`:
         # null members are not stored, IsDraining is false; an existing row is kept as it is.
-        with map_storage_errors(f"adding partition {queue!r} to {names.partitions_table!r}"):
-            try:
-                await table.create_entity({"PartitionKey": PARTITION_KEY, "RowKey": queue, "IsDraining": False})
-            except ResourceExistsError:
-                pass
+        await create_if_missing(
+            lambda: table.create_entity({"PartitionKey": PARTITION_KEY, "RowKey": queue, "IsDraining": False}),
+            f"adding partition {queue!r} to {names.partitions_table!r}")
 
     await asyncio.gather(*(create_lease(q) for q in names.control_queues))
 
@@ -177,11 +165,7 @@ async def _create_table_leases(hub: "TaskHub") -> None:
 async def _create_blob_leases(hub: "TaskHub") -> None:
     names = hub.names
     container = hub.container(names.leases_container)
-    with map_storage_errors(f"creating container {names.leases_container!r}"):
-        try:
-            await container.create_container()
-        except ResourceExistsError:
-            pass
+    await create_if_missing(container.create_container, f"creating container {names.leases_container!r}")
     # SafePartitionManager.CreateLeaseStore -> BlobPartitionLeaseManager.CreateLeaseStoreIfNotExistsAsync
     info = {"TaskHubName": names.hub, "CreatedAt": to_iso(utcnow()), "PartitionCount": names.partition_count}
     await _upload_if_missing(container, names.taskhub_info_blob, _newtonsoft(info))
@@ -191,11 +175,8 @@ async def _create_blob_leases(hub: "TaskHub") -> None:
 
 
 async def _upload_if_missing(container, blob_name: str, body: str) -> None:
-    with map_storage_errors(f"writing {container.container_name}/{blob_name}"):
-        try:
-            await container.upload_blob(blob_name, body, overwrite=False)
-        except ResourceExistsError:
-            pass
+    await create_if_missing(lambda: container.upload_blob(blob_name, body, overwrite=False),
+                            f"writing {container.container_name}/{blob_name}")
 
 
 def _newtonsoft(value: dict) -> str:
@@ -244,9 +225,6 @@ class PartitionTable:
     async def replace(self, lease: TableLease) -> TableLease:
         """Write ``lease`` if its row still has ``lease.etag`` (ReplaceEntityAsync with the ETag read);
         ConcurrencyConflict when another worker changed it first. Returns it with the new ETag."""
-        from azure.core import MatchConditions
-        from azure.data.tables import UpdateMode
-
         entity: dict[str, Any] = {"PartitionKey": PARTITION_KEY, "RowKey": lease.row_key,
                                   "IsDraining": lease.is_draining}
         # Azure.Data.Tables sends null members as null, which the service does not store: leave them out.
@@ -305,21 +283,17 @@ class LeaseBlobs:
     async def list(self) -> list[BlobLeaseState]:
         """Every lease blob with its content and lease state: SafePartitionManager's ``intent/`` and
         ``ownership/``, and LegacyPartitionManager's ``default/`` (``UseLegacyPartitionManagement``)."""
-        out = []
-        with map_storage_errors(f"listing lease blobs of {self.names.leases_container!r}"):
-            try:
-                for prefix in LEASE_FOLDERS:
-                    async for props in self.container.list_blobs(name_starts_with=prefix):
-                        out.append(await self._state(props.name, props.lease.state == "leased"))
-            except ResourceNotFoundError:
-                return []
-        return out
+        async def every_lease() -> list[BlobLeaseState]:
+            return [await self._state(props.name, props.lease.state == "leased") for prefix in LEASE_FOLDERS
+                    async for props in self.container.list_blobs(name_starts_with=prefix)]
+
+        return await get_or_none(every_lease, f"listing lease blobs of {self.names.leases_container!r}") or []
 
     async def _state(self, blob_name: str, leased: bool) -> BlobLeaseState:
+        content = await read_blob(self.container.get_blob_client(blob_name),
+                                  f"reading {self.names.leases_container}/{blob_name}")
         try:
-            data = json.loads(await (await self.container.download_blob(blob_name)).readall() or b"{}")
-        except ResourceNotFoundError:
-            data = {}
+            data = json.loads(content or b"{}")
         except ValueError:  # not JSON: not a lease the provider wrote
             data = {}
         return BlobLeaseState(blob_name, data.get("PartitionId"), data.get("Owner"), data.get("Token"),
@@ -329,55 +303,47 @@ class LeaseBlobs:
         """Take the lease as ``BlobPartitionLeaseManager.AcquireAsync`` does: a new Guid lease id (changed
         from the Token in the blob when it is still leased), Owner set, Epoch + 1, content written under the
         lease. Returns the lease id; LeaseLost when another holder has it."""
-        from azure.storage.blob.aio import BlobLeaseClient
-
         blob = self.container.get_blob_client(blob_name)
         new_id = str(uuid.uuid4())
-        with map_storage_errors(f"acquiring the lease of {self.names.leases_container}/{blob_name}"):
-            try:
-                state = await self._state(blob_name, False)
-                props = await blob.get_blob_properties()
-                if props.lease.state == "leased":
-                    if not state.token:  # leased by a holder that wrote no Token: nothing to change it from
-                        raise LeaseLost(blob_name)
-                    await BlobLeaseClient(blob, lease_id=state.token).change(new_id)
-                else:
-                    await BlobLeaseClient(blob, lease_id=new_id).acquire(lease_duration=seconds)
-                body = blob_lease_json(partition_id, owner, new_id, state.epoch + 1)
-                await blob.upload_blob(_newtonsoft(body), overwrite=True, lease=new_id)
-            except HttpResponseError as e:
-                if status_of(e) in (409, 412):  # leased under another id than the blob's Token, or just taken
-                    raise LeaseLost(blob_name) from e
-                raise
+        state = await self._state(blob_name, False)
+        # 409/412: leased under another id than the blob's Token, or just taken.
+        with self._lease_call("acquiring", blob_name):
+            props = await blob.get_blob_properties()
+            if props.lease.state == "leased":
+                if not state.token:  # leased by a holder that wrote no Token: nothing to change it from
+                    raise LeaseLost(blob_name)
+                await BlobLeaseClient(blob, lease_id=state.token).change(new_id)
+            else:
+                await BlobLeaseClient(blob, lease_id=new_id).acquire(lease_duration=seconds)
+            body = blob_lease_json(partition_id, owner, new_id, state.epoch + 1)
+            await blob.upload_blob(_newtonsoft(body), overwrite=True, lease=new_id)
         return new_id
 
     async def renew(self, blob_name: str, lease_id: str) -> None:
-        from azure.storage.blob.aio import BlobLeaseClient
-
-        blob = self.container.get_blob_client(blob_name)
-        with map_storage_errors(f"renewing the lease of {self.names.leases_container}/{blob_name}"):
-            try:
-                await BlobLeaseClient(blob, lease_id=lease_id).renew()
-            except HttpResponseError as e:
-                if status_of(e) in (409, 412):
-                    raise LeaseLost(blob_name) from e
-                raise
+        with self._lease_call("renewing", blob_name):
+            await BlobLeaseClient(self.container.get_blob_client(blob_name), lease_id=lease_id).renew()
 
     async def release(self, blob_name: str, partition_id: str, lease_id: str) -> None:
         """``BlobPartitionLeaseManager.ReleaseAsync``: write the lease with Owner and Token null, then release.
         A lease already lost is not an error (someone else holds the partition now)."""
-        from azure.storage.blob.aio import BlobLeaseClient
-
         blob = self.container.get_blob_client(blob_name)
-        with map_storage_errors(f"releasing the lease of {self.names.leases_container}/{blob_name}"):
+        state = await self._state(blob_name, True)
+        with contextlib.suppress(LeaseLost), self._lease_call("releasing", blob_name):
+            await blob.upload_blob(_newtonsoft(blob_lease_json(partition_id, None, None, state.epoch)),
+                                   overwrite=True, lease=lease_id)
+            await BlobLeaseClient(blob, lease_id=lease_id).release()
+
+    @contextlib.contextmanager
+    def _lease_call(self, doing: str, blob_name: str) -> Iterator[None]:
+        """Storage errors mapped as usual, except that a lease conflict (HTTP 409/412) is LeaseLost.
+        Anything else, an authentication failure included, is raised as StorageUnavailable."""
+        with map_storage_errors(f"{doing} the lease of {self.names.leases_container}/{blob_name}"):
             try:
-                state = await self._state(blob_name, True)
-                await blob.upload_blob(_newtonsoft(blob_lease_json(partition_id, None, None, state.epoch)),
-                                       overwrite=True, lease=lease_id)
-                await BlobLeaseClient(blob, lease_id=lease_id).release()
+                yield
             except HttpResponseError as e:
-                if status_of(e) not in (409, 412):
-                    raise
+                if status_of(e) in (409, 412):
+                    raise LeaseLost(blob_name) from e
+                raise
 
 
 __all__ = ["PartitionManagement", "PartitionLayout", "discover_layout", "TaskHubInfo", "read_taskhub_info",

@@ -3,7 +3,8 @@
     Engine
     ├── LeaseManager            which control queues (partitions) this worker reads
     ├── OrchestrationDispatcher one reader per owned partition, one session per instance
-    └── ActivityDispatcher      the shared work-item queue
+    ├── ActivityDispatcher      the shared work-item queue
+    └── LocalRouter             wake-ups and local hand-over between the two dispatchers
 
 Stopped in order: leases given up (no new partitions), readers stopped,
 in-flight episodes and activities drained (or left to reappear), leases
@@ -20,11 +21,12 @@ from typing import Any
 
 from durable_mgmt.taskhub import TaskHub
 
+from ..loader import find_ignoring_case
 from .activities import ActivityDispatcher
 from .functions import ActivityRunner, call_orchestrator, direct_runner
 from .leases import LeaseManager
 from .orchestrations import OrchestrationDispatcher
-from .wakeup import Wakeups
+from .router import LocalRouter
 
 log = logging.getLogger("funchost.engine")
 
@@ -37,38 +39,33 @@ class Engine:
     called with its input only.
     """
 
-    def __init__(self, hub: TaskHub, index: Any, *, settings: Any = None, worker_id: str | None = None,
+    def __init__(self, hub: TaskHub, index: Any, *, worker_id: str | None = None,
                  activity_runner: ActivityRunner | None = None, executor: Executor | None = None,
                  lease_seconds: int = 15, lease_tick_seconds: float = 3.0, max_concurrent_activities: int = 32,
                  max_concurrent_orchestrations: int = 64, visibility_seconds: int = 30):
         self.hub = hub
         self.index = index
-        self.settings = settings
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.wakeups = Wakeups()
+        self.router = LocalRouter(hub)  # the dispatchers' wake-ups and local hand-over
         self.stats: dict[str, int] = {}
         self._own_executor = executor is None
         self.executor = executor or ThreadPoolExecutor(max_workers=max_concurrent_activities,
                                                        thread_name_prefix="activity")
         orchestrators = index.orchestrators
-        self.orchestrations = OrchestrationDispatcher(hub, self._invoker(orchestrators), self.wakeups,
+        self.orchestrations = OrchestrationDispatcher(hub, self._invoker(orchestrators), self.router,
                                                       max_concurrent=max_concurrent_orchestrations,
                                                       visibility_seconds=visibility_seconds, stats=self.stats)
         self.activities = ActivityDispatcher(hub, index.activities, activity_runner or direct_runner(self.executor),
-                                             self.wakeups, concurrency=max_concurrent_activities,
+                                             self.router, concurrency=max_concurrent_activities,
                                              visibility_seconds=visibility_seconds, stats=self.stats)
-        self.orchestrations.local_activities = self.activities
-        self.activities.local_orchestrations = self.orchestrations
         self.leases = LeaseManager(hub, self.worker_id, self.orchestrations.acquire, self.orchestrations.release,
                                    lease_seconds=lease_seconds, tick_seconds=lease_tick_seconds)
         self._started = False
 
     @staticmethod
     def _invoker(orchestrators: dict[str, Any]):
-        by_lower = {name.lower(): info for name, info in orchestrators.items()}
-
         def invoke(name: str, context_json: str) -> str:
-            info = orchestrators.get(name) or by_lower.get(name.lower())
+            info = find_ignoring_case(orchestrators, name)
             if info is None:
                 known = ", ".join(sorted(orchestrators)) or "none"
                 raise LookupError(f"The orchestrator function '{name}' does not exist in this app "
@@ -100,7 +97,7 @@ class Engine:
         await self.orchestrations.stop()  # stop reading, let running episodes commit
         await self.activities.stop()
         await self.leases.stop()          # then hand the partitions over
-        self.wakeups.close()
+        self.router.close()
         if self._own_executor:
             self.executor.shutdown(wait=False, cancel_futures=True)
 

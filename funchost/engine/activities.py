@@ -21,26 +21,28 @@ from durable_mgmt.taskhub import TaskHub
 from durable_mgmt.taskhub.events import EventType, event
 from durable_mgmt.taskhub.messages import MessageFormatError, TaskMessage
 
+from ..loader import find_ignoring_case
+from ..queue_consumer import HeldMessage, receive_loop
 from .functions import ActivityRunner, decode_activity_input, encode_activity_output
-from .wakeup import Wakeups
+from .router import LocalRouter
 
 log = logging.getLogger("funchost.engine")
 
 
 class ActivityDispatcher:
-    def __init__(self, hub: TaskHub, activities: dict[str, Any], run: ActivityRunner, wakeups: Wakeups, *,
+    def __init__(self, hub: TaskHub, activities: dict[str, Any], run: ActivityRunner, router: LocalRouter, *,
                  concurrency: int = 32, visibility_seconds: int = 30, stats: dict | None = None):
         self.hub = hub
         self.activities = activities
         self.run = run
-        self.wakeups = wakeups
+        self.router = router
         self.concurrency = concurrency
         self.visibility = visibility_seconds
         self.free = concurrency
         self.running: set[asyncio.Task] = set()
         self.stats = stats if stats is not None else {}
         self._reader: asyncio.Task | None = None
-        self.local_orchestrations = None  # the OrchestrationDispatcher of this worker, for the fast path
+        router.take_activities(self)
 
     def start(self) -> None:
         self._reader = asyncio.create_task(self._read(), name="workitems")
@@ -56,33 +58,17 @@ class ActivityDispatcher:
                 t.cancel()
 
     async def _read(self) -> None:
-        queue = self.hub.workitem_queue
-        poller = self.wakeups.watch(queue)
-        while True:
-            if self.free <= 0:
-                await poller.idle()
-                continue
-            try:
-                batch = await self.hub.receive(queue.queue_name, min(32, self.free), self.visibility)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.warning("reading %s failed: %s", queue.queue_name, e)
-                await asyncio.sleep(1)
-                continue
-            for m in batch:
-                self._spawn(self._one(queue, m))
-            if batch:
-                poller.busy()
-            else:
-                await poller.idle()
+        name = self.hub.names.workitem_queue
+        await receive_loop(name, self.router.watch(name),
+                           lambda free: self.hub.receive(name, min(32, free), self.visibility),
+                           lambda m: self._spawn(self._one(m)), room=lambda: self.free)
 
     def has_room(self) -> bool:
         return self.free > 0
 
     def take_local(self, msg: TaskMessage) -> None:
         """Run a work item this process just sent (hidden), without receiving it."""
-        self._spawn(self._process(self.hub.workitem_queue, msg, msg.message_id, msg.pop_receipt))
+        self._spawn(self._process(msg, msg.message_id, msg.pop_receipt))
 
     def _spawn(self, coro) -> None:
         self.free -= 1
@@ -93,40 +79,41 @@ class ActivityDispatcher:
     def _done(self, task: asyncio.Task) -> None:
         self.running.discard(task)
         self.free += 1
-        self.wakeups.wake(self.hub.names.workitem_queue)
+        self.router.wake(self.hub.names.workitem_queue)
 
-    async def _one(self, queue, raw) -> None:
+    async def _one(self, raw) -> None:
         try:
             msg = await self.hub.large.decode_message(raw.content)
         except (MessageFormatError, DurableError, ValueError) as e:
             log.error("dropping unreadable work item %s: %s", raw.id, e)
-            await self._delete(queue, raw.id, raw.pop_receipt)
+            await self._held(raw.id, raw.pop_receipt).complete()
             return
-        await self._process(queue, msg, raw.id, raw.pop_receipt)
+        await self._process(msg, raw.id, raw.pop_receipt)
 
-    async def _process(self, queue, msg: TaskMessage, message_id: str, pop_receipt: str) -> None:
-        receipt = [pop_receipt]
-        keeper = asyncio.create_task(self._keep_hidden(queue, message_id, receipt))
+    def _held(self, message_id: str, pop_receipt: str) -> HeldMessage:
+        queue = self.hub.names.workitem_queue
+        return HeldMessage(message_id, pop_receipt, self.visibility,
+                           lambda mid, receipt, seconds: self.hub.hide_message(queue, mid, receipt, seconds),
+                           lambda mid, receipt: self.hub.delete_message(queue, mid, receipt))
+
+    async def _process(self, msg: TaskMessage, message_id: str, pop_receipt: str) -> None:
+        held = self._held(message_id, pop_receipt)
         try:
             # From the ActivitySession: Sender is the orchestration, Episode the one that scheduled the task.
             response = TaskMessage(await self._execute(msg), msg.instance_id, msg.execution_id, episode=msg.episode,
                                    sender={"InstanceId": msg.instance_id, "ExecutionId": msg.execution_id or ""})
         finally:
-            keeper.cancel()
-        local = self.local_orchestrations
-        if local is not None and local.owns(msg.instance_id):
-            # Local fast path: the result goes to our own partition hidden and straight to its session.
-            local.deliver_local(await self.hub.send_to_orchestration(response, hidden_for=local.visibility))
-        else:
-            await self.hub.send_to_orchestration(response)
-        await self._delete(queue, message_id, receipt[0])
+            # Cancelled or failed to send: the work item reappears when its invisibility ends.
+            await held.stop()
+        # A crash before the delete below runs the activity again; the orchestration drops the duplicate.
+        await self.router.send_result(response)
+        await held.complete()
         self.stats["activities"] = self.stats.get("activities", 0) + 1
 
     async def _execute(self, msg: TaskMessage):
         scheduled = msg.event
         name = scheduled.name or ""
-        info = self.activities.get(name) or next(
-            (f for n, f in self.activities.items() if n.lower() == name.lower()), None)
+        info = find_ignoring_case(self.activities, name)
         if info is None:
             known = ", ".join(sorted(self.activities)) or "none"
             return self._failed(scheduled.event_id, f"Activity function '{name}' does not exist in this app "
@@ -148,20 +135,3 @@ class ActivityDispatcher:
     def _failed(task_id: int, reason: str, details: str):
         return event(EventType.TaskFailed, -1, TaskScheduledId=task_id, Reason=reason, Details=details)
 
-    async def _keep_hidden(self, queue, message_id: str, receipt: list[str]) -> None:
-        while True:
-            await asyncio.sleep(self.visibility / 2)
-            try:
-                new_receipt = await self.hub.hide_message(queue.queue_name, message_id, receipt[0], self.visibility)
-            except DurableError as e:
-                new_receipt = None
-                log.warning("could not extend the work item %s: %s", message_id, e)
-            if new_receipt is None:
-                return  # gone or re-delivered: another run may start; the orchestration drops its duplicate
-            receipt[0] = new_receipt
-
-    async def _delete(self, queue, message_id: str, pop_receipt: str) -> None:
-        try:
-            await self.hub.delete_message(queue.queue_name, message_id, pop_receipt)
-        except DurableError as e:
-            log.debug("could not delete work item %s: %s", message_id, e)

@@ -24,7 +24,7 @@ from durable_mgmt.taskhub import TaskHub
 from durable_mgmt.taskhub.partitions import LeaseBlobs
 
 from ..errors import HostStartError
-from .leases import PartitionCallback, log
+from .lease_protocol import LeaseProtocol, PartitionCallback, log
 
 # SafePartitionManager: the intent balancer uses settings.LeaseInterval (30 s by default), the ownership
 # balancer a fixed 15 s lease.
@@ -32,16 +32,12 @@ INTENT_LEASE_SECONDS = 30
 OWNERSHIP_LEASE_SECONDS = 15
 
 
-class BlobLeaseProtocol:
+class BlobLeaseProtocol(LeaseProtocol):
     def __init__(self, hub: TaskHub, worker_id: str, on_acquired: PartitionCallback, on_released: PartitionCallback,
                  *, lease_seconds: int):
-        self.hub = hub
-        self.me = worker_id
-        self.on_acquired = on_acquired
-        self.on_released = on_released
+        super().__init__(hub, worker_id, on_acquired, on_released, lease_seconds=lease_seconds)
         self.blobs = LeaseBlobs(hub)
         self.owned: dict[int, dict[str, str]] = {}  # partition -> {blob name: lease id}
-        self.busy = False
         self._legacy = False
 
     async def prepare(self) -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import traceback
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from durable_mgmt.models import TERMINAL_STATUSES
+from durable_mgmt.models import TERMINAL_STATUSES, RuntimeStatus
 from durable_mgmt.taskhub.events import (EventType, HistoryEvent, OrchestrationStatus, event, execution_started,
                                          failure_details, parent_instance, serialize_tags)
+from durable_mgmt.taskhub.instance_row import InstanceRow, runtime_status_of
 from durable_mgmt.taskhub.messages import TaskMessage
 
 from .replay import (CreateTimer, EpisodePlan, ScheduleActivity, SdkResult, StartSubOrchestration, parse_sdk_result,
@@ -126,7 +127,7 @@ class EpisodeResult:
     execution_id: str | None = None
     to_activities: list[TaskMessage] = field(default_factory=list)
     to_orchestrations: list[TaskMessage] = field(default_factory=list)
-    row: dict[str, Any] = field(default_factory=dict)  # Instances columns to merge (empty: no change)
+    row: InstanceRow | None = None  # the Instances columns to write with the history (None fields: unchanged)
     terminate_unstarted: str | None = None  # reason: mark a never-started instance Terminated
     log: list[str] = field(default_factory=list)
 
@@ -137,13 +138,13 @@ class EpisodeResult:
 
 class _Episode:
     def __init__(self, state: InstanceState, now: datetime, invoke: InvokeOrchestrator,
-                 row_execution_id: str | None, row_status: str | None):
+                 row_execution_id: str | None, row_status: RuntimeStatus | None):
         self.state = state
         self.now = now
         self.invoke = invoke
         self.row_execution_id = row_execution_id
         self.row_status = row_status
-        self.out = EpisodeResult(execution_id=state.execution_id)
+        self.out = EpisodeResult(execution_id=state.execution_id, row=InstanceRow(state.instance_id))
         self.events = list(state.events)  # the execution being built: old + new
         self.index = _EventIndex()
         self.new: list[HistoryEvent] = []
@@ -163,10 +164,11 @@ class _Episode:
             self.take_start(m)
             return
         if status is None or self.restarted_but_not_started():
-            if t == EventType.ExecutionTerminated and self.row_status in ("Pending", None) and self.row_execution_id:
+            if t == EventType.ExecutionTerminated and self.row_status in (RuntimeStatus.PENDING, None) \
+                    and self.row_execution_id:
                 self.out.terminate_unstarted = m.event.input or ""
                 self.out.consumed.append(m)
-            elif self.row_status == "Pending" and t != EventType.ExecutionTerminated:
+            elif self.row_status == RuntimeStatus.PENDING and t != EventType.ExecutionTerminated:
                 # Kept until the start message is processed (events wait for the orchestration).
                 self.out.awaiting_start.append(m)
             else:
@@ -227,13 +229,13 @@ class _Episode:
             self.drop(m, "this execution already started (duplicate)")
             return
         if self.row_execution_id and self.row_execution_id != m.execution_id:
-            if self.row_status in TERMINAL_STATUSES:  # a str enum: plain row strings match
+            if self.row_status in TERMINAL_STATUSES:
                 # A restart of a finished id: the client sends the start, then replaces the row. Wait for it.
                 self.out.deferred.append(m)
             else:
                 self.drop(m, "the instance was started again since (this start is superseded)")
             return
-        if self.row_status == "Terminated" and self.row_execution_id == m.execution_id:
+        if self.row_status == RuntimeStatus.TERMINATED and self.row_execution_id == m.execution_id:
             self.drop(m, "the instance was terminated before it started")
             return
         if status is not None and not self.is_terminal(status):
@@ -251,7 +253,7 @@ class _Episode:
 
     def restarted_but_not_started(self) -> bool:
         """The row names a new Pending execution, while history still holds the previous one."""
-        return (self.row_status == "Pending" and self.row_execution_id is not None
+        return (self.row_status == RuntimeStatus.PENDING and self.row_execution_id is not None
                 and self.row_execution_id != self.current_execution_id()
                 and self.is_terminal(self.current_status()))
 
@@ -268,14 +270,14 @@ class _Episode:
         self.out.execution_id = execution_id
         self.append(started)
         self.needs_run = True
-        row = self.out.row
-        row.update({"Name": props.get("Name"), "Version": props.get("Version") or "", "Input": props.get("Input"),
-                    "ExecutionId": execution_id, "RuntimeStatus": "Running", "Generation": props.get("Generation"),
-                    "CreatedTime": timestamp, "Output": None, "CompletedTime": None,
-                    # AzureTableTrackingStore.UpdateStateAsync on ExecutionStarted: TagsSerializer.Serialize(Tags).
-                    "Tags": serialize_tags(props.get("Tags"))})
+        row = replace(self.out.row, name=props.get("Name"), version=props.get("Version") or "",
+                      input=props.get("Input"), execution_id=execution_id, runtime_status=RuntimeStatus.RUNNING,
+                      generation=props.get("Generation"), created_time=timestamp, output=None, completed_time=None,
+                      # AzureTableTrackingStore.UpdateStateAsync on ExecutionStarted: TagsSerializer.Serialize(Tags).
+                      tags=serialize_tags(props.get("Tags")))
         if props.get("ScheduledStartTime"):
-            row["ScheduledStartTime"] = props["ScheduledStartTime"]
+            row = replace(row, scheduled_start_time=props["ScheduledStartTime"])
+        self.out.row = row
 
     def inbound_event(self, m: TaskMessage) -> HistoryEvent:
         # Inbound events are recorded with their own timestamp and no id, as DTFx does.
@@ -324,7 +326,8 @@ class _Episode:
                                       "InstanceId"),
                                   is_replaying=old_count > 0)
             result = self.call(name, context)
-            self.out.row["CustomStatus"] = "null" if result.custom_status is None else _dumps(result.custom_status)
+            self.out.row = replace(self.out.row, custom_status="null" if result.custom_status is None
+                                   else _dumps(result.custom_status))
             if result.failed:
                 self.fail(name, result.error or "", result.details)
                 return
@@ -381,7 +384,7 @@ class _Episode:
         props["Input"] = plan.continue_as_new
         previous = self.out.execution_id
         self.begin_execution(props, None, self.now)
-        self.out.row["RuntimeStatus"] = "Running"
+        self.out.row = replace(self.out.row, runtime_status=RuntimeStatus.RUNNING)
         self.out.log.append(f"{self.state.instance_id!r} continued as new (previous execution {previous})")
 
     def fail(self, name: str, error: str, details: str | None) -> None:
@@ -404,20 +407,18 @@ class _Episode:
         return self.out
 
     def row_for_outcome(self) -> None:
-        row = self.out.row
-        row["LastUpdatedTime"] = self.now
-        row["ExecutionId"] = self.out.execution_id
         status = self.current_status()
-        row["RuntimeStatus"] = status.name if status is not None else "Pending"
+        row = replace(self.out.row, last_updated_time=self.now, execution_id=self.out.execution_id,
+                      runtime_status=runtime_status_of(status) if status is not None else RuntimeStatus.PENDING)
         completed = next((e for e in reversed(self.new) if e.type == EventType.ExecutionCompleted), None)
         if completed is not None:
-            row["Output"] = completed.result
-            row["CompletedTime"] = self.now
+            row = replace(row, output=completed.result, completed_time=self.now)
         else:
             for e in reversed(self.new):
                 if e.type in (EventType.ExecutionSuspended, EventType.ExecutionResumed):
-                    row["Output"] = e.get("Reason")  # as the provider does: the reason shows as output
+                    row = replace(row, output=e.get("Reason"))  # as the provider does: the reason shows as output
                     break
+        self.out.row = row
 
     def notify_parent(self) -> None:
         completed = next((e for e in reversed(self.new) if e.type == EventType.ExecutionCompleted), None)
@@ -443,7 +444,8 @@ class _Episode:
 
 
 def run_episode(state: InstanceState, messages: list[TaskMessage], invoke: InvokeOrchestrator, *,
-                now: datetime, row_execution_id: str | None = None, row_status: str | None = None) -> EpisodeResult:
+                now: datetime, row_execution_id: str | None = None,
+                row_status: RuntimeStatus | None = None) -> EpisodeResult:
     """Decide one episode of ``state`` for ``messages`` (see the module docstring).
 
     ``row_execution_id`` and ``row_status`` come from the Instances row; they

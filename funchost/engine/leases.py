@@ -23,17 +23,15 @@ queue, since it can no longer prove it owns them.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from typing import Awaitable, Callable
 
-from durable_mgmt.errors import ConcurrencyConflict
+from durable_mgmt.errors import ConcurrencyConflict, DurableError
 from durable_mgmt.taskhub import TaskHub
 from durable_mgmt.taskhub.partitions import PartitionManagement
 
-log = logging.getLogger("funchost.engine")
-
-PartitionCallback = Callable[[int], Awaitable[None]]
+from .blob_leases import BlobLeaseProtocol
+from .lease_protocol import LeaseProtocol, PartitionCallback, log
+from .table_leases import TableLeaseProtocol
 
 # TablePartitionManager.PartitionManagerLoop: after this many consecutive failures stop retrying at once.
 MAX_IMMEDIATE_RETRIES = 10
@@ -50,7 +48,7 @@ class LeaseManager:
         self.on_released = on_released
         self.lease_seconds = lease_seconds
         self.tick_seconds = tick_seconds
-        self.protocol = None
+        self.protocol: LeaseProtocol | None = None
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._last_success = time.monotonic()
@@ -60,9 +58,6 @@ class LeaseManager:
         return self.protocol.owned if self.protocol else {}
 
     async def start(self) -> None:
-        from .blob_leases import BlobLeaseProtocol
-        from .table_leases import TableLeaseProtocol
-
         layout = await self.hub.refresh_layout()
         cls = BlobLeaseProtocol if layout.management == PartitionManagement.BLOB else TableLeaseProtocol
         self.protocol = cls(self.hub, self.worker_id, self.on_acquired, self.on_released,
@@ -109,6 +104,4 @@ class LeaseManager:
 
 
 def _expected(e: Exception) -> bool:
-    from durable_mgmt.errors import DurableError
-
     return isinstance(e, DurableError)

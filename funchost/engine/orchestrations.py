@@ -14,22 +14,25 @@ is brought in line with history when the instance is next loaded.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from durable_mgmt.errors import ConcurrencyConflict, DurableError
+from durable_mgmt.models import RuntimeStatus
 from durable_mgmt.taskhub import TaskHub
 from durable_mgmt.taskhub.events import EventType
 from durable_mgmt.taskhub.history import History
+from durable_mgmt.taskhub.instance_row import InstanceRow, runtime_status_of
 from durable_mgmt.taskhub.messages import MessageFormatError, TaskMessage, order_messages
-from durable_mgmt.taskhub.names import escape_key
 from durable_mgmt.taskhub.timefmt import utcnow
 
 from .episode import EpisodeResult, InstanceState, run_episode
-from .wakeup import Wakeups
+from ..queue_consumer import receive_loop
+from .router import LocalRouter
 
 log = logging.getLogger("funchost.engine")
 
@@ -51,14 +54,14 @@ class _Session:
 
 
 class OrchestrationDispatcher:
-    def __init__(self, hub: TaskHub, invoke: Callable[[str, str], str], wakeups: Wakeups, *,
+    def __init__(self, hub: TaskHub, invoke: Callable[[str, str], str], router: LocalRouter, *,
                  max_concurrent: int = 64, visibility_seconds: int = 30, stats: dict | None = None):
         """``visibility_seconds``: how long a received message stays hidden. Held messages are
         renewed while we work on them; after a crash they reappear this soon."""
         self.hub = hub
         self.visibility = visibility_seconds
         self.invoke = invoke
-        self.wakeups = wakeups
+        self.router = router
         self.sessions: OrderedDict[str, _Session] = OrderedDict()
         self.readers: dict[int, asyncio.Task] = {}
         self.episode_slots = asyncio.Semaphore(max_concurrent)
@@ -66,7 +69,7 @@ class OrchestrationDispatcher:
         self.stats = stats if stats is not None else {}
         self._owned: set[int] = set()
         self._renewer: asyncio.Task | None = None
-        self.local_activities = None  # the ActivityDispatcher of this worker, for the local fast path
+        router.take_orchestrations(self)
 
     # --- partitions ------------------------------------------------------
 
@@ -119,36 +122,24 @@ class OrchestrationDispatcher:
             m.pop_receipt, m.received_at = receipt, now
 
     async def _read(self, partition: int) -> None:
-        queue = self.hub.control_queue(partition)
-        poller = self.wakeups.watch(queue)
-        while True:
-            try:
-                got = await self._receive(queue, partition)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.warning("reading %s failed: %s", queue.queue_name, e)
-                got = 0
-                await asyncio.sleep(1)
-            if got:
-                poller.busy()
-            else:
-                await poller.idle()
+        name = self.hub.names.control_queue(partition)
 
-    async def _receive(self, queue, partition: int) -> int:
-        raw = await self.hub.receive(queue.queue_name, RECEIVE_BATCH, self.visibility)
-        for m in raw:
+        async def handle(m) -> None:
             try:
                 msg = await self.hub.large.decode_message(m.content)
             except (MessageFormatError, DurableError, ValueError) as e:
-                log.error("dropping unreadable message %s on %s: %s", m.id, queue.queue_name, e)
-                await self.hub.delete_message(queue.queue_name, m.id, m.pop_receipt)
-                continue
-            msg.queue_name, msg.message_id, msg.pop_receipt = queue.queue_name, m.id, m.pop_receipt
+                log.error("dropping unreadable message %s on %s: %s", m.id, name, e)
+                await self.hub.delete_message(name, m.id, m.pop_receipt)
+                return
+            msg.queue_name, msg.message_id, msg.pop_receipt = name, m.id, m.pop_receipt
             msg.dequeue_count, msg.inserted_on = m.dequeue_count or 0, m.inserted_on
             msg.received_at = time.monotonic()
             self._deliver(msg, partition)
-        return len(raw)
+
+        # Sessions take any number of messages: the room is one batch.
+        await receive_loop(name, self.router.watch(name),
+                           lambda count: self.hub.receive(name, count, self.visibility), handle,
+                           room=lambda: RECEIVE_BATCH)
 
     def deliver_local(self, msg: TaskMessage) -> bool:
         """Take a message this process just sent (hidden) to a queue it owns, without receiving it."""
@@ -215,28 +206,28 @@ class OrchestrationDispatcher:
         state = session.state
         row = None
         if reload or state.started is None or state.is_terminal:
-            row = await self.hub.instances.get(iid, with_input=False, with_output=False)
+            row = await self.hub.instances.read(iid, with_input=False, with_output=False)
             if row is not None and state.started is not None:
                 await self._repair_row(state, row)
         result = run_episode(state, batch, self.invoke, now=utcnow(),
-                             row_execution_id=(row or {}).get("ExecutionId"),
-                             row_status=(row or {}).get("RuntimeStatus"))
+                             row_execution_id=row.execution_id if row else None,
+                             row_status=row.runtime_status if row else None)
         for line in result.log:
             log.info(line)
         await self._commit(session, result)
 
-    async def _repair_row(self, state: InstanceState, row: dict[str, Any]) -> None:
+    async def _repair_row(self, state: InstanceState, row: InstanceRow) -> None:
         """Finish a commit a crash interrupted: history is final, the Instances row was not updated."""
         status = state.status
-        if status is None or not state.is_terminal or row.get("RuntimeStatus") == status.name:
+        if status is None or not state.is_terminal or row.runtime_status == runtime_status_of(status):
             return
-        if row.get("ExecutionId") not in (None, state.execution_id):
+        if row.execution_id not in (None, state.execution_id):
             return
         done = next((e for e in reversed(state.events) if e.type == EventType.ExecutionCompleted), None)
         log.info("repairing the Instances row of %r: %s", state.instance_id, status.name)
-        await self._write_row(state.instance_id, {
-            "RuntimeStatus": status.name, "Output": done.result if done else None,
-            "LastUpdatedTime": utcnow(), "CompletedTime": utcnow(), "ExecutionId": state.execution_id})
+        await self._write_row(InstanceRow(
+            state.instance_id, runtime_status=runtime_status_of(status), output=done.result if done else None,
+            last_updated_time=utcnow(), completed_time=utcnow(), execution_id=state.execution_id))
 
     async def _load(self, instance_id: str) -> InstanceState:
         history = await self.hub.history.read(instance_id)
@@ -248,7 +239,7 @@ class OrchestrationDispatcher:
         state = session.state
         iid = session.instance_id
         _stamp_sender(iid, result, [] if result.reset_history else state.events)
-        sends = [self._send_activity(m) for m in result.to_activities]
+        sends = [self.router.send_activity(m) for m in result.to_activities]
         sends += [self._send_orchestration(m) for m in result.to_orchestrations]
         if sends:
             await asyncio.gather(*sends)
@@ -267,11 +258,12 @@ class OrchestrationDispatcher:
             self.stats["episodes"] = self.stats.get("episodes", 0) + 1
             # The provider's order: the row follows the history, the deletes follow the row. If the row
             # write fails, the messages stay and the episode is replayed, which repairs the row.
-            await self._write_row(iid, result.row, replace=result.reset_history)
+            await self._write_row(result.row, replace=result.reset_history)
         elif result.terminate_unstarted is not None:
             now = utcnow()
-            await self._write_row(iid, {"RuntimeStatus": "Terminated", "Output": result.terminate_unstarted,
-                                        "LastUpdatedTime": now, "CompletedTime": now})
+            await self._write_row(InstanceRow(iid, runtime_status=RuntimeStatus.TERMINATED,
+                                              output=result.terminate_unstarted, last_updated_time=now,
+                                              completed_time=now))
         if result.consumed:
             # Off the critical path: the episode is durable now, so the session may take its next batch while
             # the deletes fly. A delete that never lands only means a re-delivery, which is dropped as a duplicate.
@@ -284,19 +276,9 @@ class OrchestrationDispatcher:
             # Waiting for a start that may be scheduled far ahead: back off instead of polling every second.
             await self._abandon([m], min(MAX_WAIT_FOR_START, max(DEFER_SECONDS, m.dequeue_count)))
 
-    async def _write_row(self, instance_id: str, row: dict[str, Any], *, replace: bool = False) -> None:
+    async def _write_row(self, row: InstanceRow, *, replace: bool = False) -> None:
         """Merge ``row`` into the Instances row; a new execution replaces it (no stale Output)."""
-        cols = {k: v for k, v in row.items() if v is not None}
-        cols.update({"PartitionKey": escape_key(instance_id), "RowKey": "", "TaskHubName": self.hub.name})
-        await self.hub.instances.upsert(cols, replace=replace)
-
-    async def _send_activity(self, m: TaskMessage) -> None:
-        local = self.local_activities
-        if local is not None and local.has_room():
-            # Local fast path: sent hidden, run here at once, deleted by us; if we die it reappears.
-            local.take_local(await self.hub.send_to_activities(m, hidden_for=local.visibility))
-        else:
-            await self.hub.send_to_activities(m)
+        await self.hub.instances.upsert(dataclasses.replace(row, task_hub_name=self.hub.name), replace=replace)
 
     async def _send_orchestration(self, m: TaskMessage) -> None:
         await self.hub.send_to_orchestration(m)
@@ -322,7 +304,7 @@ class OrchestrationDispatcher:
                 await self.hub.hide_message(m.queue_name, m.message_id, m.pop_receipt, int(seconds))
             except DurableError as e:
                 log.debug("could not put message %s back: %s", m.message_id, e)
-            self.wakeups.wake_at(m.queue_name, seconds + 0.05)
+            self.router.wake_at(m.queue_name, seconds + 0.05)
 
 
 def _stamp_sender(instance_id: str, result: EpisodeResult, base: list) -> None:

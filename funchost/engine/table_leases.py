@@ -20,24 +20,19 @@ from durable_mgmt.taskhub import TaskHub
 from durable_mgmt.taskhub.partitions import PartitionTable, TableLease
 from durable_mgmt.taskhub.timefmt import utcnow
 
-from .leases import PartitionCallback, log
+from .lease_protocol import LeaseProtocol, PartitionCallback, log
 
 # TableLeaseManager.ClaimLease sets ExpiresAt one minute ahead; RenewLease uses LeaseInterval.
 CLAIM_SECONDS = 60
 
 
-class TableLeaseProtocol:
+class TableLeaseProtocol(LeaseProtocol):
     def __init__(self, hub: TaskHub, worker_id: str, on_acquired: PartitionCallback, on_released: PartitionCallback,
                  *, lease_seconds: int):
-        self.hub = hub
-        self.me = worker_id
-        self.on_acquired = on_acquired
-        self.on_released = on_released
-        self.lease_seconds = lease_seconds
+        super().__init__(hub, worker_id, on_acquired, on_released, lease_seconds=lease_seconds)
         self.table = PartitionTable(hub)
         self.owned: dict[int, str] = {}          # partition -> row key, while we read its queue
         self._drains: dict[str, asyncio.Task] = {}
-        self.busy = False
 
     async def prepare(self) -> None:
         pass  # the table protocol lets any number of workers share a hub

@@ -25,17 +25,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.functions.queue import QueueMessage  # the worker's: with dequeue count and times
 
 from durable_mgmt.errors import DurableError, InvalidSetting
 from durable_mgmt.settings import AppSettings
+from durable_mgmt.taskhub.primitives import create_if_missing, list_or_none
 from durable_mgmt.taskhub.storage import map_storage_errors
 
 from ..config import QueueOptions
 from ..connections import Connections, setting_name
 from ..invoker import Invoker, log_crash
 from ..loader import FunctionIndex, FunctionInfo
+from ..queue_consumer import HeldMessage, Poller, receive_loop
 
 log = logging.getLogger("funchost")
 
@@ -85,7 +86,6 @@ class QueueListener:
         service = connections.queue_service(binding.connection)
         self._queue = service.get_queue_client(binding.queue_name)
         self._poison = service.get_queue_client(binding.poison_queue_name)
-        self._stopping = asyncio.Event()
         self._poll_task: asyncio.Task | None = None
         self._inflight: set[asyncio.Task] = set()
         self._as_text = binding.function.trigger_annotation in (str, "str")
@@ -98,7 +98,6 @@ class QueueListener:
         self._poll_task.add_done_callback(log_crash)
 
     async def stop(self, drain_timeout: float) -> None:
-        self._stopping.set()
         if self._poll_task is not None:
             self._poll_task.cancel()
             await asyncio.gather(self._poll_task, return_exceptions=True)
@@ -110,37 +109,34 @@ class QueueListener:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
     async def _poll(self) -> None:
-        delay = MIN_POLLING_INTERVAL
-        limit = self._options.max_polling_interval.total_seconds()
-        while not self._stopping.is_set():
-            if len(self._inflight) > self._options.new_batch_threshold:
-                await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            try:
-                messages = await self._receive(self._options.batch_size)
-            except DurableError as e:
-                log.warning("Queue '%s': cannot fetch messages (%s); retrying.", self.binding.queue_name, e)
-                messages = []
-            if messages:
-                delay = MIN_POLLING_INTERVAL
-                for message in messages:
-                    task = asyncio.create_task(self._process(message))
-                    self._inflight.add(task)
-                    task.add_done_callback(self._inflight.discard)
-                continue
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, limit)
+        options = self._options
+        poller = Poller(MIN_POLLING_INTERVAL, options.max_polling_interval.total_seconds())
+
+        def room() -> int:
+            # A new batch once no more than newBatchThreshold are still running.
+            return options.batch_size if len(self._inflight) <= options.new_batch_threshold else 0
+
+        async def wait_for_room() -> None:
+            await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+
+        def handle(message: Any) -> None:
+            task = asyncio.create_task(self._process(message))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+        await receive_loop(self.binding.queue_name, poller, self._receive, handle, room=room,
+                           wait_for_room=wait_for_room, retry_seconds=None)
 
     async def _receive(self, count: int) -> list[Any]:
         visibility = int(self._options.processing_visibility.total_seconds())
-        with map_storage_errors(f"receiving messages from queue {self.binding.queue_name!r}"):
-            try:
-                pager = self._queue.receive_messages(messages_per_page=count, max_messages=count,
-                                                     visibility_timeout=visibility)
-                return [m async for m in pager]
-            except ResourceNotFoundError:
-                await _create_queue(self._queue)  # deleted while we ran: recreate and carry on
-                return []
+        messages = await list_or_none(
+            lambda: self._queue.receive_messages(messages_per_page=count, max_messages=count,
+                                                 visibility_timeout=visibility),
+            f"receiving messages from queue {self.binding.queue_name!r}")
+        if messages is None:
+            await _create_queue(self._queue)  # deleted while we ran: recreate and carry on
+            return []
+        return messages
 
     async def _process(self, message: Any) -> None:
         name, max_count = self.binding.queue_name, self._options.max_dequeue_count
@@ -162,7 +158,8 @@ class QueueListener:
                           self.binding.function.describe(), self.binding.poison_queue_name)
             await self._to_poison(message)
             return
-        lease = _VisibilityLease(self._queue, message, self._options.processing_visibility.total_seconds())
+        lease = HeldMessage(message.id, message.pop_receipt, self._options.processing_visibility.total_seconds(),
+                            self._hide, self._delete)
         try:
             await self._invoker.invoke(self.binding.function, value,
                                        reason=f"New queue message detected on '{name}'.", trigger_data=data)
@@ -179,6 +176,15 @@ class QueueListener:
                 await lease.release(visible_in=self._options.visibility_timeout.total_seconds())
             return
         await lease.complete()
+
+    async def _hide(self, message_id: str, pop_receipt: str, seconds: int) -> str:
+        with map_storage_errors(f"updating message {message_id} of queue {self.binding.queue_name!r}"):
+            updated = await self._queue.update_message(message_id, pop_receipt, visibility_timeout=seconds)
+        return updated.pop_receipt
+
+    async def _delete(self, message_id: str, pop_receipt: str) -> None:
+        with map_storage_errors(f"deleting message {message_id} of queue {self.binding.queue_name!r}"):
+            await self._queue.delete_message(message_id, pop_receipt)
 
     def _decode(self, content: str | None) -> bytes:
         return decode_queue_message(content or "", self._options.message_encoding)
@@ -203,54 +209,8 @@ class QueueListener:
                       self.binding.queue_name, message.id, e)
 
 
-class _VisibilityLease:
-    """Keeps a message invisible while its function runs; ends by deleting or releasing it."""
-
-    def __init__(self, queue, message: Any, visibility: float):
-        self._queue = queue
-        self._id = message.id
-        self.pop_receipt = message.pop_receipt
-        self._visibility = visibility
-        self._renewal = asyncio.create_task(self._renew())
-
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(self._visibility / 2)
-            try:
-                with map_storage_errors(f"renewing message {self._id}"):
-                    updated = await self._queue.update_message(self._id, self.pop_receipt,
-                                                               visibility_timeout=int(self._visibility))
-                self.pop_receipt = updated.pop_receipt
-            except DurableError as e:
-                log.warning("Could not keep message %s invisible: %s", self._id, e)
-
-    async def stop(self) -> None:
-        self._renewal.cancel()
-        await asyncio.gather(self._renewal, return_exceptions=True)
-
-    async def complete(self) -> None:
-        await self.stop()
-        try:
-            with map_storage_errors(f"deleting message {self._id}"):
-                await self._queue.delete_message(self._id, self.pop_receipt)
-        except DurableError as e:
-            log.error("Could not delete message %s after its function succeeded (it may run again): %s", self._id, e)
-
-    async def release(self, visible_in: float) -> None:
-        await self.stop()
-        try:
-            with map_storage_errors(f"releasing message {self._id}"):
-                await self._queue.update_message(self._id, self.pop_receipt, visibility_timeout=int(visible_in))
-        except DurableError as e:
-            log.warning("Could not release message %s (it reappears when its lease ends): %s", self._id, e)
-
-
 async def _create_queue(queue) -> None:
-    with map_storage_errors(f"creating queue {queue.queue_name!r}"):
-        try:
-            await queue.create_queue()
-        except ResourceExistsError:
-            pass
+    await create_if_missing(queue.create_queue, f"creating queue {queue.queue_name!r}")
 
 
 def decode_queue_message(text: str, encoding: str) -> bytes:

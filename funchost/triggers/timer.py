@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.functions.timer import TimerRequest  # the worker's concrete one (func.TimerRequest is abstract)
 
 from durable_mgmt.errors import DurableError, InvalidSetting
 from durable_mgmt.settings import AppSettings
+from durable_mgmt.taskhub.primitives import create_if_missing, read_blob
 from durable_mgmt.taskhub.storage import map_storage_errors
 from durable_mgmt.taskhub.timefmt import utcnow
 
@@ -89,12 +89,11 @@ class TimerStatusStore:
         return self._container.get_blob_client(f"timers/{self._host_id}/Host.Functions.{function}/status")
 
     async def read(self, function: str) -> dict[str, datetime] | None:
-        with map_storage_errors(f"reading the schedule status of timer {function!r}"):
-            try:
-                data = json.loads(await (await self._blob(function).download_blob()).readall())
-            except ResourceNotFoundError:
-                return None
+        content = await read_blob(self._blob(function), f"reading the schedule status of timer {function!r}")
+        if content is None:
+            return None
         try:
+            data = json.loads(content)
             return {k: datetime.fromisoformat(data[k]).astimezone(timezone.utc) for k in ("Last", "Next")}
         except (KeyError, TypeError, ValueError):
             log.warning("Ignoring the unreadable schedule status of timer '%s'.", function)
@@ -102,11 +101,7 @@ class TimerStatusStore:
 
     async def write(self, function: str, last: datetime | None, next_: datetime) -> None:
         if not self._created:
-            with map_storage_errors(f"creating container {MONITOR_CONTAINER!r}"):
-                try:
-                    await self._container.create_container()
-                except ResourceExistsError:
-                    pass
+            await create_if_missing(self._container.create_container, f"creating container {MONITOR_CONTAINER!r}")
             self._created = True
         body = {"Last": (last or datetime(1, 1, 1, tzinfo=timezone.utc)).isoformat(), "Next": next_.isoformat(),
                 "LastUpdated": utcnow().isoformat()}
