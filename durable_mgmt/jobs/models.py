@@ -194,3 +194,9 @@ class InstanceOutcome:
 
     def to_json(self) -> dict[str, Any]:
         return {"instanceId": self.instance_id, "outcome": self.outcome.value, "reason": self.reason}
+
+
+def ExportRequest(query: Query | str | None, path: str, *, gzip: bool = False, concurrency: int = 8,
+                  rate: float | None = None) -> BulkRequest:
+    """An export of the histories ``query`` matches to the JSONL file ``path`` (a resumable job)."""
+    return BulkRequest(BulkAction.EXPORT_HISTORY, query, path=path, gzip=gzip, concurrency=concurrency, rate=rate)

@@ -247,6 +247,7 @@ class TaskHub:
         await asyncio.gather(
             self._delete_table(names.instances_table),
             self._delete_table(names.history_table),
+            self._delete_table(names.jobs_table),  # durable_mgmt's bulk jobs (issue 13)
             *(self._delete_queue(q) for q in names.control_queues),
             self._delete_queue(names.workitem_queue),
             self._delete_container(names.large_messages_container),

@@ -75,6 +75,12 @@ class TaskHubNames:
         return f"{self.hub}History"
 
     @property
+    def jobs_table(self) -> str:
+        """Bulk jobs and exports of durable_mgmt (not the provider's): ``Mgmt`` keeps it apart from
+        ``{hub}Instances``/``History``/``Partitions``, whatever the hub name."""
+        return f"{self.hub}MgmtJobs"
+
+    @property
     def _lower(self) -> str:
         return self.hub.lower()
 

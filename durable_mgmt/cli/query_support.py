@@ -1,0 +1,81 @@
+"""What the query-driven commands share: the --query option, its errors with a caret, the manager.
+
+A query error is shown on three lines (message, the query, a caret under
+the column where reading failed) rather than the usual one: the caret is
+the point of the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any, Awaitable, Callable, TypeVar
+
+import click
+
+from ..manager import InstanceManager
+from ..query import Query, QuerySyntaxError
+from ..transports import StorageTransport
+from .context import Target
+from .errors import EXIT_USAGE, CliError
+
+T = TypeVar("T")
+
+QUERY_HELP = ("Filter query, e.g. \"status IN (Running, Pending) AND createdTime < -2h AND name STARTS_WITH "
+              "'Order'\" (see docs/cli.md, 'Filter language').")
+
+
+class QueryError(CliError):
+    def __init__(self, err: QuerySyntaxError):
+        super().__init__(err.reason, EXIT_USAGE)
+        self.text = str(err)
+
+    def show(self, file=None) -> None:
+        click.echo(f"Error: {self.text}", err=True)
+
+
+def parse_query(text: str | None) -> Query:
+    try:
+        return Query.parse(text or "")
+    except QuerySyntaxError as err:
+        raise QueryError(err) from None
+
+
+def query_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    @click.option("--query", "-q", "query_text", default=None, metavar="QUERY", help=QUERY_HELP)
+    @click.option("--explain", is_flag=True, help="Print what storage evaluates and what is filtered here; do nothing else.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, query_text: str | None, explain: bool, **kwargs: Any) -> Any:
+        return func(*args, query=parse_query(query_text) if query_text is not None else None, explain=explain,
+                    **kwargs)
+
+    return wrapper
+
+
+def run_with_manager(target: Target, work: Callable[[InstanceManager], Awaitable[T]]) -> T:
+    """Run ``work(manager)`` on a fresh event loop, over the task hub in storage."""
+
+    async def main() -> T:
+        async with target.client() as client:
+            return await work(InstanceManager(StorageTransport(client.hub)))
+
+    return asyncio.run(main())
+
+
+def print_plan(target: Target, manager_or_none: Any, query: Query) -> None:
+    from ..jobs.models import QueryPlan  # noqa: F401 - the shape printed
+    from ..query import to_text
+    from ..taskhub.scan import columns_for, explain_odata
+
+    plan = {"query": query.text, "pushedDown": to_text(query.pushed), "storageFilter": explain_odata(query),
+            "filteredHere": to_text(query.client), "columns": columns_for(query)}
+    out = target.output
+    if out.is_json:
+        out.json(plan)
+        return
+    out.console.print(
+        f"Query:            {plan['query'] or '(none: every orchestration instance)'}\n"
+        f"Pushed down:      {plan['pushedDown'] or '(nothing)'}\n"
+        f"Storage filter:   {plan['storageFilter']}\n"
+        f"Filtered here:    {plan['filteredHere'] or '(nothing)'}\n"
+        f"Columns read:     {', '.join(plan['columns'])}", markup=False)

@@ -1,0 +1,148 @@
+"""What a bulk job does to one instance, and how it tells whether an interrupted attempt took effect.
+
+An instance is marked *claimed* in the job's table before it is acted on,
+and its outcome is recorded after. When a job stops between the two (a
+crash, SIGKILL, a lost connection), the claimed instances are *in doubt* on
+resume: the request may or may not have been sent. Each action then looks
+at the instance before acting again:
+
+* terminate, suspend, rewind, purge: if the effect is visible (finished,
+  Suspended, no longer Failed, gone) the instance is done; otherwise the
+  request is sent again. A second terminate/suspend/resume message is
+  harmless (the engine ignores it once the instance is in that state) and a
+  rewind or purge repeated is idempotent.
+* raise-event and restart are never repeated: a second event or a second
+  new instance would be a real duplicate. The instance is recorded as failed
+  "in doubt", to be checked by a person.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import DurableError, InstanceNotFound, WaitTimeout, WrongState
+from ..models import RuntimeStatus
+from ..taskhub.family import descendants
+from .models import BulkAction, BulkRequest, InstanceOutcome, Outcome
+
+
+@dataclass(frozen=True)
+class Context:
+    manager: Any   # InstanceManager
+    hub: Any       # the opened TaskHub (family lookups)
+    request: BulkRequest
+
+
+async def perform(ctx: Context, instance_id: str, *, in_doubt: bool) -> InstanceOutcome:
+    try:
+        if in_doubt:
+            verdict = await _check_in_doubt(ctx, instance_id)
+            if verdict is not None:
+                return verdict
+        reason = await _act(ctx, instance_id)
+        note = " (sent again after an interruption)" if in_doubt else ""
+        return InstanceOutcome(instance_id, Outcome.DONE, reason + note)
+    except InstanceNotFound:
+        return InstanceOutcome(instance_id, Outcome.SKIPPED, "it no longer exists")
+    except WrongState as e:
+        return InstanceOutcome(instance_id, Outcome.SKIPPED, str(e))
+    except WaitTimeout as e:
+        return InstanceOutcome(instance_id, Outcome.FAILED, f"{e} Not purged; run the job again later.")
+    except DurableError as e:
+        return InstanceOutcome(instance_id, Outcome.FAILED, str(e))
+
+
+async def _status(ctx: Context, instance_id: str) -> RuntimeStatus | None:
+    try:
+        return (await ctx.manager.status(instance_id, show_input=False)).runtime_status
+    except InstanceNotFound:
+        return None
+
+
+async def _check_in_doubt(ctx: Context, instance_id: str) -> InstanceOutcome | None:
+    action = ctx.request.action
+    if action in (BulkAction.RAISE_EVENT, BulkAction.RESTART):
+        return InstanceOutcome(instance_id, Outcome.FAILED,
+                               f"in doubt: the job stopped while sending this {action.value}; it is not repeated "
+                               "to avoid a duplicate. Check the instance and act on it by hand if needed.")
+    status = await _status(ctx, instance_id)
+    confirmed = None
+    if action is BulkAction.PURGE:
+        confirmed = status is None and "purged (confirmed after an interruption)"
+    elif status is None:
+        return InstanceOutcome(instance_id, Outcome.SKIPPED, "it no longer exists")
+    elif action is BulkAction.TERMINATE:
+        confirmed = status.is_terminal and f"{status.value} (confirmed after an interruption)"
+    elif action is BulkAction.SUSPEND:
+        confirmed = status is RuntimeStatus.SUSPENDED and "Suspended (confirmed after an interruption)"
+    elif action is BulkAction.REWIND:
+        confirmed = status is not RuntimeStatus.FAILED and f"rewound: now {status.value} (confirmed after an interruption)"
+    return InstanceOutcome(instance_id, Outcome.DONE, confirmed) if confirmed else None
+
+
+async def _act(ctx: Context, instance_id: str) -> str:
+    m, req = ctx.manager, ctx.request
+    action = req.action
+    if action is BulkAction.TERMINATE:
+        family = await descendants(ctx.hub, instance_id) if req.recursive else []
+        await m.terminate(instance_id, req.reason)
+        reached = await _each_active(ctx, family, lambda iid: m.terminate(iid, req.reason))
+        return f"terminate sent, and to {reached} sub-orchestration(s)" if req.recursive else "terminate sent"
+    if action is BulkAction.SUSPEND:
+        await m.suspend(instance_id, req.reason)
+        return "suspend sent"
+    if action is BulkAction.RESUME:
+        await m.resume(instance_id, req.reason)
+        return "resume sent"
+    if action is BulkAction.RAISE_EVENT:
+        await m.raise_event(instance_id, req.event_name, req.event_data)
+        return f"event {req.event_name!r} sent"
+    if action is BulkAction.REWIND:
+        await m.rewind(instance_id, req.reason)
+        return "rewound"
+    if action is BulkAction.RESTART:
+        new_id = await m.restart(instance_id, new_instance_id=req.new_instance_id)
+        return f"restarted as {new_id}"
+    if action is BulkAction.PURGE:
+        return await _purge(ctx, instance_id)
+    raise ValueError(f"{action.value} is not a per-instance action")
+
+
+async def _each_active(ctx: Context, ids: list[str], op) -> int:
+    """Apply ``op`` to each id still active; how many it reached."""
+    n = 0
+    for iid in ids:
+        try:
+            await op(iid)
+            n += 1
+        except (InstanceNotFound, WrongState):
+            pass  # already finished or purged: nothing to do for it
+    return n
+
+
+async def _purge(ctx: Context, instance_id: str) -> str:
+    m, req = ctx.manager, ctx.request
+    family = await descendants(ctx.hub, instance_id) if req.recursive else []
+    if req.terminate_first:
+        # Purging an instance a terminate message is still on its way to would leave that message
+        # behind for a new instance with the same id: wait until the engine has recorded Terminated.
+        for iid in [instance_id] + family:
+            status = await _status(ctx, iid)
+            if status is not None and status.is_active:
+                try:
+                    await m.terminate(iid, req.reason or "terminated before purge")
+                except (InstanceNotFound, WrongState):
+                    pass
+        for iid in [instance_id] + family:
+            if await _status(ctx, iid) is not None:
+                await m.wait_for_completion(iid, timeout=req.wait_seconds, retry_interval=0.5)
+    purged = 0
+    for child in family:  # children first: a parent is never gone while a child still points to it
+        try:
+            await m.purge_instance(child)
+            purged += 1
+        except InstanceNotFound:
+            pass
+    await m.purge_instance(instance_id)
+    return f"purged with {purged} sub-orchestration(s)" if req.recursive else "purged"

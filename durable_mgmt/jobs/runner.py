@@ -1,0 +1,287 @@
+"""Running a bulk job: select (freeze) the matches, then act on each one once, checkpointing as it goes.
+
+1. *Selecting*: the query (its relative times fixed by the job's ``now``) is
+   scanned in PartitionKey order; the matches are written to the job's
+   partition as *pending*, each batch in one transaction with the scan
+   cursor. The set is frozen: an instance that stops matching because of
+   the action (or anything else) stays in the job, and one that starts
+   matching later is not added.
+2. *Running*: pending instances are read in key order, ``chunk`` at a time.
+   Each chunk is first marked *claimed* (one transaction), acted on
+   (``concurrency`` in flight, at most ``rate`` starts per second), and its
+   outcomes are written with the job's counters and cursor in one
+   transaction. A resumed job reads only pending and claimed instances, so
+   a finished instance is never acted on again; claimed ones are in doubt
+   and checked first (``actions``).
+
+Only one process runs a job at a time: it holds a lease on the job row
+(``Owner``/``LeaseUntil``, renewed at each checkpoint; every write is
+conditional on the row's ETag). After a crash the lease runs out within
+``LEASE_SECONDS`` and the job can be resumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from dataclasses import replace
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from ..errors import JobBusy
+from ..query import Query
+from ..taskhub.jobs_table import JobsTable, lease_is_live, member_key
+from ..taskhub.names import escape_key
+from ..taskhub.scan import scan
+from ..taskhub.timefmt import utcnow
+from .actions import Context, perform
+from .export import HistoryExport
+from .models import BulkAction, BulkRequest, InstanceOutcome, JobInfo, JobState, Outcome
+
+LEASE_SECONDS = 30.0
+MAX_CHUNK = 98  # instances per checkpoint: one transaction holds 100 operations, one is the job row
+ProgressCallback = Callable[[JobInfo], "Awaitable[None] | None"]
+
+_PARAMS = ("reason", "event_name", "event_data", "recursive", "terminate_first", "wait_seconds",
+           "new_instance_id", "rate", "concurrency", "path", "gzip")
+
+
+def new_job_id() -> str:
+    return utcnow().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def request_params(request: BulkRequest) -> dict[str, Any]:
+    return {name: getattr(request, name) for name in _PARAMS}
+
+
+def request_of(info: JobInfo) -> BulkRequest:
+    params = {k: v for k, v in info.params.items() if k in _PARAMS}
+    return BulkRequest(info.action, Query.parse(info.query, now=info.now), **params)
+
+
+class _RateLimiter:
+    """At most ``rate`` starts per second, spaced evenly (no bursts after a pause)."""
+
+    def __init__(self, rate: float | None):
+        self._interval = 1.0 / rate if rate else 0.0
+        self._next = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self._interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(self._next, now) + self._interval
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class BulkJob:
+    """A handle on one job: ``await job.run(progress)`` runs (or resumes) it; ``stop()`` asks it to stop
+    after the current checkpoint; ``cancel()`` stops it for good. Safe to use from an aiohttp handler:
+    run it in a task and read ``info`` (or the progress callback) meanwhile."""
+
+    def __init__(self, manager: Any, hub: Any, jobs: JobsTable, info: JobInfo):
+        self._manager = manager
+        self._hub = hub
+        self._jobs = jobs
+        self.info = info
+        self._owner = uuid.uuid4().hex
+        self._stop = False
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def request(self) -> BulkRequest:
+        return request_of(self.info)
+
+    def stop(self) -> None:
+        """Stop after the batch in flight is recorded (the job can be resumed)."""
+        self._stop = True
+
+    async def cancel(self) -> JobInfo:
+        """Ask the job to stop for good: a running process stops at its next checkpoint; an idle job
+        is marked Canceled now."""
+        await self._jobs.request_cancel(self.id)
+        info, etag, lease = await self._jobs.get(self.id)
+        if not info.state.is_final and not lease_is_live(lease, self._owner):
+            with contextlib.suppress(JobBusy):
+                await self._jobs.update(replace(info, state=JobState.CANCELED), etag, owner="", lease_seconds=0)
+        self.info = (await self._jobs.get(self.id))[0]
+        return self.info
+
+    async def refresh(self) -> JobInfo:
+        self.info = (await self._jobs.get(self.id))[0]
+        return self.info
+
+    async def outcomes(self, *only: Outcome) -> AsyncIterator[InstanceOutcome]:
+        """What the job did to each instance (in key order), optionally only some outcomes."""
+        async for page in self._jobs.members(self.id, only or None):
+            for _, outcome in page:
+                yield outcome
+
+    async def progress(self) -> AsyncIterator[JobInfo]:
+        """Run the job, yielding its state after each checkpoint (an alternative to a callback)."""
+        queue: asyncio.Queue[JobInfo | None] = asyncio.Queue()
+        task = asyncio.ensure_future(self.run(queue.put_nowait))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (item := await queue.get()) is not None:
+                yield item
+            await task  # re-raise what stopped it
+        finally:
+            if not task.done():
+                self.stop()
+                await task
+
+    # --- running -----------------------------------------------------------
+
+    async def run(self, progress: ProgressCallback | None = None, *, wait_for_lease: bool = False) -> JobInfo:
+        """Run or resume the job to its end (or until ``stop``/``cancel``); the job as it ends.
+
+        Raises JobBusy when another process holds the job's lease (with
+        ``wait_for_lease``, waits for a lease left by a dead process to run out).
+        """
+        self._progress = progress
+        info, etag = await self._acquire(wait_for_lease)
+        if info.state.is_final:
+            self.info = info
+            return info
+        self._etag = etag
+        self.info = info
+        try:
+            if info.state is JobState.SELECTING:
+                await self._select()
+            if self.info.state is not JobState.SELECTING:
+                end = await self._process()
+                await self._finish(end)
+        except BaseException:
+            # Ctrl-C (a second time), a lost connection: say so in storage if it still answers.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._finish(JobState.INTERRUPTED))
+            raise
+        return self.info
+
+    async def _acquire(self, wait: bool) -> tuple[JobInfo, str]:
+        while True:
+            info, etag, lease = await self._jobs.get(self.id)
+            if info.state.is_final:
+                return info, etag
+            until = lease_is_live(lease, self._owner)
+            if until is None:
+                break
+            if not wait:
+                raise JobBusy(f"Job {self.id!r} is being run by another process (its lease runs until "
+                              f"{until:%H:%M:%S} UTC). If that process died, resume after that time.")
+            await asyncio.sleep(min(2.0, max(0.1, (until - utcnow()).total_seconds() + 0.2)))
+        state = info.state if info.state is JobState.SELECTING else JobState.RUNNING
+        info = replace(info, state=state)
+        return info, await self._jobs.update(info, etag, owner=self._owner, lease_seconds=self._lease())
+
+    def _lease(self) -> float:
+        req = self.request
+        return LEASE_SECONDS + (req.wait_seconds if req.terminate_first else 0)
+
+    async def _checkpoint(self, outcomes: list[InstanceOutcome], statuses: dict[str, str] | None = None) -> None:
+        self._etag = await self._jobs.commit(self.info, self._etag, outcomes, owner=self._owner,
+                                             lease_seconds=self._lease(), statuses=statuses)
+
+    async def _notify(self) -> None:
+        if self._progress is not None:
+            maybe = self._progress(self.info)
+            if asyncio.iscoroutine(maybe):
+                await maybe
+
+    async def _select(self) -> None:
+        query = Query.parse(self.info.query, now=self.info.now)
+        async for page in scan(self._hub, query, after_key=self.info.cursor or None):
+            items = list(page.items)
+            for i in range(0, max(len(items), 1), MAX_CHUNK):
+                chunk = items[i:i + MAX_CHUNK]
+                last = i + MAX_CHUNK >= len(items)
+                cursor = page.last_key if last else escape_key(chunk[-1].instance_id)
+                self.info = replace(self.info, matched=self.info.matched + len(chunk), cursor=cursor or self.info.cursor)
+                await self._checkpoint([InstanceOutcome(s.instance_id, Outcome.PENDING) for s in chunk],
+                                       {s.instance_id: s.runtime_status.value for s in chunk})
+            await self._notify()
+            if self._stop:
+                await self._finish(JobState.INTERRUPTED)
+                return
+        self.info = replace(self.info, state=JobState.RUNNING, cursor="")
+        self._etag = await self._jobs.update(self.info, self._etag, owner=self._owner, lease_seconds=self._lease())
+        await self._notify()
+
+    def _chunk_size(self) -> int:
+        req = self.request
+        if req.rate is None:
+            return MAX_CHUNK
+        # About five seconds of work per checkpoint at the given rate, so a stop is quick.
+        return max(1, min(MAX_CHUNK, max(req.concurrency, int(req.rate * 5))))
+
+    async def _process(self) -> JobState:
+        req = self.request
+        ctx = Context(self._manager, self._hub, req)
+        export = HistoryExport(self._manager, req, self.info) if req.action is BulkAction.EXPORT_HISTORY else None
+        limiter = _RateLimiter(req.rate)
+        sem = asyncio.Semaphore(req.concurrency)
+        size = self._chunk_size()
+
+        async def one(member: InstanceOutcome) -> InstanceOutcome:
+            async with sem:
+                await limiter.wait()
+                return await perform(ctx, member.instance_id, in_doubt=member.outcome is Outcome.CLAIMED)
+
+        try:
+            if export is not None:
+                export.open()
+            async for page in self._jobs.members(self.id, [Outcome.PENDING, Outcome.CLAIMED], after=self.info.cursor):
+                for i in range(0, len(page), size):
+                    if self._stop:
+                        return JobState.INTERRUPTED
+                    if await self._jobs.cancel_requested(self.id):
+                        return JobState.CANCELED
+                    chunk = page[i:i + size]
+                    members = [m for _, m in chunk]
+                    fresh = [InstanceOutcome(m.instance_id, Outcome.CLAIMED) for m in members
+                             if m.outcome is Outcome.PENDING]
+                    if fresh and export is None:
+                        await self._checkpoint(fresh)
+                    if export is not None:
+                        results = await export.write(members)
+                        self.info = replace(self.info, params={**self.info.params, "offset": export.offset})
+                    else:
+                        results = list(await asyncio.gather(*(one(m) for m in members)))
+                    counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
+                    self.info = replace(self.info, done=self.info.done + counts[Outcome.DONE],
+                                        skipped=self.info.skipped + counts[Outcome.SKIPPED],
+                                        failed=self.info.failed + counts[Outcome.FAILED], cursor=chunk[-1][0])
+                    await self._checkpoint(results)
+                    await self._notify()
+        finally:
+            if export is not None:
+                export.close()
+        return JobState.COMPLETED
+
+    async def _finish(self, state: JobState) -> None:
+        self.info = replace(self.info, state=state)
+        self._etag = await self._jobs.update(self.info, self._etag, owner="", lease_seconds=0)
+        await self._notify()
+
+
+async def create_job(manager: Any, hub: Any, request: BulkRequest) -> BulkJob:
+    """Record a new job (Selecting; nothing acted on yet) and return its handle."""
+    jobs = JobsTable(hub)
+    query: Query = request.query
+    now = utcnow()
+    info = JobInfo(id=new_job_id(), action=request.action, query=query.text, now=query.now,
+                   state=JobState.SELECTING, created=now, updated=now, params=request_params(request))
+    await jobs.create(info)
+    return BulkJob(manager, hub, jobs, info)
+
+
+__all__ = ["BulkJob", "create_job", "member_key", "LEASE_SECONDS"]
