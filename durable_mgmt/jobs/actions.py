@@ -10,7 +10,10 @@ at the instance before acting again:
   Suspended, no longer Failed, gone) the instance is done; otherwise the
   request is sent again. A second terminate/suspend/resume message is
   harmless (the engine ignores it once the instance is in that state) and a
-  rewind or purge repeated is idempotent.
+  rewind or purge repeated is idempotent. Before sending a terminate or
+  suspend again, the instance gets ``IN_DOUBT_WAIT`` seconds to show the
+  effect, so with a host running a message sent before the interruption is
+  seen and not sent twice.
 * raise-event and restart are never repeated: a second event or a second
   new instance would be a real duplicate. The instance is recorded as failed
   "in doubt", to be checked by a person.
@@ -18,6 +21,8 @@ at the instance before acting again:
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,12 +78,27 @@ async def _check_in_doubt(ctx: Context, instance_id: str) -> InstanceOutcome | N
     elif status is None:
         return InstanceOutcome(instance_id, Outcome.SKIPPED, "it no longer exists")
     elif action is BulkAction.TERMINATE:
-        confirmed = status.is_terminal and f"{status.value} (confirmed after an interruption)"
+        status = await _settle(ctx, instance_id, status, lambda s: s is None or s.is_terminal)
+        confirmed = (status is None or status.is_terminal) and f"{status.value if status else 'gone'} (confirmed after an interruption)"
     elif action is BulkAction.SUSPEND:
+        status = await _settle(ctx, instance_id, status, lambda s: s is None or s is RuntimeStatus.SUSPENDED)
         confirmed = status is RuntimeStatus.SUSPENDED and "Suspended (confirmed after an interruption)"
     elif action is BulkAction.REWIND:
         confirmed = status is not RuntimeStatus.FAILED and f"rewound: now {status.value} (confirmed after an interruption)"
     return InstanceOutcome(instance_id, Outcome.DONE, confirmed) if confirmed else None
+
+
+IN_DOUBT_WAIT = 10.0  # seconds a message sent before the interruption gets to take effect
+
+
+async def _settle(ctx: Context, instance_id: str, status: RuntimeStatus | None, done) -> RuntimeStatus | None:
+    """Give a request that may have been sent before the interruption time to be carried out by a running
+    host, so it is not sent twice; the status at the end of the wait."""
+    deadline = time.monotonic() + IN_DOUBT_WAIT
+    while not done(status) and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        status = await _status(ctx, instance_id)
+    return status
 
 
 async def _act(ctx: Context, instance_id: str) -> str:
