@@ -16,7 +16,9 @@ What the Instances table can evaluate (see ``taskhub.query_odata``):
 * ``createdTime``, ``lastUpdatedTime`` every operator they take.
 
 ``customStatus``, ``input`` and ``output`` are always filtered here (OData
-has no substring test, and large values live in blobs).
+has no substring test, and large values live in blobs). Time conditions are
+pushed down widened by one millisecond and checked exactly here as well:
+Azurite compares times at millisecond precision, Azure Tables at 100 ns.
 """
 
 from __future__ import annotations
@@ -105,7 +107,9 @@ class Query:
         expr = normalize(parse(text, now=now))
         conjuncts = list(expr.items) if isinstance(expr, And) else ([expr] if expr is not None else [])
         pushed = [c for c in conjuncts if is_pushable(c)]
-        client = [c for c in conjuncts if not is_pushable(c)]
+        # Times are pushed down widened by a millisecond (Azurite compares at that precision, Azure at
+        # 100 ns) and checked exactly here too: cheap, and the result is the same on both.
+        client = [c for c in conjuncts if not is_pushable(c) or any(p.field.is_time for p in predicates(c))]
         return cls(text, now, expr, _join(pushed), _join(client))
 
     @classmethod

@@ -10,6 +10,7 @@ in every instance listing.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..models import RuntimeStatus
@@ -67,6 +68,8 @@ def _clause(expr: Expr, f: Filter) -> str:
     col = COLUMNS[expr.field]
     vals = [_stored(expr.field, v) for v in expr.values]
     op = expr.op
+    if expr.field.is_time:
+        return _time_clause(col, op, vals, f)
     if op in _COMPARE:
         return f"{col} {_COMPARE[op]} {f.param(vals[0])}"
     if op is Op.IN:
@@ -92,6 +95,31 @@ def _clause(expr: Expr, f: Filter) -> str:
     if op is Op.NOT_BETWEEN:
         return f"( {col} lt {f.param(vals[0])} or {col} gt {f.param(vals[1])} )"
     raise ValueError(f"{expr.field.value} {op.value} cannot be evaluated by storage")
+
+
+_SLACK = timedelta(milliseconds=1)
+
+
+def _time_clause(col: str, op: Op, vals: list, f: Filter) -> str:
+    """A time condition widened by a millisecond each way: a superset of the exact one, which the
+    client-side half of the plan checks again (Azurite truncates times to milliseconds)."""
+    lo = [v - _SLACK for v in vals]
+    hi = [v + _SLACK for v in vals]
+    if op in (Op.LT, Op.LE):
+        return f"{col} le {f.param(hi[0])}"
+    if op in (Op.GT, Op.GE):
+        return f"{col} ge {f.param(lo[0])}"
+    if op is Op.EQ:
+        return f"( {col} ge {f.param(lo[0])} and {col} le {f.param(hi[0])} )"
+    if op is Op.IN:
+        return "( " + " or ".join(f"( {col} ge {f.param(a)} and {col} le {f.param(b)} )" for a, b in zip(lo, hi)) + " )"
+    if op is Op.BETWEEN:
+        return f"( {col} ge {f.param(lo[0])} and {col} le {f.param(hi[1])} )"
+    if op is Op.NOT_BETWEEN:
+        return f"( {col} le {f.param(hi[0])} or {col} ge {f.param(lo[1])} )"
+    # != and NOT IN exclude single instants: widened they would exclude rows that match; keep every row
+    # that has the column and let the client-side half decide.
+    return f"{col} ge {f.param(datetime(1601, 1, 1, tzinfo=timezone.utc))}"
 
 
 def render(f: Filter) -> str:

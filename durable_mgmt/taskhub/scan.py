@@ -34,7 +34,8 @@ class ScanPage:
 
 def columns_for(query: Query, fields: Iterable[Field] = ()) -> list[str]:
     cols = list(BASE_COLUMNS)
-    for field in set(fields) | query.fields("client"):
+    wanted = set(fields) | query.fields("client")
+    for field in (f for f in Field if f in wanted):  # in a fixed order: plans print the same every time
         col = COLUMNS[field]
         if col not in cols:
             cols.append(col)
