@@ -94,8 +94,9 @@ class BulkRequest:
     the operations in flight. ``recursive`` (terminate, purge) also reaches
     sub-orchestrations, found in their parents' history. ``terminate_first``
     (purge) terminates active instances and waits up to ``wait_seconds`` for
-    them to be Terminated before purging them. ``path`` and ``gzip`` are for
-    export-history.
+    them to be Terminated before purging them. ``batch_size`` is how many
+    instances each checkpoint records (default: 98, or about five seconds of
+    work at ``rate``). ``path`` and ``gzip`` are for export-history.
     """
 
     action: BulkAction | str
@@ -109,11 +110,15 @@ class BulkRequest:
     new_instance_id: bool = True
     rate: float | None = None
     concurrency: int = 8
+    batch_size: int | None = None
     path: str | None = None
     gzip: bool = False
 
     def __post_init__(self) -> None:
         action = BulkAction.parse(self.action)
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 98):
+            raise InvalidInput(f"Invalid batch size {self.batch_size!r}: give an integer from 1 to 98 "
+                               "(instances recorded per checkpoint; one transaction holds 100 rows).")
         object.__setattr__(self, "action", action)
         object.__setattr__(self, "query", Query.of(self.query))
         if self.rate is not None and not (isinstance(self.rate, (int, float)) and self.rate > 0):

@@ -44,7 +44,7 @@ MAX_CHUNK = 98  # instances per checkpoint: one transaction holds 100 operations
 ProgressCallback = Callable[[JobInfo], "Awaitable[None] | None"]
 
 _PARAMS = ("reason", "event_name", "event_data", "recursive", "terminate_first", "wait_seconds",
-           "new_instance_id", "rate", "concurrency", "path", "gzip")
+           "new_instance_id", "rate", "concurrency", "batch_size", "path", "gzip")
 
 
 def new_job_id() -> str:
@@ -155,11 +155,10 @@ class BulkJob:
         self._etag = etag
         self.info = info
         try:
-            if info.state is JobState.SELECTING:
+            if not info.params.get("selected"):
                 await self._select()
-            if self.info.state is not JobState.SELECTING:
-                end = await self._process()
-                await self._finish(end)
+            end = await self._process() if self.info.params.get("selected") else JobState.INTERRUPTED
+            await self._finish(end)
         except BaseException:
             # Ctrl-C (a second time), a lost connection: say so in storage if it still answers.
             with contextlib.suppress(Exception):
@@ -179,7 +178,7 @@ class BulkJob:
                 raise JobBusy(f"Job {self.id!r} is being run by another process (its lease runs until "
                               f"{until:%H:%M:%S} UTC). If that process died, resume after that time.")
             await asyncio.sleep(min(2.0, max(0.1, (until - utcnow()).total_seconds() + 0.2)))
-        state = info.state if info.state is JobState.SELECTING else JobState.RUNNING
+        state = JobState.RUNNING if info.params.get("selected") else JobState.SELECTING
         info = replace(info, state=state)
         return info, await self._jobs.update(info, etag, owner=self._owner, lease_seconds=self._lease())
 
@@ -200,6 +199,8 @@ class BulkJob:
     async def _select(self) -> None:
         query = Query.parse(self.info.query, now=self.info.now)
         async for page in scan(self._hub, query, after_key=self.info.cursor or None):
+            if self._stop:
+                return
             items = list(page.items)
             for i in range(0, max(len(items), 1), MAX_CHUNK):
                 chunk = items[i:i + MAX_CHUNK]
@@ -209,15 +210,14 @@ class BulkJob:
                 await self._checkpoint([InstanceOutcome(s.instance_id, Outcome.PENDING) for s in chunk],
                                        {s.instance_id: s.runtime_status.value for s in chunk})
             await self._notify()
-            if self._stop:
-                await self._finish(JobState.INTERRUPTED)
-                return
-        self.info = replace(self.info, state=JobState.RUNNING, cursor="")
+        self.info = replace(self.info, state=JobState.RUNNING, cursor="", params={**self.info.params, "selected": True})
         self._etag = await self._jobs.update(self.info, self._etag, owner=self._owner, lease_seconds=self._lease())
         await self._notify()
 
     def _chunk_size(self) -> int:
         req = self.request
+        if req.batch_size:
+            return req.batch_size
         if req.rate is None:
             return MAX_CHUNK
         # About five seconds of work per checkpoint at the given rate, so a stop is quick.
