@@ -202,3 +202,15 @@ async def test_delete_hub_deletes_the_jobs_table(account, hub, client, manager):
 
 def test_runtime_statuses_used_above_exist():
     assert RuntimeStatus.parse("Completed") is RuntimeStatus.COMPLETED
+
+
+async def test_purge_after_terminate_gives_up_clearly_when_the_instance_never_stops(hub, client, manager):
+    # No host runs here, so the terminate is never carried out: the purge must not go ahead.
+    (iid,) = await start_many(client, 1)
+    job = await manager.bulk(BulkRequest("purge", "", terminate_first=True, wait_seconds=1.0))
+    info = await job.run()
+    assert (info.done, info.failed) == (0, 1)
+    (failed,) = [o async for o in job.outcomes(Outcome.FAILED)]
+    assert failed.instance_id == iid
+    assert f"Instance {iid!r} did not finish within 1 s (it is Pending). Not purged" in failed.reason
+    assert await manager.exists(iid)

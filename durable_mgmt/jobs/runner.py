@@ -39,7 +39,7 @@ from .actions import Context, perform
 from .export import HistoryExport
 from .models import BulkAction, BulkRequest, InstanceOutcome, JobInfo, JobState, Outcome
 
-LEASE_SECONDS = 30.0
+LEASE_SECONDS = 20.0
 MAX_CHUNK = 98  # instances per checkpoint: one transaction holds 100 operations, one is the job row
 ProgressCallback = Callable[[JobInfo], "Awaitable[None] | None"]
 
