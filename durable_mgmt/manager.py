@@ -182,7 +182,8 @@ class InstanceManager:
         """Parse a filter query (QuerySyntaxError, an InvalidFilter, points at the failing column)."""
         return Query.parse(text, now=now)
 
-    def explain(self, query: Query | str | None, *, fields: Iterable[Field] = ()) -> QueryPlan:
+    @staticmethod
+    def explain(query: Query | str | None, *, fields: Iterable[Field] = ()) -> QueryPlan:
         """What storage evaluates for ``query`` (the OData filter) and what is filtered here."""
         from .query import to_text
         from .taskhub.scan import columns_for, explain_odata

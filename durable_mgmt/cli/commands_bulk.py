@@ -101,7 +101,7 @@ def _start(target: Target, request: BulkRequest, *, assume_yes: bool, explain: b
         counted = await manager.count(CountRequest(query, "status"))
         by_status = ", ".join(f"{n:,} {s}" for s, n in counted.groups.items()) or "none"
         if explain:
-            print_plan(target, manager, query)
+            print_plan(target, query)
             out.note(f"{counted.total:,} instances match ({by_status}).")
             return None
         if counted.total == 0:

@@ -56,7 +56,7 @@ def get_instances(target: Target, filters: Filters, top: int, continuation_token
     limit = None if list_all else top
     _query_alone(filters, query, "--continuation-token" if continuation_token else None)
     if explain:
-        print_plan(target, None, query or Query.parse(""))
+        print_plan(target, query or Query.parse(""))
         return
     if query is not None:
         fields = [Field.CUSTOM_STATUS] + [Field.INPUT] * show_input + [Field.OUTPUT] * show_output
@@ -126,7 +126,7 @@ def count(target: Target, filters: Filters, query: Query | None, explain: bool, 
     """
     _query_alone(filters, query)
     if explain:
-        print_plan(target, None, query or Query.parse(""))
+        print_plan(target, query or Query.parse(""))
         return
     if query is not None or group_by:
         request = CountRequest(query, group_by or "status")

@@ -62,20 +62,16 @@ def run_with_manager(target: Target, work: Callable[[InstanceManager], Awaitable
     return asyncio.run(main())
 
 
-def print_plan(target: Target, manager_or_none: Any, query: Query) -> None:
-    from ..jobs.models import QueryPlan  # noqa: F401 - the shape printed
-    from ..query import to_text
-    from ..taskhub.scan import columns_for, explain_odata
-
-    plan = {"query": query.text, "pushedDown": to_text(query.pushed), "storageFilter": explain_odata(query),
-            "filteredHere": to_text(query.client), "columns": columns_for(query)}
+def print_plan(target: Target, query: Query) -> None:
+    """``--explain``: what storage evaluates and what is filtered here (no storage call)."""
+    plan = InstanceManager.explain(query)
     out = target.output
     if out.is_json:
-        out.json(plan)
+        out.json(plan.to_json())
         return
     out.console.print(
-        f"Query:            {plan['query'] or '(none: every orchestration instance)'}\n"
-        f"Pushed down:      {plan['pushedDown'] or '(nothing)'}\n"
-        f"Storage filter:   {plan['storageFilter']}\n"
-        f"Filtered here:    {plan['filteredHere'] or '(nothing)'}\n"
-        f"Columns read:     {', '.join(plan['columns'])}", markup=False)
+        f"Query:            {plan.query or '(none: every orchestration instance)'}\n"
+        f"Pushed down:      {plan.pushed_down or '(nothing)'}\n"
+        f"Storage filter:   {plan.storage_filter}\n"
+        f"Filtered here:    {plan.filtered_here or '(nothing)'}\n"
+        f"Columns read:     {', '.join(plan.columns)}", markup=False)
