@@ -24,10 +24,11 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from ..errors import DurableError, InstanceNotFound, WaitTimeout, WrongState
 from ..models import RuntimeStatus
+from ..taskhub import bulk_ops
 from ..taskhub.family import descendants
 from .models import BulkAction, BulkRequest, InstanceOutcome, Outcome
 
@@ -35,8 +36,67 @@ from .models import BulkAction, BulkRequest, InstanceOutcome, Outcome
 @dataclass(frozen=True)
 class Context:
     manager: Any   # InstanceManager
-    hub: Any       # the opened TaskHub (family lookups)
+    hub: Any       # the opened TaskHub (family lookups, batch reads)
     request: BulkRequest
+    purger: Any = None  # taskhub.bulk_ops.BatchPurger, for batch purges
+
+
+Limited = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
+
+
+def batchable(request: BulkRequest) -> bool:
+    """Terminate and purge of single instances are done a batch at a time (one status read per batch)."""
+    return (request.action in (BulkAction.TERMINATE, BulkAction.PURGE) and not request.recursive
+            and not request.terminate_first)
+
+
+async def perform_batch(ctx: Context, members: list[InstanceOutcome], limited: Limited) -> list[InstanceOutcome]:
+    """Act on a batch of instances (in order); ``limited`` runs each operation within the job's rate and
+    concurrency. Claimed (in-doubt) instances and other actions go one by one through ``perform``."""
+    fresh = [m.instance_id for m in members if m.outcome is Outcome.PENDING]
+    done: dict[str, InstanceOutcome] = {}
+    if batchable(ctx.request) and fresh:
+        try:
+            current = await bulk_ops.statuses(ctx.hub, fresh)
+            keys = {}
+            if ctx.request.action is BulkAction.PURGE:
+                keys = await ctx.purger.history_keys([i for i in fresh if current[i] and current[i].is_terminal])
+        except DurableError:
+            current = None  # storage hiccup: fall back to one by one, which reports per instance
+        if current is not None:
+            outcomes = await asyncio.gather(*(_batched(ctx, i, current[i], keys.get(i), limited) for i in fresh))
+            done = {o.instance_id: o for o in outcomes}
+
+    async def single(member: InstanceOutcome) -> InstanceOutcome:
+        if member.instance_id in done:
+            return done[member.instance_id]
+        return await limited(lambda: perform(ctx, member.instance_id, in_doubt=member.outcome is Outcome.CLAIMED))
+
+    return list(await asyncio.gather(*(single(m) for m in members)))
+
+
+async def _batched(ctx: Context, instance_id: str, status: RuntimeStatus | None, row_keys, limited: Limited,
+                   ) -> InstanceOutcome:
+    req = ctx.request
+    if status is None:
+        return InstanceOutcome(instance_id, Outcome.SKIPPED, "it no longer exists")
+    try:
+        if req.action is BulkAction.TERMINATE:
+            if status.is_terminal:
+                return InstanceOutcome(instance_id, Outcome.SKIPPED,
+                                       f"Cannot terminate instance {instance_id!r}: it is already {status.value}.")
+            await limited(lambda: bulk_ops.send_terminate(ctx.hub, instance_id, req.reason))
+            return InstanceOutcome(instance_id, Outcome.DONE, "terminate sent")
+        if not status.is_terminal:
+            return InstanceOutcome(instance_id, Outcome.SKIPPED,
+                                   f"Instance {instance_id!r} is {status.value}; only Completed, Failed, Terminated "
+                                   "or Canceled instances can be purged.")
+        result = await limited(lambda: ctx.purger.purge(instance_id, row_keys))
+        if not result.instances_deleted:
+            return InstanceOutcome(instance_id, Outcome.SKIPPED, "it no longer exists")
+        return InstanceOutcome(instance_id, Outcome.DONE, "purged")
+    except DurableError as e:
+        return InstanceOutcome(instance_id, Outcome.FAILED, str(e))
 
 
 async def perform(ctx: Context, instance_id: str, *, in_doubt: bool) -> InstanceOutcome:

@@ -35,7 +35,8 @@ from ..taskhub.jobs_table import JobsTable, lease_is_live, member_key
 from ..taskhub.names import escape_key
 from ..taskhub.scan import scan
 from ..taskhub.timefmt import utcnow
-from .actions import Context, perform
+from ..taskhub.bulk_ops import BatchPurger
+from .actions import Context, perform_batch
 from .export import HistoryExport
 from .models import BulkAction, BulkRequest, InstanceOutcome, JobInfo, JobState, Outcome
 
@@ -225,16 +226,16 @@ class BulkJob:
 
     async def _process(self) -> JobState:
         req = self.request
-        ctx = Context(self._manager, self._hub, req)
+        ctx = Context(self._manager, self._hub, req, BatchPurger(self._hub))
         export = HistoryExport(self._manager, req, self.info) if req.action is BulkAction.EXPORT_HISTORY else None
         limiter = _RateLimiter(req.rate)
         sem = asyncio.Semaphore(req.concurrency)
         size = self._chunk_size()
 
-        async def one(member: InstanceOutcome) -> InstanceOutcome:
+        async def limited(operation):
             async with sem:
                 await limiter.wait()
-                return await perform(ctx, member.instance_id, in_doubt=member.outcome is Outcome.CLAIMED)
+                return await operation()
 
         try:
             if export is not None:
@@ -255,7 +256,7 @@ class BulkJob:
                         results = await export.write(members)
                         self.info = replace(self.info, params={**self.info.params, "offset": export.offset})
                     else:
-                        results = list(await asyncio.gather(*(one(m) for m in members)))
+                        results = await perform_batch(ctx, members, limited)
                     counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
                     self.info = replace(self.info, done=self.info.done + counts[Outcome.DONE],
                                         skipped=self.info.skipped + counts[Outcome.SKIPPED],
