@@ -50,29 +50,41 @@ def batchable(request: BulkRequest) -> bool:
             and not request.terminate_first)
 
 
-async def perform_batch(ctx: Context, members: list[InstanceOutcome], limited: Limited) -> list[InstanceOutcome]:
-    """Act on a batch of instances (in order); ``limited`` runs each operation within the job's rate and
-    concurrency. Claimed (in-doubt) instances and other actions go one by one through ``perform``."""
+@dataclass(frozen=True)
+class Prepared:
+    """What a batch needs before acting: current statuses (and history keys for a purge), read by range."""
+
+    statuses: dict[str, RuntimeStatus | None] | None = None
+    history_keys: dict[str, list[str]] | None = None
+
+
+async def prepare_batch(ctx: Context, members: list[InstanceOutcome]) -> Prepared:
     fresh = [m.instance_id for m in members if m.outcome is Outcome.PENDING]
-    done: dict[str, InstanceOutcome] = {}
-    if batchable(ctx.request) and fresh:
-        try:
-            current = await bulk_ops.statuses(ctx.hub, fresh)
-            keys = {}
-            if ctx.request.action is BulkAction.PURGE:
-                keys = await ctx.purger.history_keys([i for i in fresh if current[i] and current[i].is_terminal])
-        except DurableError:
-            current = None  # storage hiccup: fall back to one by one, which reports per instance
-        if current is not None:
-            outcomes = await asyncio.gather(*(_batched(ctx, i, current[i], keys.get(i), limited) for i in fresh))
-            done = {o.instance_id: o for o in outcomes}
+    if not (batchable(ctx.request) and fresh):
+        return Prepared()
+    try:
+        current = await bulk_ops.statuses(ctx.hub, fresh)
+        keys = {}
+        if ctx.request.action is BulkAction.PURGE:
+            keys = await ctx.purger.history_keys([i for i in fresh if current[i] and current[i].is_terminal])
+    except DurableError:
+        return Prepared()  # a storage hiccup: act one by one, which reports per instance
+    return Prepared(current, keys)
 
-    async def single(member: InstanceOutcome) -> InstanceOutcome:
-        if member.instance_id in done:
-            return done[member.instance_id]
-        return await limited(lambda: perform(ctx, member.instance_id, in_doubt=member.outcome is Outcome.CLAIMED))
 
-    return list(await asyncio.gather(*(single(m) for m in members)))
+async def act_batch(ctx: Context, members: list[InstanceOutcome], prepared: Prepared,
+                    limited: Limited) -> list[InstanceOutcome]:
+    """Act on a batch of instances (outcomes in the same order); ``limited`` runs each operation within
+    the job's rate and concurrency. Claimed (in-doubt) instances, and actions that cannot go by batch,
+    go one by one through ``perform``."""
+
+    async def one(member: InstanceOutcome) -> InstanceOutcome:
+        iid = member.instance_id
+        if member.outcome is Outcome.PENDING and prepared.statuses is not None and iid in prepared.statuses:
+            return await _batched(ctx, iid, prepared.statuses[iid], (prepared.history_keys or {}).get(iid), limited)
+        return await limited(lambda: perform(ctx, iid, in_doubt=member.outcome is Outcome.CLAIMED))
+
+    return list(await asyncio.gather(*(one(m) for m in members)))
 
 
 async def _batched(ctx: Context, instance_id: str, status: RuntimeStatus | None, row_keys, limited: Limited,

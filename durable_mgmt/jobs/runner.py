@@ -36,16 +36,21 @@ from ..taskhub.names import escape_key
 from ..taskhub.scan import scan
 from ..taskhub.timefmt import utcnow
 from ..taskhub.bulk_ops import BatchPurger
-from .actions import Context, perform_batch
+from .actions import Context, act_batch, prepare_batch
 from .export import HistoryExport
 from .models import BulkAction, BulkRequest, InstanceOutcome, JobInfo, JobState, Outcome
 
 LEASE_SECONDS = 20.0
+CANCEL_CHECK_SECONDS = 1.0  # how often a running job looks for a cancel request
 MAX_CHUNK = 98  # instances per checkpoint: one transaction holds 100 operations, one is the job row
 ProgressCallback = Callable[[JobInfo], "Awaitable[None] | None"]
 
 _PARAMS = ("reason", "event_name", "event_data", "recursive", "terminate_first", "wait_seconds",
            "new_instance_id", "rate", "concurrency", "batch_size", "path", "gzip")
+
+
+async def _done() -> None:
+    return None
 
 
 def new_job_id() -> str:
@@ -187,13 +192,18 @@ class BulkJob:
         req = self.request
         return LEASE_SECONDS + (req.wait_seconds if req.terminate_first else 0)
 
-    async def _checkpoint(self, outcomes: list[InstanceOutcome], statuses: dict[str, str] | None = None) -> None:
-        self._etag = await self._jobs.commit(self.info, self._etag, outcomes, owner=self._owner,
+    async def _checkpoint(self, outcomes: list[InstanceOutcome], statuses: dict[str, str] | None = None,
+                          info: JobInfo | None = None) -> None:
+        self._etag = await self._jobs.commit(info or self.info, self._etag, outcomes, owner=self._owner,
                                              lease_seconds=self._lease(), statuses=statuses)
 
-    async def _notify(self) -> None:
+    async def _commit_and_notify(self, outcomes: list[InstanceOutcome], info: JobInfo) -> None:
+        await self._checkpoint(outcomes, info=info)
+        await self._notify(info)
+
+    async def _notify(self, info: JobInfo | None = None) -> None:
         if self._progress is not None:
-            maybe = self._progress(self.info)
+            maybe = self._progress(info or self.info)
             if asyncio.iscoroutine(maybe):
                 await maybe
 
@@ -237,6 +247,10 @@ class BulkJob:
                 await limiter.wait()
                 return await operation()
 
+        # A pipeline: while one batch is acted on, nothing else waits; between batches, the commit of the
+        # previous batch, the claim of the next, the read of its statuses and the cancel check go together.
+        commit: asyncio.Future | None = None
+        next_cancel_check = 0.0
         try:
             if export is not None:
                 export.open()
@@ -244,26 +258,41 @@ class BulkJob:
                 for i in range(0, len(page), size):
                     if self._stop:
                         return JobState.INTERRUPTED
-                    if await self._jobs.cancel_requested(self.id):
-                        return JobState.CANCELED
                     chunk = page[i:i + size]
                     members = [m for _, m in chunk]
                     fresh = [InstanceOutcome(m.instance_id, Outcome.CLAIMED) for m in members
                              if m.outcome is Outcome.PENDING]
+                    check_cancel = time.monotonic() >= next_cancel_check
+                    if check_cancel:
+                        next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
+                    steps: list = [commit or _done(), self._jobs.cancel_requested(self.id) if check_cancel else _done()]
                     if fresh and export is None:
-                        await self._checkpoint(fresh)
+                        steps.append(self._jobs.mark(self.id, fresh))
+                    prepared = None
+                    if export is None:
+                        steps.append(prepare_batch(ctx, members))
+                    done = await asyncio.gather(*steps)
+                    commit = None
+                    if done[1] is True:
+                        return JobState.CANCELED
                     if export is not None:
                         results = await export.write(members)
                         self.info = replace(self.info, params={**self.info.params, "offset": export.offset})
                     else:
-                        results = await perform_batch(ctx, members, limited)
+                        prepared = done[-1]
+                        results = await act_batch(ctx, members, prepared, limited)
                     counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
                     self.info = replace(self.info, done=self.info.done + counts[Outcome.DONE],
                                         skipped=self.info.skipped + counts[Outcome.SKIPPED],
                                         failed=self.info.failed + counts[Outcome.FAILED], cursor=chunk[-1][0])
-                    await self._checkpoint(results)
-                    await self._notify()
+                    commit = asyncio.ensure_future(self._commit_and_notify(results, self.info))
+            if commit is not None:
+                await commit
+                commit = None
         finally:
+            if commit is not None:
+                # Stopping: the batch already acted on must still be recorded.
+                await asyncio.shield(commit)
             if export is not None:
                 export.close()
         return JobState.COMPLETED

@@ -119,6 +119,16 @@ class JobsTable:
             raise JobBusy(f"Job {info.id!r} was taken over by another process; this one stops.") from e
         return results[-1]["etag"]
 
+    async def mark(self, job_id: str, outcomes: list[InstanceOutcome]) -> None:
+        """Set these instances' outcomes (e.g. claimed) in one transaction, without touching the job row:
+        it can go while the previous checkpoint, which holds the job row's ETag, is in flight."""
+        ops = [(TransactionOperation.UPSERT, {"PartitionKey": job_id, "RowKey": member_key(o.instance_id),
+                                              "InstanceId": o.instance_id, "Outcome": o.outcome.value,
+                                              "At": utcnow()}, {"mode": UpdateMode.MERGE}) for o in outcomes]
+        for i in range(0, len(ops), BATCH):
+            with map_storage_errors(f"recording the instances of job {job_id!r}"):
+                await self._table.submit_transaction(ops[i:i + BATCH])
+
     async def members(self, job_id: str, outcomes: Iterable[Outcome] | None = None, *, after: str = "",
                       page_size: int = 1000) -> AsyncIterator[list[tuple[str, InstanceOutcome]]]:
         """The job's instances in key order after member key ``after``, with those outcomes, a page at a time."""
