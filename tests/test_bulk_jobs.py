@@ -13,7 +13,7 @@ import pytest
 from durable_mgmt import (BulkRequest, ExportRequest, InstanceManager, InvalidInput, JobBusy, JobNotFound, JobState,
                           Outcome, RuntimeStatus)
 from durable_mgmt.jobs import actions
-from durable_mgmt.taskhub.jobs_table import JobsTable
+from durable_mgmt.taskhub.jobs_table import JobsTable, member_key
 from durable_mgmt.transports import StorageTransport
 
 from .test_cli_support import gather_limited, hostlike_instance
@@ -90,24 +90,21 @@ async def test_a_stopped_job_resumes_without_repeating_finished_instances(hub, c
     assert not [k for _, k in await drain_messages(hub) if k != "ExecutionStarted"]
 
 
-async def _claimed_job(manager, hub, request: BulkRequest, claim: list[str]):
-    """A job whose selection is done and whose ``claim`` instances were claimed by a process that then died."""
+async def _claimed_job(manager, hub, request: BulkRequest, claim_through: str):
+    """A job whose selection is done and whose instances up to ``claim_through`` were claimed by a process
+    that then died before recording anything."""
     job = await manager.bulk(request)
     # Stopped as soon as the selection is recorded, before acting on anything.
     info = await job.run(lambda i: job.stop() if i.state is JobState.RUNNING else None)
     assert info.state is JobState.INTERRUPTED and info.matched > 0 and info.finished == 0
-    jobs = JobsTable(hub)
-    info, etag, _ = await jobs.get(job.id)
-    from durable_mgmt.jobs.models import InstanceOutcome
-
-    await jobs.commit(info, etag, [InstanceOutcome(i, Outcome.CLAIMED) for i in claim], owner="", lease_seconds=0)
+    await JobsTable(hub).claim_through(job.id, member_key(claim_through))
     return await manager.job(job.id)
 
 
 async def test_events_in_doubt_after_a_crash_are_never_sent_twice(hub, client, manager):
     targets = await start_many(client, 6)
     job = await _claimed_job(manager, hub, BulkRequest("raise-event", "", event_name="Go", event_data={"x": 1}),
-                             claim=targets[:2])
+                             claim_through=targets[1])
     info = await job.run()
     assert (info.done, info.failed) == (4, 2)
     failed = [o async for o in job.outcomes(Outcome.FAILED)]
@@ -121,12 +118,15 @@ async def test_terminates_in_doubt_are_confirmed_from_the_instance_or_sent_again
     monkeypatch.setattr(actions, "IN_DOUBT_WAIT", 0.2)
     targets = await start_many(client, 4)
     await hostlike_instance(hub, "t-gone", "Terminated", name="Target")  # its terminate took effect before the crash
-    job = await _claimed_job(manager, hub, BulkRequest("terminate", "name = 'Target'"), claim=[targets[0], "t-gone"])
+    await client.start("Target", instance_id="u-after")  # after the claim mark: not in doubt
+    job = await _claimed_job(manager, hub, BulkRequest("terminate", "name = 'Target'"), claim_through="t-gone")
     info = await job.run()
-    assert (info.done, info.skipped, info.failed) == (5, 0, 0)
+    assert (info.done, info.skipped, info.failed) == (6, 0, 0)
     reasons = {o.instance_id: o.reason async for o in job.outcomes()}
     assert "confirmed after an interruption" in reasons["t-gone"]
-    assert "sent again after an interruption" in reasons[targets[0]]
+    assert all("sent again after an interruption" in reasons[t] for t in targets)
+    assert reasons["u-after"] == "terminate sent"
+    targets.append("u-after")
     terminated = Counter(iid for (iid, kind), n in (await drain_messages(hub)).items() for _ in range(n)
                          if kind == "ExecutionTerminated")
     assert terminated == {iid: 1 for iid in targets}  # nothing for t-gone: it was already Terminated

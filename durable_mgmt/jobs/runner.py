@@ -7,12 +7,16 @@
    the action (or anything else) stays in the job, and one that starts
    matching later is not added.
 2. *Running*: pending instances are read in key order, ``chunk`` at a time.
-   Each chunk is first marked *claimed* (one transaction), acted on
-   (``concurrency`` in flight, at most ``rate`` starts per second), and its
-   outcomes are written with the job's counters and cursor in one
-   transaction. A resumed job reads only pending and claimed instances, so
-   a finished instance is never acted on again; claimed ones are in doubt
-   and checked first (``actions``).
+   Before a chunk is acted on, the job's claim mark moves to its last key
+   (one small row); the chunk is acted on (``concurrency`` in flight, at
+   most ``rate`` starts per second), and its outcomes are written with the
+   job's counters and cursor in one transaction. A resumed job reads only
+   instances with no outcome, so a finished instance is never acted on
+   again; those between the cursor and the claim mark are in doubt and
+   checked first (``actions``). Between chunks, the previous checkpoint,
+   the next claim, the read of the next chunk's statuses and the cancel
+   check go together (a pipeline), so storage round trips do not stall the
+   operations themselves.
 
 Only one process runs a job at a time: it holds a lease on the job row
 (``Owner``/``LeaseUntil``, renewed at each checkpoint; every write is
@@ -254,20 +258,22 @@ class BulkJob:
         try:
             if export is not None:
                 export.open()
+            claimed = await self._jobs.claimed_through(self.id)
             async for page in self._jobs.members(self.id, [Outcome.PENDING, Outcome.CLAIMED], after=self.info.cursor):
                 for i in range(0, len(page), size):
                     if self._stop:
                         return JobState.INTERRUPTED
                     chunk = page[i:i + size]
-                    members = [m for _, m in chunk]
-                    fresh = [InstanceOutcome(m.instance_id, Outcome.CLAIMED) for m in members
-                             if m.outcome is Outcome.PENDING]
+                    # Past the cursor, up to the claim mark, with no outcome: a stopped run may have acted on it.
+                    members = [InstanceOutcome(m.instance_id, Outcome.CLAIMED) if key <= claimed else m
+                               for key, m in chunk]
+                    fresh = any(m.outcome is Outcome.PENDING for m in members)
                     check_cancel = time.monotonic() >= next_cancel_check
                     if check_cancel:
                         next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
                     steps: list = [commit or _done(), self._jobs.cancel_requested(self.id) if check_cancel else _done()]
                     if fresh and export is None:
-                        steps.append(self._jobs.mark(self.id, fresh))
+                        steps.append(self._jobs.claim_through(self.id, chunk[-1][0]))
                     prepared = None
                     if export is None:
                         steps.append(prepare_batch(ctx, members))

@@ -9,6 +9,8 @@ row's counters and cursor are written together or not at all.
     RowKey "job"            the job: action, query text and the ``now`` its relative times mean,
                             state, counters, cursors, and the lease of the process running it
     RowKey "cancel"         present when a cancel was asked for (never contended with the runner)
+    RowKey "claim"          ``ClaimedThrough``: the last member key a runner may have acted on; members
+                            between the job's cursor and it without an outcome are in doubt on resume
     RowKey "i:<escaped id>" one instance the query matched when the job was created: its outcome
                             (pending, claimed, done, skipped, failed) and why
 """
@@ -32,6 +34,7 @@ from .timefmt import utcnow
 
 JOB_ROW = "job"
 CANCEL_ROW = "cancel"
+CLAIM_ROW = "claim"
 MEMBER_PREFIX = "i:"
 MEMBER_END = "i;"  # ';' follows ':': the upper bound of every member key
 BATCH = 100  # the most operations of one entity-group transaction
@@ -103,8 +106,13 @@ class JobsTable:
         """
         ops: list[Any] = []
         for o in outcomes:
-            member = {"PartitionKey": info.id, "RowKey": member_key(o.instance_id), "InstanceId": o.instance_id,
-                      "Outcome": o.outcome.value, "Reason": o.reason[:2000], "At": utcnow()}
+            # A merge: InstanceId was written at selection; only what changed is sent (the SDK's batch
+            # encoding costs CPU per property).
+            member = {"PartitionKey": info.id, "RowKey": member_key(o.instance_id), "Outcome": o.outcome.value}
+            if o.reason:
+                member["Reason"] = o.reason[:2000]
+            if o.outcome is Outcome.PENDING:
+                member["InstanceId"] = o.instance_id
             if statuses and o.instance_id in statuses:
                 member["Status"] = statuses[o.instance_id]
             ops.append((TransactionOperation.UPSERT, member, {"mode": UpdateMode.MERGE}))
@@ -119,15 +127,19 @@ class JobsTable:
             raise JobBusy(f"Job {info.id!r} was taken over by another process; this one stops.") from e
         return results[-1]["etag"]
 
-    async def mark(self, job_id: str, outcomes: list[InstanceOutcome]) -> None:
-        """Set these instances' outcomes (e.g. claimed) in one transaction, without touching the job row:
-        it can go while the previous checkpoint, which holds the job row's ETag, is in flight."""
-        ops = [(TransactionOperation.UPSERT, {"PartitionKey": job_id, "RowKey": member_key(o.instance_id),
-                                              "InstanceId": o.instance_id, "Outcome": o.outcome.value,
-                                              "At": utcnow()}, {"mode": UpdateMode.MERGE}) for o in outcomes]
-        for i in range(0, len(ops), BATCH):
-            with map_storage_errors(f"recording the instances of job {job_id!r}"):
-                await self._table.submit_transaction(ops[i:i + BATCH])
+    async def claim_through(self, job_id: str, key: str) -> None:
+        """Record that instances up to member key ``key`` may be acted on from now: those after the job's
+        cursor and up to ``key`` that have no outcome yet are *in doubt* if the job stops. One small row,
+        not the job row, so it can be written while the previous checkpoint is in flight."""
+        with map_storage_errors(f"recording the progress of job {job_id!r}"):
+            await self._table.upsert_entity({"PartitionKey": job_id, "RowKey": CLAIM_ROW, "ClaimedThrough": key})
+
+    async def claimed_through(self, job_id: str) -> str:
+        with map_storage_errors(f"reading job {job_id!r}"):
+            try:
+                return (await self._table.get_entity(job_id, CLAIM_ROW))["ClaimedThrough"] or ""
+            except ResourceNotFoundError:
+                return ""
 
     async def members(self, job_id: str, outcomes: Iterable[Outcome] | None = None, *, after: str = "",
                       page_size: int = 1000) -> AsyncIterator[list[tuple[str, InstanceOutcome]]]:
