@@ -196,10 +196,9 @@ class BulkJob:
         req = self.request
         return LEASE_SECONDS + (req.wait_seconds if req.terminate_first else 0)
 
-    async def _checkpoint(self, outcomes: list[InstanceOutcome], statuses: dict[str, str] | None = None,
-                          info: JobInfo | None = None) -> None:
+    async def _checkpoint(self, outcomes: list[InstanceOutcome], info: JobInfo | None = None) -> None:
         self._etag = await self._jobs.commit(info or self.info, self._etag, outcomes, owner=self._owner,
-                                             lease_seconds=self._lease(), statuses=statuses)
+                                             lease_seconds=self._lease())
 
     async def _commit_and_notify(self, outcomes: list[InstanceOutcome], info: JobInfo) -> None:
         await self._checkpoint(outcomes, info=info)
@@ -222,8 +221,7 @@ class BulkJob:
                 last = i + MAX_CHUNK >= len(items)
                 cursor = page.last_key if last else escape_key(chunk[-1].instance_id)
                 self.info = replace(self.info, matched=self.info.matched + len(chunk), cursor=cursor or self.info.cursor)
-                await self._checkpoint([InstanceOutcome(s.instance_id, Outcome.PENDING) for s in chunk],
-                                       {s.instance_id: s.runtime_status.value for s in chunk})
+                await self._checkpoint([InstanceOutcome(s.instance_id, Outcome.PENDING) for s in chunk])
             await self._notify()
         self.info = replace(self.info, state=JobState.RUNNING, cursor="", params={**self.info.params, "selected": True})
         self._etag = await self._jobs.update(self.info, self._etag, owner=self._owner, lease_seconds=self._lease())

@@ -99,7 +99,7 @@ class JobsTable:
         return meta["etag"]
 
     async def commit(self, info: JobInfo, etag: str, outcomes: Iterable[InstanceOutcome], *, owner: str,
-                     lease_seconds: float, statuses: dict[str, str] | None = None) -> str:
+                     lease_seconds: float) -> str:
         """Record ``outcomes`` (at most 99) and the job row in one transaction; the new ETag.
 
         JobBusy if the job row changed since ``etag`` (another process took the job over).
@@ -113,8 +113,6 @@ class JobsTable:
                 member["Reason"] = o.reason[:2000]
             if o.outcome is Outcome.PENDING:
                 member["InstanceId"] = o.instance_id
-            if statuses and o.instance_id in statuses:
-                member["Status"] = statuses[o.instance_id]
             ops.append((TransactionOperation.UPSERT, member, {"mode": UpdateMode.MERGE}))
         if len(ops) >= BATCH:
             raise ValueError("a checkpoint holds at most 99 instances")
