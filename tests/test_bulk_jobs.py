@@ -215,3 +215,18 @@ async def test_purge_after_terminate_gives_up_clearly_when_the_instance_never_st
     assert failed.instance_id == iid
     assert f"Instance {iid!r} did not finish within 1 s (it is Pending). Not purged" in failed.reason
     assert await manager.exists(iid)
+
+
+async def test_a_running_job_can_be_canceled_and_watched_as_an_async_iterator(hub, client, manager):
+    await start_many(client, 20)
+    job = await manager.bulk(BulkRequest("suspend", "", rate=20, batch_size=2, concurrency=1))
+    seen = []
+    async for info in job.progress():  # what a dashboard handler would do
+        seen.append(info)
+        if info.state is JobState.RUNNING and info.finished >= 2 and len(seen) < 50:
+            await manager.cancel_job(job.id)  # from "another request": stops at the next check
+    final = await (await manager.job(job.id)).refresh()
+    assert final.state is JobState.CANCELED and 2 <= final.finished < 20
+    assert seen[-1].state is JobState.CANCELED
+    suspended = [iid for (iid, kind) in await drain_messages(hub) if kind == "ExecutionSuspended"]
+    assert len(suspended) == final.done

@@ -242,7 +242,13 @@ def jobs() -> None:
 @jobs.command("list")
 @hub_options
 def jobs_list(target: Target) -> None:
-    """Every job of the hub, newest first."""
+    """Every job of the hub, newest first, with its state and counters.
+
+    \b
+    Examples:
+      funcpy durable jobs list
+      funcpy durable jobs list --output json | jq '.[] | select(.state == "Interrupted") | .id'
+    """
     infos = run_with_manager(target, lambda m: m.jobs())
     out = target.output
     if out.is_json:
@@ -260,7 +266,13 @@ def jobs_list(target: Target) -> None:
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Most instances to list.")
 @hub_options
 def jobs_show(target: Target, job_id: str, outcomes: str, limit: int) -> None:
-    """A job's state and counters, and what it did to some of its instances."""
+    """A job's state and counters, and what it did to some of its instances (and why).
+
+    \b
+    Examples:
+      funcpy durable jobs show 20240501T101500-3fa2c1
+      funcpy durable jobs show 20240501T101500-3fa2c1 --outcomes all --limit 1000 --output json
+    """
     wanted = _outcomes(outcomes)
 
     async def work(m):
@@ -303,7 +315,16 @@ def _outcomes(text: str) -> list[Outcome]:
 @click.argument("job_id")
 @hub_options
 def jobs_resume(target: Target, job_id: str) -> None:
-    """Go on with a stopped job where it stopped (finished instances are not touched again)."""
+    """Go on with a stopped job where it stopped (finished instances are not touched again).
+
+    Instances the stopped process may have been acting on are checked
+    before acting again; if that process died, this waits for its lease on
+    the job (at most 20 s) to run out.
+
+    \b
+    Examples:
+      funcpy durable jobs resume 20240501T101500-3fa2c1
+    """
 
     async def work(m):
         job = await m.job(job_id)
@@ -318,7 +339,12 @@ def jobs_resume(target: Target, job_id: str) -> None:
 @click.argument("job_id")
 @hub_options
 def jobs_cancel(target: Target, job_id: str) -> None:
-    """Stop a job for good (a process running it stops at its next checkpoint)."""
+    """Stop a job for good (a process running it stops at its next checkpoint).
+
+    \b
+    Examples:
+      funcpy durable jobs cancel 20240501T101500-3fa2c1
+    """
     info = run_with_manager(target, lambda m: m.cancel_job(job_id))
     target.output.result(f"Job {info.id}: cancel requested ({info.state.value}).", info.to_json())
 

@@ -1,7 +1,8 @@
 """Sub-orchestrations of an instance, found where the provider records them: the parent's history.
 
 Each ``SubOrchestrationInstanceCreated`` row names the child in its
-``InstanceId`` column (DurableTask.Core ``SubOrchestrationInstanceCreatedEvent``).
+``InstanceId`` column (``SubOrchestrationInstanceCreatedEvent.InstanceId``,
+src/DurableTask.Core/History/SubOrchestrationInstanceCreatedEvent.cs).
 Rows of every execution are read, so children started before a
 ContinueAsNew are found too.
 """

@@ -76,8 +76,9 @@ class TaskHubNames:
 
     @property
     def jobs_table(self) -> str:
-        """Bulk jobs and exports of durable_mgmt (not the provider's): ``Mgmt`` keeps it apart from
-        ``{hub}Instances``/``History``/``Partitions``, whatever the hub name."""
+        """Bulk jobs and exports of durable_mgmt (not the provider's): ``Mgmt`` keeps it apart from the
+        provider's ``{hub}Instances``/``History``/``Partitions`` (``AzureStorageOrchestrationServiceSettings``
+        ``InstanceTableName``, ``HistoryTableName``, ``PartitionTableName``), whatever the hub name."""
         return f"{self.hub}MgmtJobs"
 
     @property
