@@ -219,7 +219,7 @@ async def test_purge_after_terminate_gives_up_clearly_when_the_instance_never_st
 
 async def test_a_running_job_can_be_canceled_and_watched_as_an_async_iterator(hub, client, manager):
     await start_many(client, 20)
-    job = await manager.bulk(BulkRequest("suspend", "", rate=20, batch_size=2, concurrency=1))
+    job = await manager.bulk(BulkRequest("suspend", "", rate=5, batch_size=2, concurrency=1))  # 4 s: cancel checks are 1 s apart
     seen = []
     async for info in job.progress():  # what a dashboard handler would do
         seen.append(info)
