@@ -2,11 +2,14 @@
 
 from .errors import (ConcurrencyConflict, DurableError, InstanceAlreadyExists, InstanceNotFailed, InstanceNotFound,
                      InstanceNotRunning, InstanceNotTerminal, InvalidFilter, InvalidHubName, InvalidInput,
-                     InvalidInstanceId, InvalidSetting, ManagementApiError, NotFound, StorageRefused,
-                     StorageUnavailable, TaskHubNotFound, WaitTimeout, WrongState, http_status_of)
+                     InvalidInstanceId, InvalidSetting, JobBusy, JobNotFound, ManagementApiError, NotFound,
+                     StorageRefused, StorageUnavailable, TaskHubNotFound, WaitTimeout, WrongState, http_status_of)
+from .jobs import (BulkAction, BulkRequest, CountRequest, CountResult, ExportRequest, GroupBy, InstanceOutcome, JobInfo,
+                   JobState, Outcome, QueryPlan)
 from .manager import InstanceManager
 from .models import (InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeProgress, PurgeResult,
                      RuntimeStatus)
+from .query import Query, QuerySyntaxError
 
 __all__ = [
     "InstanceManager", "ManagementUrls", "WaitTimeout",
@@ -15,4 +18,6 @@ __all__ = [
     "NotFound", "InstanceNotFound", "TaskHubNotFound", "WrongState", "InstanceAlreadyExists",
     "InstanceNotRunning", "InstanceNotFailed", "InstanceNotTerminal", "ConcurrencyConflict",
     "StorageRefused", "StorageUnavailable", "ManagementApiError", "http_status_of",
+    "Query", "QuerySyntaxError", "QueryPlan", "CountRequest", "CountResult", "GroupBy", "BulkAction", "BulkRequest",
+    "ExportRequest", "JobInfo", "JobState", "Outcome", "InstanceOutcome", "JobBusy", "JobNotFound",
 ]

@@ -14,13 +14,15 @@ third-party storage errors are translated once, inside the task hub layer
     │   └── StorageRefused              Azure Storage refused a value as invalid (HTTP 400, 413...)
     ├── NotFound
     │   ├── InstanceNotFound
-    │   └── TaskHubNotFound
+    │   ├── TaskHubNotFound
+    │   └── JobNotFound                 no bulk job with that id in the hub's jobs table
     ├── WrongState                      the instance exists but cannot do that now
     │   ├── InstanceAlreadyExists       start of an id that is Pending/Running/Suspended
     │   ├── InstanceNotRunning          terminate/raise/suspend of a finished instance
     │   ├── InstanceNotFailed           rewind of an instance that did not fail
     │   └── InstanceNotTerminal         purge of an instance still in flight
     ├── ConcurrencyConflict             another worker changed the history first (409/412)
+    │   └── JobBusy                     another process is running that bulk job now
     ├── StorageUnavailable              storage could not be reached or failed
     ├── ManagementApiError              the HTTP management API answered unexpectedly
     └── WaitTimeout                     the instance did not finish within the wait
@@ -78,6 +80,12 @@ class TaskHubNotFound(NotFound):
         )
 
 
+class JobNotFound(NotFound):
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+        super().__init__(f"No bulk job with id {job_id!r} in this task hub (list them with `funcpy durable jobs list`).")
+
+
 class WrongState(DurableError):
     """The instance exists, but its runtime status does not allow the operation."""
 
@@ -105,6 +113,10 @@ class InstanceNotTerminal(WrongState):
 
 class ConcurrencyConflict(DurableError):
     """Another worker wrote the same history first; this work item must be abandoned."""
+
+
+class JobBusy(ConcurrencyConflict):
+    """Another process holds the lease of the bulk job (it is running it now)."""
 
 
 class StorageUnavailable(DurableError):

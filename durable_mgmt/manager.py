@@ -17,14 +17,19 @@ import asyncio
 import time
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
 
 from . import requests as r
-from .errors import InstanceNotFound, WaitTimeout
+from .errors import InstanceNotFound, InvalidSetting, WaitTimeout
+from .jobs.models import BulkRequest, CountRequest, CountResult, JobInfo, QueryPlan
 from .limits import check_wait
 from .models import InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
+from .query import Field, Query
 from .taskhub import StorageAccount
 from .transports import BindingTransport, StorageTransport, Transport
+
+if TYPE_CHECKING:
+    from .jobs.runner import BulkJob
 
 
 class InstanceManager:
@@ -161,3 +166,96 @@ class InstanceManager:
         except InstanceNotFound:
             return False
 
+
+    # --- queries, counts, bulk jobs, exports (issue 13) ---------------------------
+
+    def _task_hub(self, what: str):
+        hub = getattr(self.transport, "hub", None)
+        if hub is None:
+            raise InvalidSetting(f"{what} needs the task hub in storage: use InstanceManager.connect(account, hub) "
+                                 "(jobs are checkpointed in the hub's storage account).")
+        return hub
+
+    @staticmethod
+    def parse_query(text: str | None, *, now: datetime | None = None) -> Query:
+        """Parse a filter query (QuerySyntaxError, an InvalidFilter, points at the failing column)."""
+        return Query.parse(text, now=now)
+
+    @staticmethod
+    def explain(query: Query | str | None, *, fields: Iterable[Field] = ()) -> QueryPlan:
+        """What storage evaluates for ``query`` (the OData filter) and what is filtered here."""
+        from .query import to_text
+        from .taskhub.scan import columns_for, explain_odata
+
+        q = Query.of(query)
+        return QueryPlan(q.text, to_text(q.pushed), explain_odata(q), to_text(q.client), tuple(columns_for(q, fields)))
+
+    async def find(self, query: Query | str | None, *, fields: Iterable[Field] = (Field.CUSTOM_STATUS,),
+                   ) -> AsyncIterator[InstanceStatus]:
+        """Every instance ``query`` matches, streamed in id order; only ``fields`` (and what the query
+        needs) are read beyond the summary columns (add Field.INPUT / Field.OUTPUT to get them)."""
+        q = Query.of(query)
+        hub = getattr(self.transport, "hub", None)
+        if hub is None:
+            # Over the binding: list everything, filter here (the management API has no query language).
+            want_input = Field.INPUT in set(fields) | q.fields()
+            async for status in self.instances(InstanceQuery(show_input=want_input, page_size=1000)):
+                if q.matches(status):
+                    yield status
+            return
+        from .taskhub.scan import scan
+
+        async for page in scan(hub, q, fields=fields):
+            for status in page.items:
+                yield status
+
+    async def count(self, request: CountRequest | None = None) -> CountResult:
+        """How many instances match, in total and per group (status, name or customStatus), streamed:
+        only the columns the query and the grouping need are read."""
+        from collections import Counter
+
+        from .query import field_text
+
+        req = request or CountRequest()
+        key = {Field.STATUS: lambda s: s.runtime_status.value, Field.NAME: lambda s: s.name,
+               Field.CUSTOM_STATUS: lambda s: field_text(s.custom_status)}[req.group_by.field]
+        tally: Counter[str] = Counter()
+        async for status in self.find(req.query, fields=(req.group_by.field,)):
+            tally[key(status)] += 1
+        groups = dict(sorted(tally.items(), key=lambda kv: (-kv[1], kv[0])))
+        return CountResult(sum(tally.values()), req.group_by, groups)
+
+    async def bulk(self, request: BulkRequest) -> "BulkJob":
+        """Create a job that applies ``request.action`` to every instance its query matches.
+
+        Nothing is selected or acted on until ``await job.run(progress)``;
+        the job is stored first, so it can be listed, resumed and canceled
+        from any process (``jobs``, ``job``, ``cancel_job``).
+        """
+        from .jobs.runner import create_job
+
+        return await create_job(self, self._task_hub("A bulk job"), request)
+
+    async def export(self, request: BulkRequest) -> "BulkJob":
+        """Create an export-history job (``ExportRequest(query, path, gzip=...)``); run it like ``bulk``."""
+        return await self.bulk(request)
+
+    async def jobs(self) -> list[JobInfo]:
+        """Every bulk job and export of this hub, newest first."""
+        from .taskhub.jobs_table import JobsTable
+
+        return await JobsTable(self._task_hub("Listing jobs")).list()
+
+    async def job(self, job_id: str) -> "BulkJob":
+        """A handle on an existing job (JobNotFound): show it, ``run()`` it to resume it, cancel it."""
+        from .jobs.runner import BulkJob
+        from .taskhub.jobs_table import JobsTable
+
+        hub = self._task_hub("A bulk job")
+        jobs = JobsTable(hub)
+        info = (await jobs.get(job_id))[0]
+        return BulkJob(self, hub, jobs, info)
+
+    async def cancel_job(self, job_id: str) -> JobInfo:
+        """Stop a job for good (a running process stops at its next checkpoint)."""
+        return await (await self.job(job_id)).cancel()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import click
 
-from . import commands_cleanup, commands_instance, commands_query
+from . import commands_bulk, commands_cleanup, commands_instance, commands_query
 from .errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, DurableGroup
 
 __all__ = ["durable", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE"]
@@ -50,5 +50,6 @@ def durable() -> None:
     """
 
 
-for _command in commands_instance.COMMANDS + commands_query.COMMANDS + commands_cleanup.COMMANDS:
+for _command in (commands_instance.COMMANDS + commands_query.COMMANDS + commands_cleanup.COMMANDS
+                 + commands_bulk.COMMANDS):
     durable.add_command(_command)

@@ -123,8 +123,9 @@ def hub_options(func: Callable[..., Any]) -> Callable[..., Any]:
                        "WEBSITE_SITE_NAME sanitized, else TestHubName; DurableFunctionsHub for a 1.x host.json].")
     @click.option("--script-root", type=click.Path(file_okay=False, path_type=Path), default=".",
                   show_default=True, help="Folder holding host.json and local.settings.json.")
-    @click.option("--output", "-o", "output_format", type=click.Choice(["table", "json"], case_sensitive=False),
-                  default=None, help="Output format [default: table on a terminal, json when piped].")
+    @click.option("--output", "-o", "output_format", type=click.Choice(["table", "json", "jsonl", "csv"], case_sensitive=False),
+                  default=None, help="Output format [default: table on a terminal, json when piped]; jsonl and csv stream "
+                       "get-instances listings.")
     @functools.wraps(func)
     def wrapper(*args: Any, connection_setting: str | None, task_hub_name: str | None, script_root: Path,
                 output_format: str | None, **kwargs: Any) -> Any:

@@ -36,6 +36,8 @@ _HISTORY_TABLE_HIDDEN = {"EventType", "EventId", "IsPlayed", "Timestamp", "Name"
 class OutputFormat(str, Enum):
     TABLE = "table"
     JSON = "json"
+    JSONL = "jsonl"  # get-instances: one instance per line (other commands print JSON)
+    CSV = "csv"      # get-instances: one instance per row (other commands print tables)
 
     @classmethod
     def choose(cls, explicit: str | None) -> "OutputFormat":
@@ -53,7 +55,7 @@ class Output:
 
     @property
     def is_json(self) -> bool:
-        return self.format is OutputFormat.JSON
+        return self.format in (OutputFormat.JSON, OutputFormat.JSONL)
 
     @property
     def console(self):

@@ -245,6 +245,7 @@ class TaskHub:
             self._delete_table(names.instances_table),
             self._delete_table(names.history_table),
             self._delete_table(names.partitions_table),
+            self._delete_table(names.jobs_table),  # durable_mgmt's bulk jobs (issue 13)
             *(self._delete_queue(q) for q in sorted(queues)),
             self._delete_queue(names.workitem_queue),
             self._delete_container(names.large_messages_container),

@@ -80,6 +80,13 @@ class TaskHubNames:
         return f"{self.hub}Partitions"
 
     @property
+    def jobs_table(self) -> str:
+        """Bulk jobs and exports of durable_mgmt (not the provider's): ``Mgmt`` keeps it apart from the
+        provider's ``{hub}Instances``/``History``/``Partitions`` (``AzureStorageOrchestrationServiceSettings``
+        ``InstanceTableName``, ``HistoryTableName``, ``PartitionTableName``), whatever the hub name."""
+        return f"{self.hub}MgmtJobs"
+
+    @property
     def _lower(self) -> str:
         return self.hub.lower()
 

@@ -27,6 +27,10 @@ class Filter:
         self.parameters[name] = value
         return "@" + name
 
+    def param(self, value: Any) -> str:
+        """A placeholder for ``value`` (quoted by the SDK), for clauses built elsewhere."""
+        return self._param(value)
+
     def eq(self, column: str, value: Any) -> "Filter":
         self.clauses.append(f"{column} eq {self._param(value)}")
         return self

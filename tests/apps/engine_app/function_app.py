@@ -190,3 +190,15 @@ def RewindableParent(context: df.DurableOrchestrationContext):
 def SlowHello(context: df.DurableOrchestrationContext):
     yield context.call_activity("Sleep", context.get_input() or 1.0)
     return "slow hello"
+
+
+@app.orchestration_trigger(context_name="context")
+def FamilyTree(context: df.DurableOrchestrationContext):
+    """A family for bulk-job tests: depth > 0 starts one child with depth - 1; the leaf waits for "Go"."""
+    args = context.get_input() or {}
+    depth = args.get("depth", 0)
+    if depth > 0:
+        return (yield context.call_sub_orchestrator("FamilyTree", {"depth": depth - 1},
+                                                    f"{context.instance_id}-c"))
+    context.set_custom_status("waiting")
+    return (yield context.wait_for_external_event("Go"))

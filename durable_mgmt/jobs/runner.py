@@ -1,0 +1,321 @@
+"""Running a bulk job: select (freeze) the matches, then act on each one once, checkpointing as it goes.
+
+1. *Selecting*: the query (its relative times fixed by the job's ``now``) is
+   scanned in PartitionKey order; the matches are written to the job's
+   partition as *pending*, each batch in one transaction with the scan
+   cursor. The set is frozen: an instance that stops matching because of
+   the action (or anything else) stays in the job, and one that starts
+   matching later is not added.
+2. *Running*: pending instances are read in key order, ``chunk`` at a time.
+   Before a chunk is acted on, the job's claim mark moves to its last key
+   (one small row); the chunk is acted on (``concurrency`` in flight, at
+   most ``rate`` starts per second), and its outcomes are written with the
+   job's counters and cursor in one transaction. A resumed job reads only
+   instances with no outcome, so a finished instance is never acted on
+   again; those between the cursor and the claim mark are in doubt and
+   checked first (``actions``). Between chunks, the previous checkpoint,
+   the next claim, the read of the next chunk's statuses and the cancel
+   check go together (a pipeline), so storage round trips do not stall the
+   operations themselves.
+
+Only one process runs a job at a time: it holds a lease on the job row
+(``Owner``/``LeaseUntil``, renewed at each checkpoint; every write is
+conditional on the row's ETag). After a crash the lease runs out within
+``LEASE_SECONDS`` and the job can be resumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from dataclasses import replace
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from ..errors import JobBusy
+from ..query import Query
+from ..taskhub.jobs_table import JobsTable, lease_is_live, member_key
+from ..taskhub.names import escape_key
+from ..taskhub.scan import scan
+from ..taskhub.timefmt import utcnow
+from ..taskhub.bulk_ops import BatchPurger
+from .actions import Context, act_batch, prepare_batch
+from .export import HistoryExport
+from .models import BulkAction, BulkRequest, InstanceOutcome, JobInfo, JobState, Outcome
+
+LEASE_SECONDS = 20.0
+CANCEL_CHECK_SECONDS = 1.0  # how often a running job looks for a cancel request
+MAX_CHUNK = 98  # instances per checkpoint: one transaction holds 100 operations, one is the job row
+ProgressCallback = Callable[[JobInfo], "Awaitable[None] | None"]
+
+_PARAMS = ("reason", "event_name", "event_data", "recursive", "terminate_first", "wait_seconds",
+           "new_instance_id", "rate", "concurrency", "batch_size", "path", "gzip")
+
+
+async def _done() -> None:
+    return None
+
+
+def new_job_id() -> str:
+    return utcnow().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def request_params(request: BulkRequest) -> dict[str, Any]:
+    return {name: getattr(request, name) for name in _PARAMS}
+
+
+def request_of(info: JobInfo) -> BulkRequest:
+    params = {k: v for k, v in info.params.items() if k in _PARAMS}
+    return BulkRequest(info.action, Query.parse(info.query, now=info.now), **params)
+
+
+class _RateLimiter:
+    """At most ``rate`` starts per second, spaced evenly (no bursts after a pause)."""
+
+    def __init__(self, rate: float | None):
+        self._interval = 1.0 / rate if rate else 0.0
+        self._next = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self._interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(self._next, now) + self._interval
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class BulkJob:
+    """A handle on one job: ``await job.run(progress)`` runs (or resumes) it; ``stop()`` asks it to stop
+    after the current checkpoint; ``cancel()`` stops it for good. Safe to use from an aiohttp handler:
+    run it in a task and read ``info`` (or the progress callback) meanwhile."""
+
+    def __init__(self, manager: Any, hub: Any, jobs: JobsTable, info: JobInfo):
+        self._manager = manager
+        self._hub = hub
+        self._jobs = jobs
+        self.info = info
+        self._owner = uuid.uuid4().hex
+        self._stop = False
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def request(self) -> BulkRequest:
+        return request_of(self.info)
+
+    def stop(self) -> None:
+        """Stop after the batch in flight is recorded (the job can be resumed)."""
+        self._stop = True
+
+    async def cancel(self) -> JobInfo:
+        """Ask the job to stop for good: a running process stops at its next checkpoint; an idle job
+        is marked Canceled now."""
+        await self._jobs.request_cancel(self.id)
+        info, etag, lease = await self._jobs.get(self.id)
+        if not info.state.is_final and not lease_is_live(lease, self._owner):
+            with contextlib.suppress(JobBusy):
+                await self._jobs.update(replace(info, state=JobState.CANCELED), etag, owner="", lease_seconds=0)
+        self.info = (await self._jobs.get(self.id))[0]
+        return self.info
+
+    async def refresh(self) -> JobInfo:
+        self.info = (await self._jobs.get(self.id))[0]
+        return self.info
+
+    async def outcomes(self, *only: Outcome) -> AsyncIterator[InstanceOutcome]:
+        """What the job did to each instance (in key order), optionally only some outcomes."""
+        async for page in self._jobs.members(self.id, only or None):
+            for _, outcome in page:
+                yield outcome
+
+    async def progress(self) -> AsyncIterator[JobInfo]:
+        """Run the job, yielding its state after each checkpoint (an alternative to a callback)."""
+        queue: asyncio.Queue[JobInfo | None] = asyncio.Queue()
+        task = asyncio.ensure_future(self.run(queue.put_nowait))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (item := await queue.get()) is not None:
+                yield item
+            await task  # re-raise what stopped it
+        finally:
+            if not task.done():
+                self.stop()
+                await task
+
+    # --- running -----------------------------------------------------------
+
+    async def run(self, progress: ProgressCallback | None = None, *, wait_for_lease: bool = False) -> JobInfo:
+        """Run or resume the job to its end (or until ``stop``/``cancel``); the job as it ends.
+
+        Raises JobBusy when another process holds the job's lease (with
+        ``wait_for_lease``, waits for a lease left by a dead process to run out).
+        """
+        self._progress = progress
+        info, etag = await self._acquire(wait_for_lease)
+        if info.state.is_final:
+            self.info = info
+            return info
+        self._etag = etag
+        self.info = info
+        try:
+            if not info.params.get("selected"):
+                await self._select()
+            end = await self._process() if self.info.params.get("selected") else JobState.INTERRUPTED
+            await self._finish(end)
+        except BaseException:
+            # Ctrl-C (a second time), a lost connection: say so in storage if it still answers.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._finish(JobState.INTERRUPTED))
+            raise
+        return self.info
+
+    async def _acquire(self, wait: bool) -> tuple[JobInfo, str]:
+        while True:
+            info, etag, lease = await self._jobs.get(self.id)
+            if info.state.is_final:
+                return info, etag
+            until = lease_is_live(lease, self._owner)
+            if until is None:
+                break
+            if not wait:
+                raise JobBusy(f"Job {self.id!r} is being run by another process (its lease runs until "
+                              f"{until:%H:%M:%S} UTC). If that process died, resume after that time.")
+            await asyncio.sleep(min(2.0, max(0.1, (until - utcnow()).total_seconds() + 0.2)))
+        state = JobState.RUNNING if info.params.get("selected") else JobState.SELECTING
+        info = replace(info, state=state)
+        return info, await self._jobs.update(info, etag, owner=self._owner, lease_seconds=self._lease())
+
+    def _lease(self) -> float:
+        req = self.request
+        return LEASE_SECONDS + (req.wait_seconds if req.terminate_first else 0)
+
+    async def _checkpoint(self, outcomes: list[InstanceOutcome], info: JobInfo | None = None) -> None:
+        self._etag = await self._jobs.commit(info or self.info, self._etag, outcomes, owner=self._owner,
+                                             lease_seconds=self._lease())
+
+    async def _commit_and_notify(self, outcomes: list[InstanceOutcome], info: JobInfo) -> None:
+        await self._checkpoint(outcomes, info=info)
+        await self._notify(info)
+
+    async def _notify(self, info: JobInfo | None = None) -> None:
+        if self._progress is not None:
+            maybe = self._progress(info or self.info)
+            if asyncio.iscoroutine(maybe):
+                await maybe
+
+    async def _select(self) -> None:
+        query = Query.parse(self.info.query, now=self.info.now)
+        async for page in scan(self._hub, query, after_key=self.info.cursor or None):
+            if self._stop:
+                return
+            items = list(page.items)
+            for i in range(0, max(len(items), 1), MAX_CHUNK):
+                chunk = items[i:i + MAX_CHUNK]
+                last = i + MAX_CHUNK >= len(items)
+                cursor = page.last_key if last else escape_key(chunk[-1].instance_id)
+                self.info = replace(self.info, matched=self.info.matched + len(chunk), cursor=cursor or self.info.cursor)
+                await self._checkpoint([InstanceOutcome(s.instance_id, Outcome.PENDING) for s in chunk])
+            await self._notify()
+        self.info = replace(self.info, state=JobState.RUNNING, cursor="", params={**self.info.params, "selected": True})
+        self._etag = await self._jobs.update(self.info, self._etag, owner=self._owner, lease_seconds=self._lease())
+        await self._notify()
+
+    def _chunk_size(self) -> int:
+        req = self.request
+        if req.batch_size:
+            return req.batch_size
+        if req.rate is None:
+            return MAX_CHUNK
+        # About five seconds of work per checkpoint at the given rate, so a stop is quick.
+        return max(1, min(MAX_CHUNK, max(req.concurrency, int(req.rate * 5))))
+
+    async def _process(self) -> JobState:
+        req = self.request
+        ctx = Context(self._manager, self._hub, req, BatchPurger(self._hub))
+        export = HistoryExport(self._manager, req, self.info) if req.action is BulkAction.EXPORT_HISTORY else None
+        limiter = _RateLimiter(req.rate)
+        sem = asyncio.Semaphore(req.concurrency)
+        size = self._chunk_size()
+
+        async def limited(operation):
+            async with sem:
+                await limiter.wait()
+                return await operation()
+
+        # A pipeline: while one batch is acted on, nothing else waits; between batches, the commit of the
+        # previous batch, the claim of the next, the read of its statuses and the cancel check go together.
+        commit: asyncio.Future | None = None
+        next_cancel_check = 0.0
+        try:
+            if export is not None:
+                export.open()
+            claimed = await self._jobs.claimed_through(self.id)
+            async for page in self._jobs.members(self.id, [Outcome.PENDING, Outcome.CLAIMED], after=self.info.cursor):
+                for i in range(0, len(page), size):
+                    if self._stop:
+                        return JobState.INTERRUPTED
+                    chunk = page[i:i + size]
+                    # Past the cursor, up to the claim mark, with no outcome: a stopped run may have acted on it.
+                    members = [InstanceOutcome(m.instance_id, Outcome.CLAIMED) if key <= claimed else m
+                               for key, m in chunk]
+                    fresh = any(m.outcome is Outcome.PENDING for m in members)
+                    check_cancel = time.monotonic() >= next_cancel_check
+                    if check_cancel:
+                        next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
+                    steps: list = [commit or _done(), self._jobs.cancel_requested(self.id) if check_cancel else _done()]
+                    if fresh and export is None:
+                        steps.append(self._jobs.claim_through(self.id, chunk[-1][0]))
+                    prepared = None
+                    if export is None:
+                        steps.append(prepare_batch(ctx, members))
+                    done = await asyncio.gather(*steps)
+                    commit = None
+                    if done[1] is True:
+                        return JobState.CANCELED
+                    if export is not None:
+                        results = await export.write(members)
+                        self.info = replace(self.info, params={**self.info.params, "offset": export.offset})
+                    else:
+                        prepared = done[-1]
+                        results = await act_batch(ctx, members, prepared, limited)
+                    counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
+                    self.info = replace(self.info, done=self.info.done + counts[Outcome.DONE],
+                                        skipped=self.info.skipped + counts[Outcome.SKIPPED],
+                                        failed=self.info.failed + counts[Outcome.FAILED], cursor=chunk[-1][0])
+                    commit = asyncio.ensure_future(self._commit_and_notify(results, self.info))
+            if commit is not None:
+                await commit
+                commit = None
+        finally:
+            if commit is not None:
+                # Stopping: the batch already acted on must still be recorded.
+                await asyncio.shield(commit)
+            if export is not None:
+                export.close()
+        return JobState.COMPLETED
+
+    async def _finish(self, state: JobState) -> None:
+        self.info = replace(self.info, state=state)
+        self._etag = await self._jobs.update(self.info, self._etag, owner="", lease_seconds=0)
+        await self._notify()
+
+
+async def create_job(manager: Any, hub: Any, request: BulkRequest) -> BulkJob:
+    """Record a new job (Selecting; nothing acted on yet) and return its handle."""
+    jobs = JobsTable(hub)
+    query: Query = request.query
+    now = utcnow()
+    info = JobInfo(id=new_job_id(), action=request.action, query=query.text, now=query.now,
+                   state=JobState.SELECTING, created=now, updated=now, params=request_params(request))
+    await jobs.create(info)
+    return BulkJob(manager, hub, jobs, info)
+
+
+__all__ = ["BulkJob", "create_job", "member_key", "LEASE_SECONDS"]

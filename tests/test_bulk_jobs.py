@@ -1,0 +1,232 @@
+"""Bulk jobs over a real task hub in Azurite, no host: selection, checkpoints, stop/resume, in-doubt
+instances, cancel, leases, exports, and bad input that changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from collections import Counter
+
+import pytest
+
+from durable_mgmt import (BulkRequest, ExportRequest, InstanceManager, InvalidInput, JobBusy, JobNotFound, JobState,
+                          Outcome, RuntimeStatus)
+from durable_mgmt.jobs import actions
+from durable_mgmt.taskhub.jobs_table import JobsTable, member_key
+from durable_mgmt.transports import StorageTransport
+
+from .test_cli_support import gather_limited, hostlike_instance
+
+
+@pytest.fixture
+def manager(hub) -> InstanceManager:
+    return InstanceManager(StorageTransport(hub))
+
+
+async def start_many(client, n: int, name: str = "Target", prefix: str = "t-") -> list[str]:
+    return await gather_limited([client.start(name, {"i": i}, instance_id=f"{prefix}{i:03d}") for i in range(n)])
+
+
+async def drain_messages(hub) -> Counter:
+    """(instance id, event type) of every message on the control queues (taken off for good)."""
+    seen: Counter = Counter()
+    for name in hub.names.control_queues:
+        queue = hub.queue(name)
+        while True:
+            batch = [m async for m in queue.receive_messages(messages_per_page=32, max_messages=32,
+                                                            visibility_timeout=300)]
+            if not batch:
+                break
+            for m in batch:
+                msg = await hub.large.decode_message(m.content)
+                seen[(msg.instance_id, msg.event.type.name)] += 1
+    return seen
+
+
+async def test_bulk_terminate_reaches_each_match_once_and_records_why(hub, client, manager):
+    targets = await start_many(client, 30)
+    others = await start_many(client, 5, name="Other", prefix="o-")
+    await hostlike_instance(hub, "t-done", "Completed", name="Target")  # matches, but cannot be terminated
+    job = await manager.bulk(BulkRequest("terminate", "name = 'Target'", reason="cleanup", batch_size=7,
+                                         concurrency=4))
+    seen_states = []
+    info = await job.run(lambda i: seen_states.append((i.state, i.finished)))
+    assert (info.state, info.matched, info.done, info.skipped, info.failed) == (JobState.COMPLETED, 31, 30, 1, 0)
+    assert seen_states[0] == (JobState.SELECTING, 0) and seen_states[-1] == (JobState.COMPLETED, 31)
+    assert [n for s, n in seen_states if s is JobState.RUNNING] == [0, 7, 14, 21, 28, 31]
+
+    messages = await drain_messages(hub)
+    terminated = {iid: n for (iid, kind), n in messages.items() if kind == "ExecutionTerminated"}
+    assert terminated == {iid: 1 for iid in targets}
+    assert {kind for (iid, kind) in messages if iid in others} == {"ExecutionStarted"}  # untouched
+
+    outcomes = {o.instance_id: o async for o in job.outcomes()}
+    assert set(outcomes) == set(targets) | {"t-done"}
+    assert outcomes["t-done"].outcome is Outcome.SKIPPED and "already Completed" in outcomes["t-done"].reason
+    assert all(outcomes[t].outcome is Outcome.DONE for t in targets)
+    assert [j.id for j in await manager.jobs()] == [job.id]
+
+
+async def test_a_stopped_job_resumes_without_repeating_finished_instances(hub, client, manager):
+    targets = await start_many(client, 25)
+    job = await manager.bulk(BulkRequest("suspend", "instanceId STARTS_WITH 't-'", batch_size=5))
+
+    def stop_after_two(info):
+        if info.state is JobState.RUNNING and info.finished >= 10:
+            job.stop()
+
+    first = await job.run(stop_after_two)
+    # The second checkpoint is reported while the third batch is in flight: that batch is finished and recorded.
+    assert (first.state, first.done) == (JobState.INTERRUPTED, 15)
+    # A new instance that matches now is not added: the selection was frozen when the job was created.
+    await client.start("Target", instance_id="t-late")
+    resumed = await (await manager.job(job.id)).run()
+    assert (resumed.state, resumed.matched, resumed.done) == (JobState.COMPLETED, 25, 25)
+    suspended = {iid: n for (iid, kind), n in (await drain_messages(hub)).items() if kind == "ExecutionSuspended"}
+    assert suspended == {iid: 1 for iid in targets}
+    again = await (await manager.job(job.id)).run()  # a finished job does nothing more
+    assert again.state is JobState.COMPLETED
+    assert not [k for _, k in await drain_messages(hub) if k != "ExecutionStarted"]
+
+
+async def _claimed_job(manager, hub, request: BulkRequest, claim_through: str):
+    """A job whose selection is done and whose instances up to ``claim_through`` were claimed by a process
+    that then died before recording anything."""
+    job = await manager.bulk(request)
+    # Stopped as soon as the selection is recorded, before acting on anything.
+    info = await job.run(lambda i: job.stop() if i.state is JobState.RUNNING else None)
+    assert info.state is JobState.INTERRUPTED and info.matched > 0 and info.finished == 0
+    await JobsTable(hub).claim_through(job.id, member_key(claim_through))
+    return await manager.job(job.id)
+
+
+async def test_events_in_doubt_after_a_crash_are_never_sent_twice(hub, client, manager):
+    targets = await start_many(client, 6)
+    job = await _claimed_job(manager, hub, BulkRequest("raise-event", "", event_name="Go", event_data={"x": 1}),
+                             claim_through=targets[1])
+    info = await job.run()
+    assert (info.done, info.failed) == (4, 2)
+    failed = [o async for o in job.outcomes(Outcome.FAILED)]
+    assert {o.instance_id for o in failed} == set(targets[:2])
+    assert all("in doubt" in o.reason for o in failed)
+    raised = {iid for (iid, kind) in await drain_messages(hub) if kind == "EventRaised"}
+    assert raised == set(targets[2:])
+
+
+async def test_terminates_in_doubt_are_confirmed_from_the_instance_or_sent_again(hub, client, manager, monkeypatch):
+    monkeypatch.setattr(actions, "IN_DOUBT_WAIT", 0.2)
+    targets = await start_many(client, 4)
+    await hostlike_instance(hub, "t-gone", "Terminated", name="Target")  # its terminate took effect before the crash
+    await client.start("Target", instance_id="u-after")  # after the claim mark: not in doubt
+    job = await _claimed_job(manager, hub, BulkRequest("terminate", "name = 'Target'"), claim_through="t-gone")
+    info = await job.run()
+    assert (info.done, info.skipped, info.failed) == (6, 0, 0)
+    reasons = {o.instance_id: o.reason async for o in job.outcomes()}
+    assert "confirmed after an interruption" in reasons["t-gone"]
+    assert all("sent again after an interruption" in reasons[t] for t in targets)
+    assert reasons["u-after"] == "terminate sent"
+    targets.append("u-after")
+    terminated = Counter(iid for (iid, kind), n in (await drain_messages(hub)).items() for _ in range(n)
+                         if kind == "ExecutionTerminated")
+    assert terminated == {iid: 1 for iid in targets}  # nothing for t-gone: it was already Terminated
+
+
+async def test_cancel_and_leases(hub, client, manager):
+    await start_many(client, 5)
+    job = await manager.bulk(BulkRequest("terminate", ""))
+    jobs = JobsTable(hub)
+    info, etag, _ = await jobs.get(job.id)
+    await jobs.update(info, etag, owner="someone-else", lease_seconds=60)  # a live process holds it
+    with pytest.raises(JobBusy, match="is being run by another process"):
+        await (await manager.job(job.id)).run()
+    info, etag, _ = await jobs.get(job.id)
+    await jobs.update(info, etag, owner="someone-else", lease_seconds=-1)  # that process died long ago
+    busy = await manager.job(job.id)
+    stopped = await busy.run(lambda i: busy.stop() if i.state is JobState.RUNNING else None)
+    assert (stopped.state, stopped.matched, stopped.finished) == (JobState.INTERRUPTED, 5, 0)
+    canceled = await manager.cancel_job(job.id)
+    assert canceled.state is JobState.CANCELED
+    after = await (await manager.job(job.id)).run()
+    assert after.state is JobState.CANCELED and after.finished == 0
+    assert not [k for _, k in await drain_messages(hub) if k != "ExecutionStarted"]
+    with pytest.raises(JobNotFound, match="No bulk job with id 'nope'"):
+        await manager.job("nope")
+
+
+async def test_bad_requests_are_refused_before_anything_is_written(hub, manager):
+    cases = [
+        (dict(action="explode"), "Unknown bulk action 'explode'"),
+        (dict(action="terminate", rate=0), "Invalid rate 0"),
+        (dict(action="terminate", concurrency=0), "Invalid concurrency 0"),
+        (dict(action="raise-event"), "raise-event needs an event name"),
+        (dict(action="suspend", recursive=True), "--recursive applies to terminate and purge, not suspend"),
+        (dict(action="terminate", terminate_first=True), "terminate_first applies to purge only"),
+        (dict(action="terminate", batch_size=99), "Invalid batch size 99"),
+        (dict(action="terminate", query="status < Running"), "status does not take <"),
+        (dict(action="export-history"), "export-history needs the path"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(InvalidInput, match=message.replace("(", r"\(")):
+            BulkRequest(**kwargs)
+    assert await manager.jobs() == []  # nothing was created, not even the jobs table's rows
+
+
+async def test_export_resumes_without_writing_an_instance_twice(hub, client, manager, tmp_path):
+    await gather_limited([hostlike_instance(hub, f"e-{i:02d}", "Completed") for i in range(12)])
+    path = tmp_path / "out.jsonl.gz"
+    request = ExportRequest("status = Completed", str(path), gzip=True)
+    job = await manager.export(BulkRequest(**{**request.__dict__, "query": request.query, "batch_size": 5}))
+
+    def stop_after_first(info):
+        if info.state is JobState.RUNNING and info.finished >= 5:
+            job.stop()
+
+    assert (await job.run(stop_after_first)).done == 10  # the batch in flight when it was asked to stop is kept
+    with open(path, "ab") as f:  # a crash after writing a batch but before its checkpoint
+        f.write(gzip.compress(b'{"instanceId": "e-05", "half": "written"}\n'))
+    info = await (await manager.job(job.id)).run()
+    assert (info.state, info.done) == (JobState.COMPLETED, 12)
+    lines = [json.loads(line) for line in gzip.decompress(path.read_bytes()).decode().splitlines()]
+    assert [line["instanceId"] for line in lines] == [f"e-{i:02d}" for i in range(12)]
+    assert all(line["runtimeStatus"] == "Completed" and line["historyEvents"] for line in lines)
+
+
+async def test_delete_hub_deletes_the_jobs_table(account, hub, client, manager):
+    await start_many(client, 2)
+    await (await manager.bulk(BulkRequest("suspend", ""))).run()
+    assert await manager.jobs()
+    await client.delete_hub()
+    names = [t.name async for t in hub.table_service.list_tables()]
+    assert hub.names.jobs_table not in names and hub.names.instances_table not in names
+
+
+def test_runtime_statuses_used_above_exist():
+    assert RuntimeStatus.parse("Completed") is RuntimeStatus.COMPLETED
+
+
+async def test_purge_after_terminate_gives_up_clearly_when_the_instance_never_stops(hub, client, manager):
+    # No host runs here, so the terminate is never carried out: the purge must not go ahead.
+    (iid,) = await start_many(client, 1)
+    job = await manager.bulk(BulkRequest("purge", "", terminate_first=True, wait_seconds=1.0))
+    info = await job.run()
+    assert (info.done, info.failed) == (0, 1)
+    (failed,) = [o async for o in job.outcomes(Outcome.FAILED)]
+    assert failed.instance_id == iid
+    assert f"Instance {iid!r} did not finish within 1 s (it is Pending). Not purged" in failed.reason
+    assert await manager.exists(iid)
+
+
+async def test_a_running_job_can_be_canceled_and_watched_as_an_async_iterator(hub, client, manager):
+    await start_many(client, 20)
+    job = await manager.bulk(BulkRequest("suspend", "", rate=5, batch_size=2, concurrency=1))  # 4 s: cancel checks are 1 s apart
+    seen = []
+    async for info in job.progress():  # what a dashboard handler would do
+        seen.append(info)
+        if info.state is JobState.RUNNING and info.finished >= 2 and len(seen) < 50:
+            await manager.cancel_job(job.id)  # from "another request": stops at the next check
+    final = await (await manager.job(job.id)).refresh()
+    assert final.state is JobState.CANCELED and 2 <= final.finished < 20
+    assert seen[-1].state is JobState.CANCELED
+    suspended = [iid for (iid, kind) in await drain_messages(hub) if kind == "ExecutionSuspended"]
+    assert len(suspended) == final.done

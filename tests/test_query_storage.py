@@ -1,0 +1,238 @@
+"""The filter language over a real Instances table (Azurite): pushdown + client filter == plain Python.
+
+Rows are written directly (as older tools and other hosts wrote them), with
+ids that need key escaping, entity rows that must never show, and a large
+input kept in a blob. Random queries are generated together with an
+independent Python predicate (no code of durable_mgmt.query), and the two
+must select the same instances, in id order.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from durable_mgmt import CountRequest, InstanceManager
+from durable_mgmt.query import Field, Query
+from durable_mgmt.taskhub import TaskHub, escape_key
+from durable_mgmt.transports import StorageTransport
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+NAMES = ["A", "Ab", "B", "Order", "OrderLine", "it's"]
+STATUSES = ["Pending", "Running", "Completed", "Failed", "Terminated", "Suspended", "ContinuedAsNew", "Canceled"]
+CUSTOM = [None, "waiting", "waiting for approval", {"step": 1}, {"step": 2}, 7, "it's done"]
+NEEDLE = "needle-in-a-blob"
+
+
+def _text(value):
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def make_truth(rng: random.Random) -> list[dict]:
+    ids = {"x#001", "q?002", "Ord^003", "back\\004"}  # every character that PartitionKeys escape
+    while len(ids) < 220:
+        stem = rng.choice(["ord-", "ord/", "Ord^", "x#", "q?", "back\\", "z-", "Order"])
+        ids.add(f"{stem}{rng.randrange(1000):03d}")
+    rows = []
+    for iid in sorted(ids):
+        created = NOW - timedelta(minutes=rng.randrange(0, 60 * 24 * 10))
+        rows.append({"id": iid, "name": rng.choice(NAMES), "status": rng.choice(STATUSES), "created": created,
+                     "updated": created + timedelta(minutes=rng.randrange(0, 600)),
+                     "custom": rng.choice(CUSTOM), "input": {"n": rng.randrange(50), "tag": rng.choice("abc")},
+                     "output": rng.choice([None, "ok", {"total": rng.randrange(5)}])})
+    rows[7]["input"] = {"big": "x" * 70_000, "mark": NEEDLE}  # over 60 KiB: kept in a blob
+    return rows
+
+
+@pytest.fixture(scope="module")
+async def seeded(account):
+    rng = random.Random(1301)
+    truth = make_truth(rng)
+    name = f"Q{rng.randrange(10**9)}x{random.randrange(10**6)}"
+    async with TaskHub(account, name) as hub:
+        await hub.create_if_not_exists()
+
+        import asyncio
+
+        sem = asyncio.Semaphore(16)
+
+        async def put(r):
+            async with sem:
+                await hub.instances.upsert({
+                    "PartitionKey": escape_key(r["id"]), "RowKey": "", "Name": r["name"], "RuntimeStatus": r["status"],
+                    "CreatedTime": r["created"], "LastUpdatedTime": r["updated"],
+                    "CustomStatus": json.dumps(r["custom"]), "Input": json.dumps(r["input"]),
+                    "Output": json.dumps(r["output"]), "ExecutionId": "e", "TaskHubName": name})
+
+        await asyncio.gather(*(put(r) for r in truth))
+        # Entity rows share the table ("@name@key") and must never be listed or counted.
+        for key in ("@counter@k1", "@order@A"):
+            await hub.instances.upsert({"PartitionKey": key, "RowKey": "", "Name": "A", "RuntimeStatus": "Running",
+                                        "CreatedTime": NOW, "LastUpdatedTime": NOW, "CustomStatus": "null"})
+        yield InstanceManager(StorageTransport(hub)), truth
+        await hub.delete()
+
+
+# --- a random query and its independent Python predicate ----------------------
+
+def _lit(v):
+    return "'" + v.replace("'", "''") + "'"
+
+
+def _iso(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def random_predicate(rng: random.Random, truth: list[dict]):
+    row = rng.choice(truth)
+    kind = rng.choice(["id", "name", "status", "created", "updated", "custom", "input", "output"])
+    if kind == "id":
+        v = row["id"]
+        op = rng.choice(["=", "!=", "IN", "NOT IN", "STARTS_WITH", "NOT STARTS_WITH", "<", ">=", "CONTAINS"])
+        if op in ("STARTS_WITH", "NOT STARTS_WITH", "CONTAINS"):
+            v = v[:rng.randrange(1, 5)] if op != "CONTAINS" else v[1:3]
+        if op in ("IN", "NOT IN"):
+            vs = [v, rng.choice(truth)["id"], "nope"]
+            text = f"instanceId {op} ({', '.join(_lit(x) for x in vs)})"
+            return text, (lambda r: (r["id"] in vs) == (op == "IN"))
+        fn = {"=": lambda x: x == v, "!=": lambda x: x != v, "<": lambda x: x < v, ">=": lambda x: x >= v,
+              "STARTS_WITH": lambda x: x.startswith(v), "NOT STARTS_WITH": lambda x: not x.startswith(v),
+              "CONTAINS": lambda x: v in x}[op]
+        return f"instanceId {op} {_lit(v)}", (lambda r: fn(r["id"]))
+    if kind == "name":
+        v = rng.choice(NAMES + ["Or", "C"])
+        op = rng.choice(["=", "!=", "<", "<=", ">", ">=", "STARTS_WITH", "NOT STARTS_WITH", "CONTAINS", "BETWEEN"])
+        if op == "BETWEEN":
+            lo, hi = sorted([v, rng.choice(NAMES)])
+            return f"name BETWEEN {_lit(lo)} AND {_lit(hi)}", (lambda r: lo <= r["name"] <= hi)
+        fn = {"=": lambda x: x == v, "!=": lambda x: x != v, "<": lambda x: x < v, "<=": lambda x: x <= v,
+              ">": lambda x: x > v, ">=": lambda x: x >= v, "STARTS_WITH": lambda x: x.startswith(v),
+              "NOT STARTS_WITH": lambda x: not x.startswith(v), "CONTAINS": lambda x: v in x}[op]
+        return f"name {op} {_lit(v)}", (lambda r: fn(r["name"]))
+    if kind == "status":
+        vs = rng.sample(STATUSES, rng.randrange(1, 4))
+        op = rng.choice(["=", "!=", "IN", "NOT IN"])
+        if op in ("=", "!="):
+            v = vs[0]
+            word = rng.choice([v, v.lower(), _lit(v.upper())])
+            return f"status {op} {word}", (lambda r: (r["status"] == v) == (op == "="))
+        return f"status {op} ({', '.join(vs)})", (lambda r: (r["status"] in vs) == (op == "IN"))
+    if kind in ("created", "updated"):
+        col = "createdTime" if kind == "created" else "lastUpdatedTime"
+        if rng.random() < 0.5:
+            hours = rng.randrange(1, 240)
+            t, word = NOW - timedelta(hours=hours), f"-{hours}h"
+        else:
+            t = row[kind] + timedelta(microseconds=rng.choice([0, 1, -1]))
+            word = _iso(t)
+        op = rng.choice(["<", "<=", ">", ">=", "BETWEEN", "NOT BETWEEN"])
+        if "BETWEEN" in op:
+            t2 = t + timedelta(hours=rng.randrange(1, 72))
+            inside = lambda r: t <= r[kind] <= t2  # noqa: E731
+            return (f"{col} {op} {word} AND {_iso(t2)}",
+                    (lambda r: inside(r) == (op == "BETWEEN")))
+        fn = {"<": lambda x: x < t, "<=": lambda x: x <= t, ">": lambda x: x > t, ">=": lambda x: x >= t}[op]
+        return f"{col} {op} {word}", (lambda r: fn(r[kind]))
+    col = {"custom": "customStatus", "input": "input", "output": "output"}[kind]
+    value = _text(row[kind])
+    op = rng.choice(["=", "!=", "CONTAINS", "NOT CONTAINS", "STARTS_WITH", "IN"])
+    if kind == "input" and rng.random() < 0.2:
+        op, value = "CONTAINS", NEEDLE
+    if op in ("CONTAINS", "NOT CONTAINS", "STARTS_WITH") and len(value) > 3:
+        value = value[1:5] if op != "STARTS_WITH" else value[:4]
+    if op == "IN":
+        vs = [value, _text(rng.choice(truth)[kind])]
+        return f"{col} IN ({', '.join(_lit(x) for x in vs)})", (lambda r: _text(r[kind]) in vs)
+    fn = {"=": lambda x: x == value, "!=": lambda x: x != value, "CONTAINS": lambda x: value in x,
+          "NOT CONTAINS": lambda x: value not in x, "STARTS_WITH": lambda x: x.startswith(value)}[op]
+    return f"{col} {op} {_lit(value)}", (lambda r: fn(_text(r[kind])))
+
+
+def random_query(rng: random.Random, truth: list[dict], depth: int = 0):
+    roll = rng.random()
+    if depth >= 2 or roll < 0.4:
+        return random_predicate(rng, truth)
+    if roll < 0.5:
+        text, fn = random_query(rng, truth, depth + 1)
+        return f"NOT ({text})", (lambda r: not fn(r))
+    word = "AND" if roll < 0.8 else "OR"
+    parts = [random_query(rng, truth, depth + 1) for _ in range(rng.randrange(2, 4))]
+    text = f" {word} ".join(f"({t})" for t, _ in parts)
+    if word == "AND":
+        return text, (lambda r: all(f(r) for _, f in parts))
+    return text, (lambda r: any(f(r) for _, f in parts))
+
+
+async def _found(manager, query) -> list[str]:
+    return [s.instance_id async for s in manager.find(query, fields=(Field.CUSTOM_STATUS,))]
+
+
+async def test_random_queries_select_what_plain_python_selects(seeded):
+    manager, truth = seeded
+    rng = random.Random(7)
+    pushed_some = client_some = 0
+    for _ in range(90):
+        text, predicate = random_query(rng, truth)
+        query = Query.parse(text, now=NOW)
+        pushed_some += query.pushed is not None
+        client_some += query.client is not None
+        expected = sorted((r["id"] for r in truth if predicate(r)), key=escape_key)
+        assert await _found(manager, query) == expected, f"query: {text}\nplan: {manager.explain(query)}"
+    assert pushed_some > 30 and client_some > 30  # both halves of the plan were exercised
+
+
+@pytest.mark.parametrize("text,predicate", [
+    ("", lambda r: True),
+    ("instanceId STARTS_WITH 'ord/'", lambda r: r["id"].startswith("ord/")),
+    ("instanceId IN ('x#001', 'q?002', 'Ord^003', 'back\\004')",
+     lambda r: r["id"] in ("x#001", "q?002", "Ord^003", "back\\004")),
+    ("instanceId NOT STARTS_WITH 'ord' AND name = 'it''s'", lambda r: not r["id"].startswith("ord") and r["name"] == "it's"),
+    (f"input CONTAINS '{NEEDLE}'", lambda r: NEEDLE in _text(r["input"])),
+    ("customStatus = ''", lambda r: r["custom"] is None),
+    ("customStatus = 'waiting'", lambda r: r["custom"] == "waiting"),
+    ("name = 'A'", lambda r: r["name"] == "A"),  # the entity rows named A stay out
+])
+async def test_escaped_ids_entities_and_blobs(seeded, text, predicate):
+    manager, truth = seeded
+    expected = sorted((r["id"] for r in truth if predicate(r)), key=escape_key)
+    assert expected, "the case must select something"
+    assert await _found(manager, Query.parse(text, now=NOW)) == expected
+
+
+@pytest.mark.parametrize("group_by,key", [("status", lambda r: r["status"]), ("name", lambda r: r["name"]),
+                                          ("customStatus", lambda r: _text(r["custom"]))])
+@pytest.mark.parametrize("text,predicate", [("", lambda r: True),
+                                            ("createdTime > -5d AND customStatus != 'waiting'",
+                                             lambda r: r["created"] > NOW - timedelta(days=5) and r["custom"] != "waiting")])
+async def test_grouped_counts_equal_a_plain_tally(seeded, group_by, key, text, predicate):
+    manager, truth = seeded
+    result = await manager.count(CountRequest(Query.parse(text, now=NOW), group_by))
+    tally = Counter(key(r) for r in truth if predicate(r))
+    assert result.groups == dict(tally)
+    assert result.total == sum(tally.values())
+    assert list(result.groups.values()) == sorted(result.groups.values(), reverse=True)
+
+
+def test_count_refuses_an_unknown_grouping():
+    from durable_mgmt import InvalidInput
+
+    with pytest.raises(InvalidInput, match="Cannot group by 'color': group by one of status, name, customStatus"):
+        CountRequest("", "color")
+
+
+def test_explain_says_what_is_pushed_down_and_what_is_filtered_here(seeded):
+    manager, _ = seeded
+    plan = manager.explain("status = Failed AND output CONTAINS 'boom' AND instanceId STARTS_WITH 'a/'",
+                           fields=[Field.CUSTOM_STATUS])
+    assert plan.pushed_down == "status = Failed AND instanceId STARTS_WITH 'a/'"
+    assert plan.filtered_here == "output CONTAINS 'boom'"
+    assert plan.storage_filter == ("( RuntimeStatus eq 'Failed' and ( PartitionKey ge 'a^0' and PartitionKey lt 'a^1' ) )"
+                                   " and (PartitionKey lt '@' or PartitionKey ge 'A')")
+    assert plan.columns == ("PartitionKey", "Name", "RuntimeStatus", "CreatedTime", "LastUpdatedTime",
+                            "CustomStatus", "Output")
