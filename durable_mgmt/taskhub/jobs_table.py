@@ -22,12 +22,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Iterable
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TransactionOperation, UpdateMode
 
 from ..errors import ConcurrencyConflict, JobBusy, JobNotFound
 from ..jobs.models import BulkAction, InstanceOutcome, JobInfo, JobState, Outcome
-from .instances import _plain
+from .entities import plain_entity
+from .primitives import create_if_missing
 from .names import escape_key
 from .storage import map_storage_errors
 from .timefmt import utcnow
@@ -53,11 +54,7 @@ class JobsTable:
     async def ensure(self) -> None:
         if self._ensured:
             return
-        with map_storage_errors(f"creating table {self._hub.names.jobs_table!r}"):
-            try:
-                await self._table.create_table()
-            except ResourceExistsError:
-                pass
+        await create_if_missing(self._table.create_table, f"creating table {self._hub.names.jobs_table!r}")
         self._ensured = True
 
     # --- job rows ------------------------------------------------------------
@@ -75,13 +72,13 @@ class JobsTable:
                 entity = await self._table.get_entity(job_id, JOB_ROW)
             except ResourceNotFoundError:
                 raise JobNotFound(job_id) from None
-        row = _plain(entity)
+        row = plain_entity(entity)
         return _job_info(row), row["etag"], {"Owner": row.get("Owner") or "", "LeaseUntil": row.get("LeaseUntil")}
 
     async def list(self) -> list[JobInfo]:
         with map_storage_errors("listing jobs"):
             try:
-                rows = [_plain(e) async for e in self._table.query_entities("RowKey eq @rk", parameters={"rk": JOB_ROW})]
+                rows = [plain_entity(e) async for e in self._table.query_entities("RowKey eq @rk", parameters={"rk": JOB_ROW})]
             except ResourceNotFoundError:
                 return []
         return sorted((_job_info(r) for r in rows), key=lambda j: j.created, reverse=True)
