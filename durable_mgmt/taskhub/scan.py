@@ -15,7 +15,8 @@ from typing import AsyncIterator, Iterable
 
 from ..models import InstanceStatus
 from ..query import Field, Query
-from .instances import MAX_PAGE, _plain, status_from_row
+from .entities import plain_entity
+from .instances import MAX_PAGE, status_from_row
 from .query_odata import COLUMNS, instances_query_filter, render
 from .storage import map_storage_errors
 
@@ -68,7 +69,7 @@ async def scan(hub, query: Query, *, fields: Iterable[Field] = (), after_key: st
                 page = await pages.__anext__()
             except StopAsyncIteration:
                 return None
-            return [_plain(e) async for e in page]
+            return [plain_entity(e) async for e in page]
 
         pending = asyncio.ensure_future(fetch())
         try:
