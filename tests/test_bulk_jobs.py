@@ -230,3 +230,28 @@ async def test_a_running_job_can_be_canceled_and_watched_as_an_async_iterator(hu
     assert seen[-1].state is JobState.CANCELED
     suspended = [iid for (iid, kind) in await drain_messages(hub) if kind == "ExecutionSuspended"]
     assert len(suspended) == final.done
+
+
+async def test_bulk_purge_job_leaves_an_instance_started_again_after_its_batch_was_read(hub, client, manager,
+                                                                                        monkeypatch):
+    """Issue 12 class 7 for jobs: the batch reads each row (status, ETag, execution); a restart of one id
+    between that read and the delete keeps its new run whole, and the job says why it skipped it."""
+    olds = {iid: await hostlike_instance(hub, iid, "Completed") for iid in ("race-a", "race-b", "race-c")}
+    original = actions.bulk_ops.statuses
+
+    async def read_then_restart(hub_, ids):
+        found = await original(hub_, ids)
+        if "race-b" in found:
+            await client.start("Target", {"again": True}, instance_id="race-b")
+        return found
+
+    monkeypatch.setattr(actions.bulk_ops, "statuses", read_then_restart)
+    job = await manager.bulk(BulkRequest("purge", "instanceId STARTS_WITH 'race-'", batch_size=10))
+    info = await job.run()
+    assert (info.done, info.skipped, info.failed) == (2, 1, 0)
+    outcomes = {o.instance_id: o async for o in job.outcomes()}
+    assert outcomes["race-b"].outcome is Outcome.SKIPPED and "started again" in outcomes["race-b"].reason
+    assert await hub.instances.get("race-a") is None and await hub.instances.get("race-c") is None
+    row = await hub.instances.get("race-b")
+    assert row["RuntimeStatus"] == "Pending" and row["ExecutionId"] != olds["race-b"]["ExecutionId"]
+    assert (await client.get_status("race-b")).input == {"again": True}

@@ -54,8 +54,8 @@ def batchable(request: BulkRequest) -> bool:
 class Prepared:
     """What a batch needs before acting: current statuses (and history keys for a purge), read by range."""
 
-    statuses: dict[str, RuntimeStatus | None] | None = None
-    history_keys: dict[str, list[str]] | None = None
+    statuses: dict[str, bulk_ops.BatchStatus | None] | None = None
+    history_keys: dict[str, list] | None = None
 
 
 async def prepare_batch(ctx: Context, members: list[InstanceOutcome]) -> Prepared:
@@ -66,7 +66,7 @@ async def prepare_batch(ctx: Context, members: list[InstanceOutcome]) -> Prepare
         current = await bulk_ops.statuses(ctx.hub, fresh)
         keys = {}
         if ctx.request.action is BulkAction.PURGE:
-            keys = await ctx.purger.history_keys([i for i in fresh if current[i] and current[i].is_terminal])
+            keys = await ctx.purger.history_keys([i for i in fresh if current[i] and current[i].status.is_terminal])
     except DurableError:
         return Prepared()  # a storage hiccup: act one by one, which reports per instance
     return Prepared(current, keys)
@@ -87,11 +87,12 @@ async def act_batch(ctx: Context, members: list[InstanceOutcome], prepared: Prep
     return list(await asyncio.gather(*(one(m) for m in members)))
 
 
-async def _batched(ctx: Context, instance_id: str, status: RuntimeStatus | None, row_keys, limited: Limited,
+async def _batched(ctx: Context, instance_id: str, current: bulk_ops.BatchStatus | None, history, limited: Limited,
                    ) -> InstanceOutcome:
     req = ctx.request
-    if status is None:
+    if current is None:
         return InstanceOutcome(instance_id, Outcome.SKIPPED, "it no longer exists")
+    status = current.status
     try:
         if req.action is BulkAction.TERMINATE:
             if status.is_terminal:
@@ -103,9 +104,10 @@ async def _batched(ctx: Context, instance_id: str, status: RuntimeStatus | None,
             return InstanceOutcome(instance_id, Outcome.SKIPPED,
                                    f"Instance {instance_id!r} is {status.value}; only Completed, Failed, Terminated "
                                    "or Canceled instances can be purged.")
-        result = await limited(lambda: ctx.purger.purge(instance_id, row_keys))
+        result = await limited(lambda: ctx.purger.purge(current, history))
         if not result.instances_deleted:
-            return InstanceOutcome(instance_id, Outcome.SKIPPED, "it no longer exists")
+            return InstanceOutcome(instance_id, Outcome.SKIPPED,
+                                   "it no longer exists, or it was started again since it was selected")
         return InstanceOutcome(instance_id, Outcome.DONE, "purged")
     except DurableError as e:
         return InstanceOutcome(instance_id, Outcome.FAILED, str(e))

@@ -10,31 +10,42 @@ exactly what the single-instance operations send and delete.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable
 
 from ..models import PurgeResult, RuntimeStatus
+from .entities import plain_entity
 from .events import EventType, event
 from .messages import TaskMessage
 from .names import escape_key, unescape_key
 from .odata import Filter
-from .operations import TaskHubClient
+from .operations import ListedInstance, TaskHubClient
 from .storage import map_storage_errors
 
 
-async def statuses(hub, instance_ids: Iterable[str]) -> dict[str, RuntimeStatus | None]:
+@dataclass(frozen=True)
+class BatchStatus:
+    """An instance's status as a batch read it, with what an ETag-checked purge of it needs."""
+
+    status: RuntimeStatus
+    listed: ListedInstance
+
+
+async def statuses(hub, instance_ids: Iterable[str]) -> dict[str, BatchStatus | None]:
     """The current runtime status of each id (None: no such instance), read with one range query."""
     wanted = {escape_key(i): i for i in instance_ids}
-    found: dict[str, RuntimeStatus | None] = {i: None for i in wanted.values()}
+    found: dict[str, BatchStatus | None] = {i: None for i in wanted.values()}
     if not wanted:
         return found
     keys = sorted(wanted)
     f = Filter().ge("PartitionKey", keys[0]).le("PartitionKey", keys[-1])
     with map_storage_errors("reading the statuses of a batch of instances"):
         async for e in hub.instances.client.query_entities(f.text, parameters=f.parameters, results_per_page=1000,
-                                                           select=["PartitionKey", "RuntimeStatus"]):
+                                                           select=["PartitionKey", "RuntimeStatus", "ExecutionId"]):
             iid = wanted.get(e["PartitionKey"])
             if iid is not None:
-                found[iid] = RuntimeStatus.parse(e.get("RuntimeStatus") or "Pending")
+                found[iid] = BatchStatus(RuntimeStatus.parse(e.get("RuntimeStatus") or "Pending"),
+                                         ListedInstance.of(plain_entity(e)))
     return found
 
 
@@ -50,14 +61,19 @@ class BatchPurger:
         self._client = TaskHubClient(hub)
         self._with_blobs: bool | None = None
 
-    async def history_keys(self, instance_ids: list[str]) -> dict[str, list[str]]:
+    async def history_keys(self, instance_ids: list[str]) -> dict[str, list]:
         pks = sorted(escape_key(i) for i in instance_ids)
         if not pks:
             return {}
-        found = await self._client._history_keys(pks)
+        found = await self._client.history_keys(pks)
         return {unescape_key(pk): keys for pk, keys in found.items()}
 
-    async def purge(self, instance_id: str, row_keys: list[str] | None) -> PurgeResult:
+    async def purge(self, batch_status: BatchStatus, history: list | None) -> PurgeResult:
+        """Purge one instance of the batch, ETag-checked against the row the batch read: a run started
+        since (a restart) is left whole, and the result then says nothing was deleted."""
         if self._with_blobs is None:
-            self._with_blobs = await self._client._has_large_values()
-        return await self._client._purge_keys(escape_key(instance_id), row_keys, blobs=self._with_blobs)
+            self._with_blobs = await self._client.has_large_values()
+        listed = batch_status.listed
+        if history is None:
+            history = (await self._client.history_keys([listed.pk]))[listed.pk]
+        return await self._client.purge_listed(listed, history, blobs=self._with_blobs)

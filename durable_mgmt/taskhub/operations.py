@@ -345,7 +345,7 @@ class TaskHubClient:
                 "instances can be purged. Terminate it first, or wait for it to finish.")
         pk = escape_key(row.instance_id)
         history = (await self._history_keys([pk]))[pk]
-        result = await self._purge_keys(_Listed(pk, row.etag, row.execution_id), history, blobs=True)
+        result = await self._purge_keys(ListedInstance(pk, row.etag, row.execution_id), history, blobs=True)
         if not result.instances_deleted:
             raise ConcurrencyConflict(
                 f"Instance {instance_id!r} changed while it was being purged (it was started again, or purged by "
@@ -370,15 +370,15 @@ class TaskHubClient:
         await self.hub.require()
         q = InstanceQuery(query.created_from, query.created_to, statuses, query.instance_id_prefix, query.name,
                           show_input=False, show_output=False, page_size=1000)
-        with_blobs = await self._has_large_values()
+        with_blobs = await self.has_large_values()
         sem = asyncio.Semaphore(concurrency)
         totals = {"scanned": 0, "deleted": 0, "rows": 0, "blobs": 0}
 
-        async def one(listed: _Listed, rows: list[_HistoryKey]) -> PurgeResult:
+        async def one(listed: ListedInstance, rows: list[_HistoryKey]) -> PurgeResult:
             async with sem:
                 return await self._purge_keys(listed, rows, blobs=with_blobs)
 
-        async def run(listed: list[_Listed]) -> None:
+        async def run(listed: list[ListedInstance]) -> None:
             async with sem:
                 keys = await self._history_keys([x.pk for x in listed])
             results = await asyncio.gather(*(one(x, keys[x.pk]) for x in listed))
@@ -392,9 +392,19 @@ class TaskHubClient:
 
         async for page, _ in self.hub.instances.pages(q, columns=["PartitionKey", "ExecutionId"]):
             totals["scanned"] += len(page)
-            listed = sorted((_Listed.of(r) for r in page), key=lambda x: x.pk)
+            listed = sorted((ListedInstance.of(r) for r in page), key=lambda x: x.pk)
             await asyncio.gather(*(run(listed[i:i + PURGE_RUN]) for i in range(0, len(listed), PURGE_RUN)))
         return PurgeResult(totals["deleted"], totals["rows"], totals["blobs"])
+
+    async def history_keys(self, pks: list[str]) -> dict[str, list["_HistoryKey"]]:
+        """The history rows of each partition key in ``pks`` (sorted), as a purge deletes them (ETag-checked)."""
+        return await self._history_keys(pks)
+
+    async def purge_listed(self, listed: "ListedInstance", history: list["_HistoryKey"], *,
+                           blobs: bool) -> PurgeResult:
+        """Purge one instance as listed (key, ETag, execution id) with the history rows read for it: nothing
+        is deleted of a run started after it was listed (see ``_purge_keys``)."""
+        return await self._purge_keys(listed, history, blobs=blobs)
 
     async def _history_keys(self, pks: list[str]) -> dict[str, list[_HistoryKey]]:
         """The history rows (key, ETag, execution id) of each partition in ``pks`` (sorted), in as few
@@ -430,7 +440,7 @@ class TaskHubClient:
             found[pk] = [_HistoryKey.of(r) for r in await self.hub.history.rows(unescape_key(pk), select=columns)]
         return found
 
-    async def _purge_keys(self, listed: _Listed, history: list[_HistoryKey], *, blobs: bool) -> PurgeResult:
+    async def _purge_keys(self, listed: ListedInstance, history: list[_HistoryKey], *, blobs: bool) -> PurgeResult:
         """Delete one listed instance: the history rows read (``history``), its row, then its large values.
 
         Every delete is ETag-checked, as the engine's history writes are, so a restart of the same id
@@ -490,7 +500,7 @@ class TaskHubClient:
                             raise
         return deleted
 
-    async def _has_large_values(self) -> bool:
+    async def has_large_values(self) -> bool:
         container = self.hub.container(self.hub.names.large_messages_container)
 
         async def first_blob() -> bool:
@@ -529,15 +539,16 @@ class TaskHubClient:
 
 
 @dataclass(frozen=True)
-class _Listed:
-    """An Instances row as listed for a purge: its key, ETag and execution id."""
+class ListedInstance:
+    """An Instances row as listed for a purge: its key, ETag and execution id (what the ETag-checked
+    delete needs to leave a later run of the same id alone)."""
 
     pk: str
     etag: str | None
     execution_id: str | None
 
     @classmethod
-    def of(cls, row: dict[str, Any]) -> "_Listed":
+    def of(cls, row: dict[str, Any]) -> "ListedInstance":
         return cls(row["PartitionKey"], row.get("etag"), row.get("ExecutionId"))
 
 
