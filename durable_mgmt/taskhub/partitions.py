@@ -326,9 +326,15 @@ class LeaseBlobs:
                               int(data.get("Epoch") or 0), leased)
 
     async def acquire(self, blob_name: str, partition_id: str, owner: str, seconds: int) -> str:
-        """Take the lease as ``BlobPartitionLeaseManager.AcquireAsync`` does: a new Guid lease id (changed
-        from the Token in the blob when it is still leased), Owner set, Epoch + 1, content written under the
-        lease. Returns the lease id; LeaseLost when another holder has it."""
+        """Take a free lease as ``BlobPartitionLeaseManager.AcquireAsync`` does: a new Guid lease id, Owner
+        set, Epoch + 1, content written under the lease. Returns the lease id.
+
+        A blob leased by another owner is never taken (LeaseLost): the provider changes a live lease
+        (ChangeLease from the blob's Token) only when its intent balancer steals for balance
+        (LeaseCollectionBalancer.TakeLeasesAsync, ShouldStealLeases); otherwise it takes only expired
+        leases (BlobPartitionLease.IsExpired: not leased). The host runs no balancer, so taking a leased
+        blob would take back every partition a .NET worker took from it. Only a lease whose blob names
+        ``owner`` itself (this worker's own, e.g. after it stopped renewing) is changed from its Token."""
         from azure.storage.blob.aio import BlobLeaseClient
 
         blob = self.container.get_blob_client(blob_name)
@@ -338,7 +344,7 @@ class LeaseBlobs:
                 state = await self._state(blob_name, False)
                 props = await blob.get_blob_properties()
                 if props.lease.state == "leased":
-                    if not state.token:  # leased by a holder that wrote no Token: nothing to change it from
+                    if state.owner != owner or not state.token:  # another worker's live lease: leave it
                         raise LeaseLost(blob_name)
                     await BlobLeaseClient(blob, lease_id=state.token).change(new_id)
                 else:

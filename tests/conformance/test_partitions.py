@@ -31,7 +31,7 @@ from funchost.loader import load_app
 
 from ..engine_support import ENGINE_APP, wait_for
 from ..test_cli_support import cli, hostlike_instance  # noqa: F401 (fixture)
-from .layouts import GENERATIONS, control_queue, fnv1a, write_layout, write_live_worker
+from .layouts import GENERATIONS, control_queue, fnv1a, lease_json, write_layout, write_live_worker
 
 PARTITIONS = 6  # not the default 4: a reader that ignores the hub's own count routes wrongly
 DOTNET = "dotnet-stamp:RD0003FF0A1B2C"  # a WorkerId as the extension sets it: "{stamp}:{roleInstance}"
@@ -367,15 +367,30 @@ async def test_on_a_free_v2_hub_a_later_dotnet_worker_can_take_partitions_over(a
             state, content = await lease_blob(account, hub_name, f"intent/{queue}")
             assert state == "leased" and content["Owner"] == ME and content["Epoch"] == 1
             # LeaseCollectionBalancer steals an intent lease: BlobPartitionLeaseManager.AcquireAsync changes the
-            # lease from the Token written in the blob.
+            # lease from the Token written in the blob, then writes Owner, the new Token and Epoch + 1 under it.
+            dotnet_id = "11111111-2222-3333-4444-555555555555"
             async with BlobServiceClient.from_connection_string(account.connection_string) as service:
-                blob = service.get_blob_client(f"{hub_name.lower()}-leases", f"intent/{queue}")
-                await BlobLeaseClient(blob, lease_id=content["Token"]).change("11111111-2222-3333-4444-555555555555")
-            await leases.tick()
-            assert 2 not in seen.reading
-            # ownership is released (ReleaseAsync: Owner and Token null) for the .NET worker to acquire.
-            state, content = await lease_blob(account, hub_name, f"ownership/{queue}")
-            assert state == "available" and content["Owner"] is None and content["Token"] is None
+                container = service.get_container_client(f"{hub_name.lower()}-leases")
+                intent = container.get_blob_client(f"intent/{queue}")
+                await BlobLeaseClient(intent, lease_id=content["Token"]).change(dotnet_id)
+                await intent.upload_blob(lease_json(queue, DOTNET, dotnet_id, content["Epoch"] + 1),
+                                         overwrite=True, lease=dotnet_id)
+                await leases.tick()
+                assert 2 not in seen.reading
+                # ownership is released (ReleaseAsync: Owner and Token null) for the .NET worker to acquire.
+                state, content = await lease_blob(account, hub_name, f"ownership/{queue}")
+                assert state == "available" and content["Owner"] is None and content["Token"] is None
+                # The .NET worker keeps its lease, renewing it every round (LeaseCollectionBalancer.RenewLeaseAsync)
+                # and takes ownership (AcquireAsync on the expired ownership lease). Our later rounds must
+                # leave it alone: the provider never takes a live lease except when its balancer steals.
+                await BlobLeaseClient(intent, lease_id=dotnet_id).renew()
+                for _ in range(3):
+                    await leases.tick()
+                    await BlobLeaseClient(intent, lease_id=dotnet_id).renew()  # fails if we took it back
+                    assert 2 not in seen.reading and seen.reading == set(range(PARTITIONS)) - {2}
+                state, content = await lease_blob(account, hub_name, f"intent/{queue}")
+                assert state == "leased" and content["Owner"] == DOTNET and content["Token"] == dotnet_id
+                assert seen.events.count(("acquired", 2)) == 1
         finally:
             await leases.stop()
 
