@@ -320,6 +320,26 @@ async def test_table_leases_share_a_v3_hub_with_a_live_dotnet_worker(account, hu
         assert not any(r.get("CurrentOwner") == ME for r in rows.values()) and seen.reading == set()
 
 
+async def test_the_host_renews_table_leases_for_the_providers_lease_interval(account, hub_name, monkeypatch,
+                                                                             tmp_path):
+    """AzureStorageOrchestrationServiceSettings: LeaseInterval 30 s (TableLeaseManager.RenewLease sets ExpiresAt
+    to now + LeaseInterval), LeaseAcquireInterval 10 s between rounds. A .NET worker takes a lease as soon as it
+    expires, so ours must last as long as theirs."""
+    monkeypatch.setenv("ENGINE_TEST_STATE", str(tmp_path))
+    await write_layout(account, hub_name, "v3", PARTITIONS)
+    async with TaskHub(account, hub_name) as hub:
+        engine = Engine(hub, load_app(ENGINE_APP), worker_id=ME)  # the defaults funcpy start uses
+        await engine.start()
+        try:
+            assert engine.leases.tick_seconds == 10
+            await engine.leases.tick()  # a renewal round (the first one claimed)
+            rows = await partition_rows(account, hub_name)
+        finally:
+            await engine.stop()
+    assert {r["CurrentOwner"] for r in rows.values()} == {ME}
+    assert {(r["ExpiresAt"] - r["LastRenewal"]).total_seconds() for r in rows.values()} == {30}
+
+
 async def test_funcpy_refuses_a_v2_hub_whose_blob_leases_a_live_worker_holds(account, hub_name):
     await write_layout(account, hub_name, "v2", PARTITIONS)
     await write_live_worker(account, hub_name, "v2", DOTNET, [0, 1, 2], app_name="dotnet-app")
