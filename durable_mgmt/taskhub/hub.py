@@ -128,11 +128,13 @@ class TaskHub:
         return await self._send(self.workitem_queue, message, hidden_for)
 
     async def _send(self, queue, message: "TaskMessage", hidden_for: int | None) -> "TaskMessage":
-        from .messages import INFINITE_TIME_TO_LIVE, next_sequence_number, visibility_delay
+        from .messages import INFINITE_TIME_TO_LIVE, next_sequence_number, queue_body, visibility_delay
 
         # Numbered at send time, per process, as TaskHubQueue.AddMessageAsync does.
         message.sequence_number = next_sequence_number()
-        body = await self.large.encode_message(message)
+        # Every queue message of the hub is encoded here, as the hub's own workers read it.
+        body = queue_body(await self.large.encode_message(message),
+                          base64_encoded=self.layout.management == PartitionManagement.BLOB)
         delay = visibility_delay(message.event)
         if hidden_for:
             delay = max(delay, hidden_for)

@@ -157,6 +157,37 @@ async def test_engine_reads_every_partition_of_a_provider_hub(account, hub_name,
                 assert content["Epoch"] == 1  # BlobPartitionLeaseManager.AcquireAsync: Epoch + 1 per acquisition
 
 
+async def test_messages_are_encoded_as_the_hubs_own_workers_read_them(account, hub_name, generation):
+    """v2 hubs (DurableTask.AzureStorage 1.x): Base64, as CloudQueueMessage.AsString (Convert.FromBase64String)
+    reads every body; up to 1.17.3 a raw UTF-8 body throws for the whole batch in Storage/Queue.cs GetMessagesAsync
+    (the raw fallback in Storage/QueueMessage.cs came with 1.17.4, commit d75526f5). v3 hubs (2.x): UTF-8 JSON,
+    as AzureStorageOrchestrationServiceSettings.QueueClientMessageEncoding (UTF8) writes it."""
+    import base64
+
+    from azure.storage.queue.aio import QueueServiceClient
+
+    await write_layout(account, hub_name, generation, PARTITIONS)
+    iid = ids_on_high_partitions(1)[0]
+    async with TaskHub(account, hub_name) as hub:
+        client = TaskHubClient(hub)
+        await client.start("HelloCities", "Zürich ✓", instance_id=iid)       # non-ASCII: UTF-8 differs from Latin-1
+        await client.start("HelloCities", "z" * 60_000, instance_id=iid + "-big")  # the large-message wrapper too
+    async with QueueServiceClient.from_connection_string(account.connection_string) as queues:  # raw bodies
+        bodies = []
+        for q in {provider_queue(hub_name, iid), provider_queue(hub_name, iid + "-big")}:
+            bodies += [m.content for m in await queues.get_queue_client(q).peek_messages(max_messages=32)]
+    assert len(bodies) == 2
+    for body in bodies:
+        if generation == "v2":
+            data = json.loads(base64.b64decode(body, validate=True).decode("utf-8"))
+        else:
+            assert body.startswith("{")
+            data = json.loads(body)
+        assert data["$type"] == "DurableTask.AzureStorage.MessageData"
+    assert any(json.loads((base64.b64decode(b) if generation == "v2" else b.encode()).decode())["TaskMessage"]
+               for b in bodies)
+
+
 # --- b) deleting a hub --------------------------------------------------------------------------
 
 
