@@ -263,6 +263,12 @@ class AppSettings:
                 "name (3-45 ASCII letters and digits, starting with a letter). The value is not shown: settings "
                 "may hold secrets.") from None
 
+    @property
+    def partition_count_configured(self) -> bool:
+        """Whether host.json sets ``partitionCount`` (else the default 4 applies): a configured count is what
+        the app's workers route by (AzureStorageOrchestrationService.GetControlQueueAsync)."""
+        return self.storage_provider.get("partitionCount") is not None
+
     def partition_count(self) -> int:
         where = f"host.json {self.durable_task_path}{'' if self.is_v1_layout else '.storageProvider'}.partitionCount"
         value = self.storage_provider.get("partitionCount", DEFAULT_PARTITION_COUNT)

@@ -117,6 +117,31 @@ async def test_every_writer_routes_by_the_hubs_own_partition_count(account, hub_
     assert got == {q: sorted(ms) for q, ms in expected.items()}
 
 
+async def test_a_configured_partition_count_routes_as_the_apps_workers_do(account, hub_name, generation, cli):
+    """AzureStorageOrchestrationService.GetControlQueueAsync routes every message by the configured
+    settings.PartitionCount, whatever the hub shows (GetControlQueuesAsync is for scale monitoring). A count set
+    in host.json is used the same way, with a warning when it differs from the hub's."""
+    await write_layout(account, hub_name, generation, PARTITIONS)
+    lib_id, cli_id = ids_on_high_partitions(2)
+    async with TaskHub(account, hub_name, 4, partition_count_configured=True) as hub:
+        assert hub.names.partition_count == 4 and hub.layout.partition_count == PARTITIONS
+        assert "6 partitions" in hub.partition_count_warning and "partitionCount is 4" in hub.partition_count_warning
+        await TaskHubClient(hub).start("HelloCities", instance_id=lib_id)
+    host_json = cli.root / "host.json"
+    config = json.loads(host_json.read_text())
+    config["extensions"]["durableTask"]["storageProvider"] = {"partitionCount": 4}
+    host_json.write_text(json.dumps(config))
+    started = await cli.ok("start-new", "--function-name", "HelloCities", "--id", cli_id)
+    assert "Warning: " in started.stderr and "partitionCount is 4" in started.stderr, started.stderr
+    async with TaskHub(account, hub_name) as hub:
+        contents = await queue_contents(hub)
+    got = sorted((q, iid) for q, ms in contents.items() for iid, _ in ms)
+    assert got == sorted([(provider_queue(hub_name, lib_id, 4), lib_id), (provider_queue(hub_name, cli_id, 4), cli_id)])
+    # The same count as the hub's: no warning.
+    async with TaskHub(account, hub_name, PARTITIONS, partition_count_configured=True) as hub:
+        assert hub.partition_count_warning is None and hub.names.partition_count == PARTITIONS
+
+
 async def test_a_hub_upgraded_from_v2_to_v3_routes_by_its_partitions_table(account, hub_name):
     """An app moved from extension v2 to v3 keeps its hub: taskhub.json (4 partitions, from v2) stays, and
     the v3 worker adds {Hub}Partitions with its own count. GetControlQueuesAsync reads the table first."""
