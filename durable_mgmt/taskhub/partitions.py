@@ -16,7 +16,9 @@ queues) are leased:
 The partition count is discovered as ``AzureStorageOrchestrationService.
 GetControlQueuesAsync`` does: the number of ``{Hub}Partitions`` rows when that
 table exists, else ``taskhub.json``'s ``PartitionCount``, else the configured
-count. This module is the only code that reads or writes these artifacts; the
+count; except that a table no worker ever used, on a hub whose blob leases a
+worker holds, is taken for what it is: made by a client for a hub an extension
+v2 app runs. This module is the only code that reads or writes these artifacts; the
 host's lease protocol (``funchost.engine.leases``) goes through it and sees
 only ``durable_mgmt`` errors.
 """
@@ -78,18 +80,32 @@ async def discover_layout(hub: "TaskHub", configured_count: int) -> PartitionLay
     with map_storage_errors(f"reading table {names.partitions_table!r}"):
         try:
             # GetControlQueuesAsync counts every row of the table (ExecuteQueryAsync with no filter).
-            rows = [e async for e in table.list_entities(select=["RowKey"])]
+            rows = [e async for e in table.list_entities(select=["RowKey", *_USE_COLUMNS])]
         except ResourceNotFoundError:
             rows = None
-    if rows is not None:
+    never_used = rows is not None and not any(r.get(c) for r in rows for c in _USE_COLUMNS)
+    if rows is not None and not (never_used and await _live_blob_leases(hub)):
         count = len(rows) or configured_count
         return PartitionLayout(PartitionManagement.TABLE, _checked(count, names.partitions_table),
                                f"{names.partitions_table} table ({len(rows)} rows)")
+    # No table; or one no worker ever used beside blob leases a worker holds now: a client (.NET or ours) made
+    # the table for a hub that an extension v2 app (SafePartitionManager: taskhub.json and blob leases, never
+    # the table) runs. Its live leases say which protocol the hub's workers use.
     info = await read_taskhub_info(hub)
     if info is not None:
         return PartitionLayout(PartitionManagement.BLOB, _checked(info.partition_count, "taskhub.json"),
                                f"{names.leases_container}/taskhub.json")
     return PartitionLayout(PartitionManagement.NONE, configured_count, "configured partition count")
+
+
+# Columns TableLeaseManager writes when a worker claims, renews or asks for a row; a row without any of them
+# was never used (CreateLease writes only RowKey and IsDraining).
+_USE_COLUMNS = ("CurrentOwner", "NextOwner", "OwnedSince", "LastRenewal")
+
+
+async def _live_blob_leases(hub: "TaskHub") -> bool:
+    """Whether any lease blob of SafePartitionManager or LegacyPartitionManager is leased now."""
+    return any(s.leased for s in await LeaseBlobs(hub).list())
 
 
 def _checked(count: int, where: str) -> int:

@@ -431,6 +431,42 @@ async def test_funcpy_start_on_such_a_hub_exits_with_the_reason(account, hub_nam
     assert DOTNET in done.stderr and "Traceback" not in done.stderr
 
 
+async def test_a_client_made_table_does_not_hide_a_live_v2_worker(account, hub_name):
+    """A client is first on a new hub: like the provider's (CreateTaskOrchestrationAsync -> EnsureTaskHubAsync ->
+    GetTaskHubCreatorTask) it lays the hub out for its partition manager, the table one. Then an extension v2 app
+    runs on it: SafePartitionManager writes taskhub.json and holds blob leases and never reads the table. The
+    hub is that app's: funcpy start must not claim the unused table rows and read its queues."""
+    async with TaskHub(account, hub_name) as hub:
+        await TaskHubClient(hub).start("HelloCities", instance_id="first")
+        assert hub.layout.management == "table"
+    await write_layout(account, hub_name, "v2", PARTITIONS)
+    await write_live_worker(account, hub_name, "v2", "dotnet-v2-worker", range(PARTITIONS))
+    async with TaskHub(account, hub_name) as hub:
+        assert (hub.layout.management, hub.names.partition_count) == ("blob", PARTITIONS)
+        seen = Partitions()
+        with pytest.raises(HostStartError, match="dotnet-v2-worker"):
+            await LeaseManager(hub, ME, seen.acquired, seen.released).start()
+    assert seen.events == []
+    assert not any("CurrentOwner" in r for r in (await partition_rows(account, hub_name)).values())
+
+
+async def test_a_used_table_beside_live_blob_leases_is_refused(account, hub_name):
+    """Both protocols live on one hub (an app moved from extension v2 to v3 while a v2 worker still runs): the
+    v3 worker's rows would let us in, but the v2 worker reads queues without looking at the table."""
+    await write_layout(account, hub_name, "v2", PARTITIONS)
+    await write_layout(account, hub_name, "v3", PARTITIONS)
+    await write_live_worker(account, hub_name, "v3", DOTNET, [0, 1])
+    await write_live_worker(account, hub_name, "v2", "dotnet-v2-worker", [2])
+    async with TaskHub(account, hub_name) as hub:
+        assert hub.layout.management == "table"
+        seen = Partitions()
+        with pytest.raises(HostStartError) as refused:
+            await LeaseManager(hub, ME, seen.acquired, seen.released).start()
+    assert "dotnet-v2-worker" in str(refused.value) and "Partitions table" in str(refused.value)
+    assert seen.events == [] and not any(r.get("CurrentOwner") == ME
+                                         for r in (await partition_rows(account, hub_name)).values())
+
+
 async def test_on_a_free_v2_hub_a_later_dotnet_worker_can_take_partitions_over(account, hub_name):
     await write_layout(account, hub_name, "v2", PARTITIONS)
     async with TaskHub(account, hub_name) as hub:
