@@ -115,14 +115,16 @@ class AppSettings:
         return None if found is None else found[1]
 
     def _lookup(self, name: str) -> tuple[str, str] | None:
-        if name in self.environ:
-            return self.environ[name], "the environment"
-        key = self._env_keys.get(name.lower())  # type: ignore[attr-defined]
-        if key is not None:
-            return self.environ[key], "the environment"
+        env_key = name if name in self.environ else self._env_keys.get(name.lower())  # type: ignore[attr-defined]
+        if env_key is not None and self.environ[env_key] != "":
+            return self.environ[env_key], "the environment"
+        # Core Tools (StartHostAction: a local setting is skipped only when the variable is non-empty) lets
+        # local.settings.json fill a variable that is set but empty.
         key = self._local_keys.get(name.lower())  # type: ignore[attr-defined]
         if key is not None and self.local_values[key] is not None:
             return str(self.local_values[key]), "local.settings.json"
+        if env_key is not None:
+            return "", "the environment"
         return None
 
     def expand(self, text: str, where: str) -> str:
@@ -203,8 +205,9 @@ class AppSettings:
             raw = str(configured)
             name = self.expand(raw, where)
             source = where + (f" {raw!r}" if raw != name else "") + self._references(raw)
-            default = self._default_hub()
-            if not self.is_v1_layout and name.lower() == default.unsanitized.lower():
+            # (An empty WEBSITE_SITE_NAME is no default name to compare with: a hub name given here is used.)
+            default = None if self.get(SITE_NAME_SETTING) == "" else self._default_hub()
+            if default and not self.is_v1_layout and name.lower() == default.unsanitized.lower():
                 # The extension treats a name equal to its default as the default, and sanitizes it
                 # (DurableTaskOptions.IsDefaultHubName, AzureStorageDurabilityProviderFactory).
                 if name != default.name:
@@ -224,6 +227,15 @@ class AppSettings:
                                "durableTask.hubName")
         site = self.get(SITE_NAME_SETTING)
         where = f"host.json {self.durable_task_path}.hubName is not set"
+        if site == "":
+            # DurableTaskOptions.HubName is WEBSITE_SITE_NAME ?? "TestHubName": only an unset variable falls
+            # back, an empty one is an empty hub name, which DurableTaskOptions.Validate refuses.
+            raise InvalidSetting(
+                f"App setting {SITE_NAME_SETTING} is set but empty (in {self.origin(SITE_NAME_SETTING)}), and "
+                f"{where}: the Durable Functions extension then has an empty task hub name and refuses to start "
+                "(\"A non-empty HubName configuration is required.\"). Set the hub name in host.json "
+                f"{self.durable_task_path}.hubName, give {SITE_NAME_SETTING} a value, or remove it (the default "
+                f"hub is then '{EXTENSION_DEFAULT_HUB_NAME}').")
         if site:
             name = sanitize_hub_name(site)
             shown = f"'{site}'" + (f" sanitized to '{name}'" if name != site else "")
@@ -250,6 +262,12 @@ class AppSettings:
                 f"{where} is {text!r}, and the value of app setting(s) {names} does not make it a valid task hub "
                 "name (3-45 ASCII letters and digits, starting with a letter). The value is not shown: settings "
                 "may hold secrets.") from None
+
+    @property
+    def partition_count_configured(self) -> bool:
+        """Whether host.json sets ``partitionCount`` (else the default 4 applies): a configured count is what
+        the app's workers route by (AzureStorageOrchestrationService.GetControlQueueAsync)."""
+        return self.storage_provider.get("partitionCount") is not None
 
     def partition_count(self) -> int:
         where = f"host.json {self.durable_task_path}{'' if self.is_v1_layout else '.storageProvider'}.partitionCount"

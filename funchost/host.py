@@ -174,7 +174,8 @@ class LocalHost:
 
         account = self.settings.storage_account(self.settings.durable_connection_setting())
         self.hub_choice = self.settings.hub_choice(self._hub_name)  # the name, and where it came from (banner)
-        self.hub = TaskHub(account, self.hub_choice.name, self.settings.partition_count())
+        self.hub = TaskHub(account, self.hub_choice.name, self.settings.partition_count(),
+                           partition_count_configured=self.settings.partition_count_configured)
         await self.hub.open()
         await self.hub.create_if_not_exists()
         bound = [b.get("connectionName") for f in self.index for b in f.bindings

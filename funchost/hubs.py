@@ -58,7 +58,8 @@ class HubDirectory:
                 if len(self._clients) >= MAX_HUBS:
                     raise InvalidInput(f"This host serves at most {MAX_HUBS} task hubs through its management API; "
                                        f"taskHub={hub_name!r} would be one more.")
-                hub = TaskHub(self._settings.storage_account(setting), name, self._settings.partition_count())
+                hub = TaskHub(self._settings.storage_account(setting), name, self._settings.partition_count(),
+                              partition_count_configured=self._settings.partition_count_configured)
                 await hub.open()
                 try:
                     await hub.require()

@@ -135,14 +135,35 @@ def test_default_hub_is_the_sanitized_site_name(tmp_path, site, expected):
     assert choice.name == expected and "WEBSITE_SITE_NAME" in choice.source and "the environment" in choice.source
 
 
+def test_an_empty_site_name_is_an_empty_hub_name_as_the_extension_sees_it(tmp_path):
+    """DurableTaskOptions.HubName = Environment.GetEnvironmentVariable("WEBSITE_SITE_NAME") ?? "TestHubName": an
+    empty value is not null, and DurableTaskOptions.Validate refuses the empty hub name."""
+    write(tmp_path)
+    with pytest.raises(InvalidSetting) as refused:
+        load_settings(tmp_path, environ={"WEBSITE_SITE_NAME": ""}).hub_choice()
+    message = str(refused.value)
+    assert "WEBSITE_SITE_NAME is set but empty" in message and "the environment" in message
+    assert "extensions.durableTask.hubName" in message and "'TestHubName'" in message
+    write(tmp_path, values={"WEBSITE_SITE_NAME": ""})
+    with pytest.raises(InvalidSetting, match="local.settings.json"):
+        load_settings(tmp_path, environ={}).hub_choice()
+    # Unset, the default applies; a hub name in host.json is used whatever the variable holds.
+    write(tmp_path)
+    assert load_settings(tmp_path, environ={}).hub_choice().name == "TestHubName"
+    write(tmp_path, {"extensions": {"durableTask": {"hubName": "MyHub"}}})
+    assert load_settings(tmp_path, environ={"WEBSITE_SITE_NAME": ""}).hub_choice().name == "MyHub"
+
+
 def test_default_hub_sources_and_a_configured_name_equal_to_the_default(tmp_path):
     write(tmp_path, values={"WEBSITE_SITE_NAME": "my-app"})
     choice = load_settings(tmp_path, environ={}).hub_choice()
     assert choice.name == "myapp"
     assert choice.source == ("the extension's default: host.json extensions.durableTask.hubName is not set, so app "
                              "setting WEBSITE_SITE_NAME 'my-app' sanitized to 'myapp', from local.settings.json")
+    # An empty variable does not hide local.settings.json: Core Tools fills it (StartHostAction only skips a
+    # local setting whose variable is non-empty).
     choice = load_settings(tmp_path, environ={"WEBSITE_SITE_NAME": ""}).hub_choice()
-    assert choice.name == "TestHubName" and "no WEBSITE_SITE_NAME" in choice.source
+    assert choice.name == "myapp" and "from local.settings.json" in choice.source
     # A hubName that resolves to the default is the default to the extension (IsDefaultHubName): sanitized too.
     write(tmp_path, {"extensions": {"durableTask": {"hubName": "%WEBSITE_SITE_NAME%"}}}, {"WEBSITE_SITE_NAME": "my-app"})
     choice = load_settings(tmp_path, environ={}).hub_choice()

@@ -294,6 +294,30 @@ async def test_rewind_rewrites_failed_rows_and_sends_a_replay_message(hub, clien
     assert [(m.event.type, m.event.get("Data")) for m in msgs] == [(EventType.GenericEvent, "fixed")]
 
 
+async def test_rewind_recurses_into_every_child_its_parent_saw_fail(hub, client):
+    """AzureTableTrackingStore.RewindHistoryAsync rewinds the child of every SubOrchestrationInstanceFailed row,
+    whatever the child's own status; a Terminated child sends its parent that event too
+    (TaskOrchestrationDispatcher: Failed or Terminated -> SubOrchestrationInstanceFailedEvent)."""
+    parent, child = "rw-parent", "rw-child"
+    await put_instance(hub, parent, "Failed")
+    await put_instance(hub, child, "Terminated")
+    await hub.history.append(History(parent), [
+        execution_started(parent, "ex", "Parent", None), event(EventType.OrchestratorStarted),
+        event(EventType.SubOrchestrationInstanceCreated, 0, Name="Child", InstanceId=child),
+        event(EventType.SubOrchestrationInstanceFailed, -1, TaskScheduledId=0, Reason="terminated"),
+        event(EventType.ExecutionCompleted, 1, OrchestrationStatus=OrchestrationStatus.Failed, Result="x"),
+    ], "ex")
+    await hub.history.append(History(child), [
+        execution_started(child, "cx", "Child", None), event(EventType.OrchestratorStarted),
+        event(EventType.ExecutionTerminated, -1, Input="stop"),
+        event(EventType.ExecutionCompleted, 0, OrchestrationStatus=OrchestrationStatus.Terminated, Result="stop"),
+    ], "cx")
+    assert await client.rewind(parent, "fixed") == [child]
+    assert (await client.get_status(child)).runtime_status == RuntimeStatus.PENDING
+    assert (await client.get_status(parent)).runtime_status == RuntimeStatus.PENDING
+    assert [m.instance_id for m in await queue_messages(hub, hub.control_queue_for(child))] == [child]
+
+
 async def test_rewind_of_a_completed_instance_is_refused(hub, client):
     await put_instance(hub, "fine", "Completed")
     with pytest.raises(InstanceNotFailed, match="only Failed instances can be rewound"):

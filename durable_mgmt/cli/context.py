@@ -53,7 +53,8 @@ class Target:
     async def client(self) -> AsyncIterator[TaskHubClient]:
         """An opened ``TaskHubClient`` on the hub; storage clients are closed on exit."""
         account = self.settings.storage_account(self.connection_setting)
-        async with TaskHub(account, self.hub_name, self.settings.partition_count()) as hub:
+        async with TaskHub(account, self.hub_name, self.settings.partition_count(),
+                           partition_count_configured=self.settings.partition_count_configured) as hub:
             yield TaskHubClient(hub)
 
     def run(self, work: Callable[[TaskHubClient], Awaitable[T]]) -> T:
@@ -67,6 +68,8 @@ class Target:
             async with self.client() as client:
                 self.output.note(f"{self.hub.describe()}; storage {client.hub.account.describe()}, from app "
                                  f"setting {self.connection_setting}.")
+                if client.hub.partition_count_warning:
+                    self.output.note(f"Warning: {client.hub.partition_count_warning}")
                 try:
                     return await work(client)
                 except TaskHubNotFound as e:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Callable
 
 from ..errors import TaskHubNotFound
 from .history import HistoryTable
 from .instances import InstancesTable
 from .largevalues import LargeValues
-from .messages import INFINITE_TIME_TO_LIVE, TaskMessage, next_sequence_number, visibility_delay
+from .messages import INFINITE_TIME_TO_LIVE, TaskMessage, next_sequence_number, queue_body, visibility_delay
 from .names import DEFAULT_PARTITION_COUNT, TaskHubNames
 from .partitions import (PartitionLayout, PartitionManagement, TaskHubInfo, create_partition_store, discover_layout,
                          read_taskhub_info)
@@ -17,6 +18,7 @@ from .primitives import create_if_missing, delete_if_exists, get_or_none
 from .storage import StorageAccount, map_storage_errors
 
 
+log = logging.getLogger("durable_mgmt")
 
 # Told of every message this handle sends: (queue name, seconds until it is visible).
 SendObserver = Callable[[str, float], None]
@@ -26,19 +28,26 @@ class TaskHub:
     """Async handle on one task hub: clients for its tables, queues and containers.
 
     Use as ``async with TaskHub(account, "MyHub") as hub:``. The partition count
-    used for routing is discovered on open, as the provider's
-    ``GetControlQueuesAsync`` does: the rows of ``{Hub}Partitions``, else
-    ``taskhub.json``, else ``partition_count`` (the configured one). Every
+    used for routing is decided on open (``refresh_layout``): with
+    ``partition_count_configured`` (the app's host.json sets ``partitionCount``)
+    it is ``partition_count``, as the provider routes every message by its
+    configured ``settings.PartitionCount`` (``GetControlQueueAsync``); otherwise
+    it is discovered as ``GetControlQueuesAsync`` does: the rows of
+    ``{Hub}Partitions``, else ``taskhub.json``, else ``partition_count``. Every
     writer routes through ``names``, so this is the one place the count is set.
     """
 
-    def __init__(self, account: StorageAccount, hub_name: str, partition_count: int = DEFAULT_PARTITION_COUNT):
+    def __init__(self, account: StorageAccount, hub_name: str, partition_count: int = DEFAULT_PARTITION_COUNT,
+                 *, partition_count_configured: bool = False):
         self.account = account
         self.names = TaskHubNames(hub_name, partition_count)
         self._tables = self._queues = self._blobs = None
         self._queue_clients: dict[str, Any] = {}
         self.instances = self.history = self.large = None
         self._configured_count = partition_count
+        self._count_configured = partition_count_configured
+        # Set when the configured count differs from the one the hub shows (said once per handle, logged).
+        self.partition_count_warning: str | None = None
         self.layout = PartitionLayout(PartitionManagement.NONE, partition_count, "configured partition count")
         self._opened = False
         self._ensured = False
@@ -71,8 +80,21 @@ class TaskHub:
     async def refresh_layout(self) -> PartitionLayout:
         """Read the hub's partition count and manager again (see the class docstring)."""
         self.layout = await discover_layout(self, self._configured_count)
-        if self.layout.partition_count != self.names.partition_count:
-            self.names = TaskHubNames(self.names.hub, self.layout.partition_count)
+        count = self.layout.partition_count
+        if self._count_configured:
+            if self.layout.management != PartitionManagement.NONE and count != self._configured_count:
+                warning = (
+                    f"Task hub {self.name!r} has {count} partitions ({self.layout.source}), but the configured "
+                    f"partitionCount is {self._configured_count}: messages are routed by the configured count, as "
+                    "the app's Durable Functions workers route them. Instances whose queue differs between the two "
+                    "counts are only processed by workers configured the same way; make host.json's "
+                    "partitionCount match the hub's, or remove it to use the hub's.")
+                if warning != self.partition_count_warning:
+                    log.warning("%s", warning)
+                self.partition_count_warning = warning
+            count = self._configured_count
+        if count != self.names.partition_count:
+            self.names = TaskHubNames(self.names.hub, count)
         return self.layout
 
     async def close(self) -> None:
@@ -124,7 +146,9 @@ class TaskHub:
     async def _send(self, queue, message: TaskMessage, hidden_for: int | None) -> TaskMessage:
         # Numbered at send time, per process, as TaskHubQueue.AddMessageAsync does.
         message.sequence_number = next_sequence_number()
-        body = await self.large.encode_message(message)
+        # Every queue message of the hub is encoded here, as the hub's own workers read it.
+        body = queue_body(await self.large.encode_message(message),
+                          base64_encoded=self.layout.management == PartitionManagement.BLOB)
         delay = visibility_delay(message.event)
         if hidden_for:
             delay = max(delay, hidden_for)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
@@ -24,6 +25,10 @@ MAX_TABLE_PROPERTY_BYTES = 60 * 1024
 VARIABLE_SIZE_PROPERTIES = ("Name", "Input", "Result", "Output", "Reason", "Details", "Correlation",
                             "FailureDetails", "Tags")
 INSTANCE_URL_PROPERTIES = ("Input", "Output")
+# What follows "{folder}/" in the names the provider's two blob writers make (see LargeValues.list_instance).
+_MESSAGE_BLOB = re.compile(r"message-[0-9a-f]{32}-[A-Za-z]+\.json\.gz")
+# (Before commit ced7c70c, "Add randomization to history blob names", the {random:X8} part was absent.)
+_HISTORY_BLOB = re.compile(r"history-[^/]*-[A-Za-z]+\.json\.gz")
 
 
 def exceeds_table_limit(value: Any) -> bool:
@@ -82,16 +87,19 @@ class LargeValues:
         """The names of every large value of one instance now (a purge lists them before deciding to delete).
 
         The provider names message blobs after the raw instance id
-        (MessageManager.GetNewLargeMessageBlobName) and history/instance blobs
-        after the escaped key (AzureTableTrackingStore.GetBlobName), so both
-        folders are listed: they differ for ids holding ``^ / \\ # ?`` or
-        control characters. (The provider's own purge lists only the raw id,
-        without a trailing slash: DeleteLargeMessageBlobs.)
+        (``{id}/message-{activity}-{EventType}.json.gz``, MessageManager.GetNewLargeMessageBlobName) and the
+        tracking store's blobs, history and Instances columns alike, after the escaped key
+        (``{key}/history-{RowKey}-{EventType}-{random:X8}-{Prop}.json.gz``, AzureTableTrackingStore.GetBlobName),
+        so both folders are listed: they differ for ids holding ``^ / \\ # ?`` or control characters. One
+        instance's escaped key can be another's raw id (``a^b`` escapes to ``a^^b``), so each folder keeps
+        only the names its writer makes: ``message-`` blobs under the raw id, ``history-`` blobs under the
+        key, and never a deeper path. (The provider's own purge lists the raw id without a trailing slash
+        and deletes whatever it finds: DeleteLargeMessageBlobs.)
         """
-        names = await self._list_folder(instance_id)
-        if partition_key != instance_id:
-            names += await self._list_folder(partition_key)
-        return names
+        raw = await self._list_folder(instance_id)
+        keyed = raw if partition_key == instance_id else await self._list_folder(partition_key)
+        return ([n for n in raw if _MESSAGE_BLOB.fullmatch(n, len(instance_id) + 1)]
+                + [n for n in keyed if _HISTORY_BLOB.fullmatch(n, len(partition_key) + 1)])
 
     async def _list_folder(self, prefix: str) -> list[str]:
         blobs = await list_or_none(lambda: self._container.list_blobs(name_starts_with=prefix + "/"),

@@ -1,8 +1,9 @@
 """Queue messages: the MessageData/TaskMessage envelope of DurableTask.AzureStorage.
 
-Messages are UTF-8 JSON text (Newtonsoft with ``TypeNameHandling.Objects``:
-every object carries a ``$type`` without assembly name). Readers accept
-Base64-encoded bodies too, as the real provider does.
+Messages are JSON text (Newtonsoft with ``TypeNameHandling.Objects``:
+every object carries a ``$type`` without assembly name), sent as UTF-8 or
+Base64 by the hub's generation (``queue_body``). Readers accept both, as the
+real provider does.
 """
 
 from __future__ import annotations
@@ -121,6 +122,20 @@ class TaskMessage:
     def large_blob_name(self) -> str:
         """Where this message's body goes when it is too large for the queue."""
         return f"{self.instance_id}/message-{uuid.UUID(self.activity_id).hex}-{self.event.type.name}.json.gz"
+
+
+def queue_body(text: str, *, base64_encoded: bool) -> str:
+    """The text put on the queue for a message whose JSON (or large-message wrapper) is ``text``.
+
+    Base64 for hubs run by DurableTask.AzureStorage 1.x (extension v2, blob leases): its CloudQueue writes
+    and reads Base64 (``CloudQueueMessage.AsString``), and up to 1.17.3 a raw UTF-8 body throws a
+    FormatException in ``Storage/Queue.cs`` ``GetMessagesAsync`` for the whole batch, so a worker never
+    gets past it (the raw fallback in ``Storage/QueueMessage.cs`` arrived in 1.17.4, commit d75526f5).
+    UTF-8 for table-managed hubs (DurableTask.AzureStorage 2.x, extension v3), as their own clients write it
+    (``QueueClientMessageEncoding.UTF8``, the default); every 2.x release reads Base64 too
+    (``MessageManager.DeserializeQueueMessageAsync``).
+    """
+    return base64.b64encode(text.encode("utf-8")).decode("ascii") if base64_encoded else text
 
 
 def decode_body(body: str | bytes) -> dict[str, Any]:

@@ -283,10 +283,12 @@ class TaskHubClient:
     async def _rewind_history(self, instance_id: str, rewound: dict[str, str | None], leaves: list[str]) -> None:
         """Rewrite the failure rows of ``instance_id`` and of its failed children; collect the leaves.
 
-        A child counts as failed when its parent recorded the failure, or when
-        its own row says Failed and the parent has no result from it: the
-        second case is a rewind interrupted after the parent's rows were
-        rewritten, asked for again.
+        A child is rewound when its parent recorded its failure, whatever the
+        child's own row says, as ``AzureTableTrackingStore.RewindHistoryAsync``
+        recurses for every SubOrchestrationInstanceFailed row (a Terminated
+        child also sends one: TaskOrchestrationDispatcher); or when its own row
+        says Failed and the parent has no result from it: a rewind interrupted
+        after the parent's rows were rewritten, asked for again.
         """
         rows = await self.hub.history.rows(instance_id)
         sentinel = next((r for r in rows if r["RowKey"] == SENTINEL_ROW_KEY), None)
@@ -294,6 +296,7 @@ class TaskHubClient:
         current = [r for r in rows if r["RowKey"] != SENTINEL_ROW_KEY and r.get("ExecutionId") == execution_id]
         by_id = {(r.get("EventType"), r.get("EventId")): r for r in current}
         answered = {r.get("TaskScheduledId") for r in current if r.get("EventType") == "SubOrchestrationInstanceCompleted"}
+        reported_failed: set[str] = set()
         for r in current:
             etype = r.get("EventType")
             if etype == "TaskFailed":
@@ -304,6 +307,7 @@ class TaskHubClient:
                 created = by_id.get(("SubOrchestrationInstanceCreated", r.get("TaskScheduledId")))
                 if created:
                     # The creation stays valid (the child is rewound in place); it is only marked.
+                    reported_failed.add(created.get("InstanceId"))
                     await self._mark_rewound(created, to_generic=False)
             elif not (etype == "ExecutionCompleted" and r.get("OrchestrationStatus") == "Failed"):
                 continue
@@ -314,7 +318,9 @@ class TaskHubClient:
         failed_children = False
         for child in children:
             child_row = await self.hub.instances.read(child, with_input=False, with_output=False)
-            if child_row is None or child_row.runtime_status != RuntimeStatus.FAILED:
+            if child_row is None:  # purged: nothing to rewind (the provider's rewind would throw here)
+                continue
+            if child not in reported_failed and child_row.runtime_status != RuntimeStatus.FAILED:
                 continue
             failed_children = True
             rewound[child] = child_row.etag

@@ -16,7 +16,9 @@ queues) are leased:
 The partition count is discovered as ``AzureStorageOrchestrationService.
 GetControlQueuesAsync`` does: the number of ``{Hub}Partitions`` rows when that
 table exists, else ``taskhub.json``'s ``PartitionCount``, else the configured
-count. This module is the only code that reads or writes these artifacts; the
+count; except that a table no worker ever used, on a hub whose blob leases a
+worker holds, is taken for what it is: made by a client for a hub an extension
+v2 app runs. This module is the only code that reads or writes these artifacts; the
 host's lease protocol (``funchost.engine.leases``) goes through it and sees
 only ``durable_mgmt`` errors.
 """
@@ -81,17 +83,31 @@ async def discover_layout(hub: "TaskHub", configured_count: int) -> PartitionLay
     names = hub.names
     table = hub.table_service.get_table_client(names.partitions_table)
     # GetControlQueuesAsync counts every row of the table (ExecuteQueryAsync with no filter).
-    rows = await list_or_none(lambda: table.list_entities(select=["RowKey"]),
+    rows = await list_or_none(lambda: table.list_entities(select=["RowKey", *_USE_COLUMNS]),
                               f"reading table {names.partitions_table!r}")
-    if rows is not None:
+    never_used = rows is not None and not any(r.get(c) for r in rows for c in _USE_COLUMNS)
+    if rows is not None and not (never_used and await _live_blob_leases(hub)):
         count = len(rows) or configured_count
         return PartitionLayout(PartitionManagement.TABLE, _checked(count, names.partitions_table),
                                f"{names.partitions_table} table ({len(rows)} rows)")
+    # No table; or one no worker ever used beside blob leases a worker holds now: a client (.NET or ours) made
+    # the table for a hub that an extension v2 app (SafePartitionManager: taskhub.json and blob leases, never
+    # the table) runs. Its live leases say which protocol the hub's workers use.
     info = await read_taskhub_info(hub)
     if info is not None:
         return PartitionLayout(PartitionManagement.BLOB, _checked(info.partition_count, "taskhub.json"),
                                f"{names.leases_container}/taskhub.json")
     return PartitionLayout(PartitionManagement.NONE, configured_count, "configured partition count")
+
+
+# Columns TableLeaseManager writes when a worker claims, renews or asks for a row; a row without any of them
+# was never used (CreateLease writes only RowKey and IsDraining).
+_USE_COLUMNS = ("CurrentOwner", "NextOwner", "OwnedSince", "LastRenewal")
+
+
+async def _live_blob_leases(hub: "TaskHub") -> bool:
+    """Whether any lease blob of SafePartitionManager or LegacyPartitionManager is leased now."""
+    return any(s.leased for s in await LeaseBlobs(hub).list())
 
 
 def _checked(count: int, where: str) -> int:
@@ -300,9 +316,15 @@ class LeaseBlobs:
                               int(data.get("Epoch") or 0), leased)
 
     async def acquire(self, blob_name: str, partition_id: str, owner: str, seconds: int) -> str:
-        """Take the lease as ``BlobPartitionLeaseManager.AcquireAsync`` does: a new Guid lease id (changed
-        from the Token in the blob when it is still leased), Owner set, Epoch + 1, content written under the
-        lease. Returns the lease id; LeaseLost when another holder has it."""
+        """Take a free lease as ``BlobPartitionLeaseManager.AcquireAsync`` does: a new Guid lease id, Owner
+        set, Epoch + 1, content written under the lease. Returns the lease id.
+
+        A blob leased by another owner is never taken (LeaseLost): the provider changes a live lease
+        (ChangeLease from the blob's Token) only when its intent balancer steals for balance
+        (LeaseCollectionBalancer.TakeLeasesAsync, ShouldStealLeases); otherwise it takes only expired
+        leases (BlobPartitionLease.IsExpired: not leased). The host runs no balancer, so taking a leased
+        blob would take back every partition a .NET worker took from it. Only a lease whose blob names
+        ``owner`` itself (this worker's own, e.g. after it stopped renewing) is changed from its Token."""
         blob = self.container.get_blob_client(blob_name)
         new_id = str(uuid.uuid4())
         state = await self._state(blob_name, False)
@@ -310,7 +332,7 @@ class LeaseBlobs:
         with self._lease_call("acquiring", blob_name):
             props = await blob.get_blob_properties()
             if props.lease.state == "leased":
-                if not state.token:  # leased by a holder that wrote no Token: nothing to change it from
+                if state.owner != owner or not state.token:  # another worker's live lease: leave it
                     raise LeaseLost(blob_name)
                 await BlobLeaseClient(blob, lease_id=state.token).change(new_id)
             else:

@@ -24,7 +24,7 @@ from durable_mgmt.taskhub import TaskHub
 from ..loader import find_ignoring_case
 from .activities import ActivityDispatcher
 from .functions import ActivityRunner, call_orchestrator, direct_runner
-from .leases import LeaseManager
+from .leases import LEASE_SECONDS, TICK_SECONDS, LeaseManager
 from .orchestrations import OrchestrationDispatcher
 from .router import LocalRouter
 
@@ -41,7 +41,8 @@ class Engine:
 
     def __init__(self, hub: TaskHub, index: Any, *, worker_id: str | None = None,
                  activity_runner: ActivityRunner | None = None, executor: Executor | None = None,
-                 lease_seconds: int = 15, lease_tick_seconds: float = 3.0, max_concurrent_activities: int = 32,
+                 lease_seconds: int = LEASE_SECONDS, lease_tick_seconds: float = TICK_SECONDS,
+                 max_concurrent_activities: int = 32,
                  max_concurrent_orchestrations: int = 64, visibility_seconds: int = 30):
         self.hub = hub
         self.index = index

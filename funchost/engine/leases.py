@@ -35,13 +35,18 @@ from .table_leases import TableLeaseProtocol
 
 # TablePartitionManager.PartitionManagerLoop: after this many consecutive failures stop retrying at once.
 MAX_IMMEDIATE_RETRIES = 10
+# AzureStorageOrchestrationServiceSettings defaults (1.x and 2.x alike): LeaseInterval 30 s is how long a
+# renewed lease lasts (TableLeaseManager.RenewLease: ExpiresAt = now + LeaseInterval), LeaseAcquireInterval
+# and LeaseRenewInterval 10 s how often a worker runs a round. Other workers judge our leases by these.
+LEASE_SECONDS = 30
+TICK_SECONDS = 10.0
 
 
 class LeaseManager:
     """Runs the hub's lease protocol; calls ``on_acquired(p)`` / ``on_released(p)`` as partitions come and go."""
 
     def __init__(self, hub: TaskHub, worker_id: str, on_acquired: PartitionCallback, on_released: PartitionCallback,
-                 *, lease_seconds: int = 15, tick_seconds: float = 3.0):
+                 *, lease_seconds: int = LEASE_SECONDS, tick_seconds: float = TICK_SECONDS):
         self.hub = hub
         self.worker_id = worker_id
         self.on_acquired = on_acquired
@@ -97,9 +102,11 @@ class LeaseManager:
                 failures += 1
                 log.error("partition lease round failed (%s): %s", type(e).__name__, e,
                           exc_info=not _expected(e))
-                if time.monotonic() - self._last_success > self.lease_seconds and self.owned:
-                    log.error("no lease round succeeded for %ss: no longer reading partitions %s",
-                              self.lease_seconds, sorted(self.owned))
+                # Stop reading before our leases run out, so no other worker reads a queue while we still do.
+                give_up_after = max(self.lease_seconds - self.tick_seconds, self.lease_seconds / 2)
+                if time.monotonic() - self._last_success > give_up_after and self.owned:
+                    log.error("no lease round succeeded for %.0fs: no longer reading partitions %s",
+                              give_up_after, sorted(self.owned))
                     await self.protocol.forget_all()
 
 

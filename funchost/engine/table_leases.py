@@ -17,9 +17,10 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from durable_mgmt.taskhub import TaskHub
-from durable_mgmt.taskhub.partitions import PartitionTable, TableLease
+from durable_mgmt.taskhub.partitions import LeaseBlobs, PartitionTable, TableLease
 from durable_mgmt.taskhub.timefmt import utcnow
 
+from ..errors import HostStartError
 from .lease_protocol import LeaseProtocol, PartitionCallback, log
 
 # TableLeaseManager.ClaimLease sets ExpiresAt one minute ahead; RenewLease uses LeaseInterval.
@@ -35,7 +36,17 @@ class TableLeaseProtocol(LeaseProtocol):
         self._drains: dict[str, asyncio.Task] = {}
 
     async def prepare(self) -> None:
-        pass  # the table protocol lets any number of workers share a hub
+        """The table protocol lets any number of workers share a hub, but only workers that use it: an extension
+        v2 worker (SafePartitionManager) leases blobs and never reads the table, so while one holds a lease blob
+        of this hub, taking table rows would read the queues it reads."""
+        others = sorted({s.owner or "an unnamed worker" for s in await LeaseBlobs(self.hub).list() if s.leased})
+        if others:
+            raise HostStartError(
+                f"Task hub {self.hub.name!r} has the {self.hub.names.partitions_table} table of the table partition "
+                f"manager, but {', '.join(others)} holds blob partition leases of Durable Functions extension v2 "
+                "(SafePartitionManager) on it now: that worker does not see table leases, so both would read the "
+                "same control queues. Stop that worker (or wait about 30 seconds after it stopped), or give this "
+                "app another hub name (host.json extensions.durableTask.hubName).")
 
     def _partition(self, lease: TableLease) -> int | None:
         return self.hub.names.partition_of_queue(lease.row_key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 
@@ -134,8 +135,31 @@ async def test_restart_reuses_the_real_input_of_a_large_start(corpus):
     await check_rows(hub.account, hub.name, same, with_history=False)
 
 
+async def add_colliding_instance(hub, iid: str) -> str:
+    """A Completed instance whose RAW id is another instance's escaped key, with a large start message: its
+    message blob lies in the same folder as the other's history blobs (MessageManager.GetNewLargeMessageBlobName
+    names by raw id, AzureTableTrackingStore.GetBlobName by escaped key). Written with the plain SDK."""
+    blob = p.message_blob_name(iid, "00000000-0000-4000-8000-0000000000ff", "ExecutionStarted")
+    container = hub.container(hub.names.large_messages_container)
+    await container.upload_blob(blob, p.gzip_text("{}"), overwrite=True)
+    await hub.instances.client.create_entity({
+        "PartitionKey": p.escape_partition_key(iid), "RowKey": "", "Name": "HelloSequence", "Version": "",
+        "RuntimeStatus": "Completed", "ExecutionId": "e00000000000000000000000000000ff", "Input": "null",
+        "Output": "null", "CustomStatus": "null", "TaskHubName": hub.name, "Generation": 0,
+        "CreatedTime": datetime.now(timezone.utc), "LastUpdatedTime": datetime.now(timezone.utc)})
+    return blob
+
+
 async def test_purge_one_leaves_no_blob_under_either_prefix(corpus):
     c, hub, mgr = corpus
+    # "corpus^^odd^0id" is the escaped key of "corpus^odd/id" and a valid id of its own: purging it must
+    # delete its own message blob and none of the other's history blobs in the same folder.
+    other = await add_colliding_instance(hub, "corpus^^odd^0id")
+    before = await blob_names(hub)
+    result = await mgr.purge_instance("corpus^^odd^0id")
+    assert (result.instances_deleted, result.blobs_deleted) == (1, 1)
+    assert await blob_names(hub) == sorted(set(before) - {other})
+    assert (await mgr.status("corpus^odd/id")).input == json.loads(BIG_INPUT)
     before = await blob_names(hub)
     assert any(n.startswith("corpus^odd/id/message-") for n in before)          # raw id (message blob)
     assert any(n.startswith("corpus^^odd^0id/history-") for n in before)        # escaped key (history blobs)

@@ -31,7 +31,7 @@ from funchost.loader import load_app
 
 from ..engine_support import ENGINE_APP, wait_for
 from ..test_cli_support import cli, hostlike_instance  # noqa: F401 (fixture)
-from .layouts import GENERATIONS, control_queue, fnv1a, write_layout, write_live_worker
+from .layouts import GENERATIONS, control_queue, fnv1a, lease_json, write_layout, write_live_worker
 
 PARTITIONS = 6  # not the default 4: a reader that ignores the hub's own count routes wrongly
 DOTNET = "dotnet-stamp:RD0003FF0A1B2C"  # a WorkerId as the extension sets it: "{stamp}:{roleInstance}"
@@ -117,6 +117,31 @@ async def test_every_writer_routes_by_the_hubs_own_partition_count(account, hub_
     assert got == {q: sorted(ms) for q, ms in expected.items()}
 
 
+async def test_a_configured_partition_count_routes_as_the_apps_workers_do(account, hub_name, generation, cli):
+    """AzureStorageOrchestrationService.GetControlQueueAsync routes every message by the configured
+    settings.PartitionCount, whatever the hub shows (GetControlQueuesAsync is for scale monitoring). A count set
+    in host.json is used the same way, with a warning when it differs from the hub's."""
+    await write_layout(account, hub_name, generation, PARTITIONS)
+    lib_id, cli_id = ids_on_high_partitions(2)
+    async with TaskHub(account, hub_name, 4, partition_count_configured=True) as hub:
+        assert hub.names.partition_count == 4 and hub.layout.partition_count == PARTITIONS
+        assert "6 partitions" in hub.partition_count_warning and "partitionCount is 4" in hub.partition_count_warning
+        await TaskHubClient(hub).start("HelloCities", instance_id=lib_id)
+    host_json = cli.root / "host.json"
+    config = json.loads(host_json.read_text())
+    config["extensions"]["durableTask"]["storageProvider"] = {"partitionCount": 4}
+    host_json.write_text(json.dumps(config))
+    started = await cli.ok("start-new", "--function-name", "HelloCities", "--id", cli_id)
+    assert "Warning: " in started.stderr and "partitionCount is 4" in started.stderr, started.stderr
+    async with TaskHub(account, hub_name) as hub:
+        contents = await queue_contents(hub)
+    got = sorted((q, iid) for q, ms in contents.items() for iid, _ in ms)
+    assert got == sorted([(provider_queue(hub_name, lib_id, 4), lib_id), (provider_queue(hub_name, cli_id, 4), cli_id)])
+    # The same count as the hub's: no warning.
+    async with TaskHub(account, hub_name, PARTITIONS, partition_count_configured=True) as hub:
+        assert hub.partition_count_warning is None and hub.names.partition_count == PARTITIONS
+
+
 async def test_a_hub_upgraded_from_v2_to_v3_routes_by_its_partitions_table(account, hub_name):
     """An app moved from extension v2 to v3 keeps its hub: taskhub.json (4 partitions, from v2) stays, and
     the v3 worker adds {Hub}Partitions with its own count. GetControlQueuesAsync reads the table first."""
@@ -155,6 +180,37 @@ async def test_engine_reads_every_partition_of_a_provider_hub(account, hub_name,
                 state, content = await lease_blob(account, hub_name, f"{folder}/{control_queue(hub_name, p)}")
                 assert state == "available" and content["Owner"] is None and content["Token"] is None
                 assert content["Epoch"] == 1  # BlobPartitionLeaseManager.AcquireAsync: Epoch + 1 per acquisition
+
+
+async def test_messages_are_encoded_as_the_hubs_own_workers_read_them(account, hub_name, generation):
+    """v2 hubs (DurableTask.AzureStorage 1.x): Base64, as CloudQueueMessage.AsString (Convert.FromBase64String)
+    reads every body; up to 1.17.3 a raw UTF-8 body throws for the whole batch in Storage/Queue.cs GetMessagesAsync
+    (the raw fallback in Storage/QueueMessage.cs came with 1.17.4, commit d75526f5). v3 hubs (2.x): UTF-8 JSON,
+    as AzureStorageOrchestrationServiceSettings.QueueClientMessageEncoding (UTF8) writes it."""
+    import base64
+
+    from azure.storage.queue.aio import QueueServiceClient
+
+    await write_layout(account, hub_name, generation, PARTITIONS)
+    iid = ids_on_high_partitions(1)[0]
+    async with TaskHub(account, hub_name) as hub:
+        client = TaskHubClient(hub)
+        await client.start("HelloCities", "Zürich ✓", instance_id=iid)       # non-ASCII: UTF-8 differs from Latin-1
+        await client.start("HelloCities", "z" * 60_000, instance_id=iid + "-big")  # the large-message wrapper too
+    async with QueueServiceClient.from_connection_string(account.connection_string) as queues:  # raw bodies
+        bodies = []
+        for q in {provider_queue(hub_name, iid), provider_queue(hub_name, iid + "-big")}:
+            bodies += [m.content for m in await queues.get_queue_client(q).peek_messages(max_messages=32)]
+    assert len(bodies) == 2
+    for body in bodies:
+        if generation == "v2":
+            data = json.loads(base64.b64decode(body, validate=True).decode("utf-8"))
+        else:
+            assert body.startswith("{")
+            data = json.loads(body)
+        assert data["$type"] == "DurableTask.AzureStorage.MessageData"
+    assert any(json.loads((base64.b64decode(b) if generation == "v2" else b.encode()).decode())["TaskMessage"]
+               for b in bodies)
 
 
 # --- b) deleting a hub --------------------------------------------------------------------------
@@ -320,6 +376,26 @@ async def test_table_leases_share_a_v3_hub_with_a_live_dotnet_worker(account, hu
         assert not any(r.get("CurrentOwner") == ME for r in rows.values()) and seen.reading == set()
 
 
+async def test_the_host_renews_table_leases_for_the_providers_lease_interval(account, hub_name, monkeypatch,
+                                                                             tmp_path):
+    """AzureStorageOrchestrationServiceSettings: LeaseInterval 30 s (TableLeaseManager.RenewLease sets ExpiresAt
+    to now + LeaseInterval), LeaseAcquireInterval 10 s between rounds. A .NET worker takes a lease as soon as it
+    expires, so ours must last as long as theirs."""
+    monkeypatch.setenv("ENGINE_TEST_STATE", str(tmp_path))
+    await write_layout(account, hub_name, "v3", PARTITIONS)
+    async with TaskHub(account, hub_name) as hub:
+        engine = Engine(hub, load_app(ENGINE_APP), worker_id=ME)  # the defaults funcpy start uses
+        await engine.start()
+        try:
+            assert engine.leases.tick_seconds == 10
+            await engine.leases.tick()  # a renewal round (the first one claimed)
+            rows = await partition_rows(account, hub_name)
+        finally:
+            await engine.stop()
+    assert {r["CurrentOwner"] for r in rows.values()} == {ME}
+    assert {(r["ExpiresAt"] - r["LastRenewal"]).total_seconds() for r in rows.values()} == {30}
+
+
 async def test_funcpy_refuses_a_v2_hub_whose_blob_leases_a_live_worker_holds(account, hub_name):
     await write_layout(account, hub_name, "v2", PARTITIONS)
     await write_live_worker(account, hub_name, "v2", DOTNET, [0, 1, 2], app_name="dotnet-app")
@@ -355,6 +431,42 @@ async def test_funcpy_start_on_such_a_hub_exits_with_the_reason(account, hub_nam
     assert DOTNET in done.stderr and "Traceback" not in done.stderr
 
 
+async def test_a_client_made_table_does_not_hide_a_live_v2_worker(account, hub_name):
+    """A client is first on a new hub: like the provider's (CreateTaskOrchestrationAsync -> EnsureTaskHubAsync ->
+    GetTaskHubCreatorTask) it lays the hub out for its partition manager, the table one. Then an extension v2 app
+    runs on it: SafePartitionManager writes taskhub.json and holds blob leases and never reads the table. The
+    hub is that app's: funcpy start must not claim the unused table rows and read its queues."""
+    async with TaskHub(account, hub_name) as hub:
+        await TaskHubClient(hub).start("HelloCities", instance_id="first")
+        assert hub.layout.management == "table"
+    await write_layout(account, hub_name, "v2", PARTITIONS)
+    await write_live_worker(account, hub_name, "v2", "dotnet-v2-worker", range(PARTITIONS))
+    async with TaskHub(account, hub_name) as hub:
+        assert (hub.layout.management, hub.names.partition_count) == ("blob", PARTITIONS)
+        seen = Partitions()
+        with pytest.raises(HostStartError, match="dotnet-v2-worker"):
+            await LeaseManager(hub, ME, seen.acquired, seen.released).start()
+    assert seen.events == []
+    assert not any("CurrentOwner" in r for r in (await partition_rows(account, hub_name)).values())
+
+
+async def test_a_used_table_beside_live_blob_leases_is_refused(account, hub_name):
+    """Both protocols live on one hub (an app moved from extension v2 to v3 while a v2 worker still runs): the
+    v3 worker's rows would let us in, but the v2 worker reads queues without looking at the table."""
+    await write_layout(account, hub_name, "v2", PARTITIONS)
+    await write_layout(account, hub_name, "v3", PARTITIONS)
+    await write_live_worker(account, hub_name, "v3", DOTNET, [0, 1])
+    await write_live_worker(account, hub_name, "v2", "dotnet-v2-worker", [2])
+    async with TaskHub(account, hub_name) as hub:
+        assert hub.layout.management == "table"
+        seen = Partitions()
+        with pytest.raises(HostStartError) as refused:
+            await LeaseManager(hub, ME, seen.acquired, seen.released).start()
+    assert "dotnet-v2-worker" in str(refused.value) and "Partitions table" in str(refused.value)
+    assert seen.events == [] and not any(r.get("CurrentOwner") == ME
+                                         for r in (await partition_rows(account, hub_name)).values())
+
+
 async def test_on_a_free_v2_hub_a_later_dotnet_worker_can_take_partitions_over(account, hub_name):
     await write_layout(account, hub_name, "v2", PARTITIONS)
     async with TaskHub(account, hub_name) as hub:
@@ -367,15 +479,30 @@ async def test_on_a_free_v2_hub_a_later_dotnet_worker_can_take_partitions_over(a
             state, content = await lease_blob(account, hub_name, f"intent/{queue}")
             assert state == "leased" and content["Owner"] == ME and content["Epoch"] == 1
             # LeaseCollectionBalancer steals an intent lease: BlobPartitionLeaseManager.AcquireAsync changes the
-            # lease from the Token written in the blob.
+            # lease from the Token written in the blob, then writes Owner, the new Token and Epoch + 1 under it.
+            dotnet_id = "11111111-2222-3333-4444-555555555555"
             async with BlobServiceClient.from_connection_string(account.connection_string) as service:
-                blob = service.get_blob_client(f"{hub_name.lower()}-leases", f"intent/{queue}")
-                await BlobLeaseClient(blob, lease_id=content["Token"]).change("11111111-2222-3333-4444-555555555555")
-            await leases.tick()
-            assert 2 not in seen.reading
-            # ownership is released (ReleaseAsync: Owner and Token null) for the .NET worker to acquire.
-            state, content = await lease_blob(account, hub_name, f"ownership/{queue}")
-            assert state == "available" and content["Owner"] is None and content["Token"] is None
+                container = service.get_container_client(f"{hub_name.lower()}-leases")
+                intent = container.get_blob_client(f"intent/{queue}")
+                await BlobLeaseClient(intent, lease_id=content["Token"]).change(dotnet_id)
+                await intent.upload_blob(lease_json(queue, DOTNET, dotnet_id, content["Epoch"] + 1),
+                                         overwrite=True, lease=dotnet_id)
+                await leases.tick()
+                assert 2 not in seen.reading
+                # ownership is released (ReleaseAsync: Owner and Token null) for the .NET worker to acquire.
+                state, content = await lease_blob(account, hub_name, f"ownership/{queue}")
+                assert state == "available" and content["Owner"] is None and content["Token"] is None
+                # The .NET worker keeps its lease, renewing it every round (LeaseCollectionBalancer.RenewLeaseAsync)
+                # and takes ownership (AcquireAsync on the expired ownership lease). Our later rounds must
+                # leave it alone: the provider never takes a live lease except when its balancer steals.
+                await BlobLeaseClient(intent, lease_id=dotnet_id).renew()
+                for _ in range(3):
+                    await leases.tick()
+                    await BlobLeaseClient(intent, lease_id=dotnet_id).renew()  # fails if we took it back
+                    assert 2 not in seen.reading and seen.reading == set(range(PARTITIONS)) - {2}
+                state, content = await lease_blob(account, hub_name, f"intent/{queue}")
+                assert state == "leased" and content["Owner"] == DOTNET and content["Token"] == dotnet_id
+                assert seen.events.count(("acquired", 2)) == 1
         finally:
             await leases.stop()
 
