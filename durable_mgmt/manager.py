@@ -33,6 +33,16 @@ if TYPE_CHECKING:
 
 
 class InstanceManager:
+    """Start, query, steer, wait for and clean up orchestration instances of one task hub.
+
+    Make one with ``from_client`` (inside a Functions app, over the durable client binding) or
+    ``connect`` (over the task hub in Azure Storage); use it as an async context manager so the
+    transport is closed. Every method validates its input before anything is sent and raises a
+    ``DurableError`` subclass on failure: ``InvalidInput`` (and its kinds) for bad input,
+    ``NotFound`` for a missing instance or hub, ``WrongState`` when the instance's status forbids
+    the operation, ``StorageUnavailable``/``StorageRefused`` for storage failures.
+    """
+
     def __init__(self, transport: Transport):
         self.transport = transport
 
