@@ -60,6 +60,7 @@ async def run(env) -> list[Figure]:
         engine = Engine(hub, index, worker_id="bench")
         await engine.start()
         client = TaskHubClient(client_hub)  # its requests are not counted
+        engine.router.observe(client_hub)  # its sends wake the engine, as a host's own client's do
         try:
             # Warm-up: imports, first episodes.
             await wait_done(client, await client.start("OneActivity"))

@@ -49,7 +49,7 @@ class LocalRouter:
         self._pollers: dict[str, Poller] = {}
         self._activities: ActivityTaker | None = None
         self._orchestrations: OrchestrationTaker | None = None
-        self._stop_observing = hub.observe_sends(self._sent)
+        self._stops = [hub.observe_sends(self._sent)]
 
     # --- wake-ups ----------------------------------------------------------
 
@@ -76,8 +76,15 @@ class LocalRouter:
         else:
             self.wake(queue_name)
 
+    def observe(self, other: TaskHub) -> None:
+        """Also wake our readers for sends through ``other``, another handle of the same hub in this
+        process (a client that keeps its own connections, as the benchmarks do)."""
+        self._stops.append(other.observe_sends(self._sent))
+
     def close(self) -> None:
-        self._stop_observing()
+        stops, self._stops = self._stops, []
+        for stop in stops:
+            stop()
 
     # --- local hand-over ---------------------------------------------------
 
