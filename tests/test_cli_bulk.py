@@ -111,3 +111,10 @@ async def test_export_history_writes_gzip_jsonl(cli, seeded, tmp_path):
     lines = [json.loads(x) for x in gzip.decompress(path.read_bytes()).decode().splitlines()]
     assert [x["instanceId"] for x in lines] == ["a-00", "a-03", "a-06", "a-09", "a-12", "a-15"]
     assert all(any(e["EventType"] == "ExecutionCompleted" for e in x["historyEvents"]) for x in lines)
+
+
+@pytest.mark.parametrize("rate", ["inf", "nan", "1e-300", "-1", "1e300"])
+async def test_rates_that_could_never_run_exit_2_and_create_no_job(cli, seeded, rate):
+    bad = await cli("bulk", "suspend", "-q", "status = Running", "--rate", rate, "--yes")
+    assert bad.code == 2 and "is not a rate" in bad.stderr and "from 0.01" in bad.stderr
+    assert (await cli.json("jobs", "list")) == []

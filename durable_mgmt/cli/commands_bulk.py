@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import signal
 from typing import Any
 
 import click
 
-from ..jobs.models import BulkAction, BulkRequest, CountRequest, JobInfo, JobState, Outcome
+from ..jobs.models import MAX_RATE, MIN_RATE, BulkAction, BulkRequest, CountRequest, JobInfo, JobState, Outcome
 from ..query import Query
 from .commands_cleanup import confirm, yes_option
 from .context import Target, hub_options
@@ -35,9 +36,18 @@ def _load_options(func):
                         help="Instances recorded per checkpoint [default: 98, or ~5 s of work at --rate].")(func)
     func = click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True,
                         help="Operations in flight at once.")(func)
-    func = click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None, metavar="OPS",
-                        help="At most OPS operations per second [default: no limit].")(func)
+    func = click.option("--rate", type=float, default=None, metavar="OPS", callback=_check_rate,
+                        help=f"At most OPS operations per second, {MIN_RATE} to {MAX_RATE:g} "
+                             "[default: no limit].")(func)
     return func
+
+
+def _check_rate(ctx, param, value: float | None) -> float | None:
+    # FloatRange lets nan through (every comparison with nan is false), and inf would make a job that never runs.
+    if value is not None and not (math.isfinite(value) and MIN_RATE <= value <= MAX_RATE):
+        raise click.BadParameter(f"{value!r} is not a rate: give operations per second from {MIN_RATE} "
+                                 f"(one every {1 / MIN_RATE:.0f} s) to {MAX_RATE:g}.")
+    return value
 
 
 def _explain_option(func):
