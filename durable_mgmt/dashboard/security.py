@@ -102,17 +102,33 @@ def principal_of(request: Request) -> Principal | None:
     roles: set[str] = set()
     encoded = request.header(PRINCIPAL_HEADER)
     if encoded:
-        try:
-            data = json.loads(base64.b64decode(encoded + "=" * (-len(encoded) % 4)))
-        except ValueError:
-            data = {}
-        role_type = (data.get("role_typ") or "roles") if isinstance(data, dict) else "roles"
-        for claim in data.get("claims", []) if isinstance(data, dict) else []:
-            if isinstance(claim, dict) and claim.get("typ") in (role_type, "roles"):
-                roles.add(str(claim.get("val", "")).lower())
+        data = _principal_json(encoded)
+        role_type = data.get("role_typ") or "roles"
+        claims = data.get("claims")
+        for claim in claims if isinstance(claims, list) else []:  # null, 5, "x": no roles
+            if isinstance(claim, dict) and claim.get("typ") in (role_type, "roles") \
+                    and isinstance(claim.get("val"), str):
+                roles.add(claim["val"].lower())
     if name is None and not roles:
         return None
     return Principal(name.lower() if name else None, frozenset(roles))
+
+
+MAX_PRINCIPAL_HEADER = 16 * 1024  # App Service's principal header is a few KB; more is not from it
+
+
+def _principal_json(encoded: str) -> dict:
+    """The decoded X-MS-CLIENT-PRINCIPAL object; {} (no roles: refused) when it is not one.
+
+    Only App Service sets this header, but when App Service authentication is off anyone can send it:
+    a huge or deeply nested value must not cost more than a refusal (json.loads recurses)."""
+    if len(encoded) > MAX_PRINCIPAL_HEADER:
+        return {}
+    try:
+        data = json.loads(base64.b64decode(encoded + "=" * (-len(encoded) % 4)))
+    except (ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def principal_allowed(principal: Principal | None, config: DashboardConfig) -> bool:

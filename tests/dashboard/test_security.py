@@ -141,3 +141,34 @@ async def test_missing_hub_setting_is_reported_on_the_page(app_settings):
     answer = await handle(_request())
     assert answer.status_code == 500  # the app's configuration, not the request, is wrong
     assert b"No connection string in app setting &#39;NO_SUCH_SETTING&#39;" in answer.get_body()
+
+
+# --- hostile review of issue 14 -------------------------------------------------------------------
+
+async def test_bad_bulk_counts_are_refused_with_400_before_anything_is_acted_on(dash_hub):
+    iid = "hostile-bulk-counts"
+    await dash_hub.manager.start("WaitForApproval", instance_id=iid)
+    await dash_hub.wait(iid, RuntimeStatus.RUNNING)
+    base = dash_hub.urls["standalone"]
+    form = {"action": "suspend", "scope": "selected", "id": iid}
+    async with aiohttp.ClientSession() as session:
+        token = await _token(session, base)
+        headers = {"X-Dashboard-Csrf": token, "Origin": _origin(base)}
+        for bad in ({"failed": "abc"}, {"total": "²"}, {"done": "١"}):
+            async with session.post(base + "bulk/run", data={**form, **bad}, headers=headers) as r:
+                name, value = next(iter(bad.items()))
+                assert r.status == 400 and "is not a count of instances" in await r.text()
+                assert name in await r.text()
+        assert (await dash_hub.manager.status(iid)).runtime_status is RuntimeStatus.RUNNING  # nothing was done
+        async with session.post(base + "bulk/run", data={**form, "failed": "2"}, headers=headers) as r:
+            assert r.status == 200  # done right, it acts
+    await dash_hub.wait(iid, RuntimeStatus.SUSPENDED)
+
+
+async def test_a_histogram_of_a_range_beyond_the_calendar_is_a_400_naming_it(dash_hub):
+    base = dash_hub.urls["standalone"]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base + "overview/histogram?range=custom&from=9999-12-31T23:59") as r:
+            assert r.status == 400 and "9999-12-31T23:59" in (await r.json())["error"]
+        async with session.get(base + "overview/histogram?range=custom&from=2026-01-01T00:00") as r:
+            assert r.status == 200 and "series" in json.dumps(await r.json())
