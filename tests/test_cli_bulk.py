@@ -118,3 +118,14 @@ async def test_rates_that_could_never_run_exit_2_and_create_no_job(cli, seeded, 
     bad = await cli("bulk", "suspend", "-q", "status = Running", "--rate", rate, "--yes")
     assert bad.code == 2 and "is not a rate" in bad.stderr and "from 0.01" in bad.stderr
     assert (await cli.json("jobs", "list")) == []
+
+
+@pytest.mark.parametrize("command", ["show", "cancel", "resume"])
+async def test_job_ids_not_of_the_issued_form_are_refused_before_storage(cli, seeded, command):
+    for job_id in ("../x", "a'b", "20240501T101500-3FA2C1", "20240501T101500-3fa2c1/..", "%2e%2e"):
+        bad = await cli("jobs", command, job_id)
+        assert bad.code != 0 and "job ids look like 20240501T120000-a1b2c3" in bad.stderr, bad.stderr
+        assert "HTTP" not in bad.stderr and "Traceback" not in bad.stderr
+    assert (await cli.json("jobs", "list")) == []
+    missing = await cli("jobs", command, "20240501T101500-3fa2c1")  # the right form, but no such job
+    assert missing.code != 0 and "No bulk job with id '20240501T101500-3fa2c1' in this task hub" in missing.stderr
