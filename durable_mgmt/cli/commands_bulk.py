@@ -22,7 +22,7 @@ from ..query import Query
 from .commands_cleanup import confirm, yes_option
 from .context import Target, hub_options
 from .errors import EXIT_REFUSED, CliError
-from .params import JSON_TEXT
+from .params import STRICT_JSON_TEXT
 from .progress import ProgressReporter
 from .query_support import parse_query, print_plan, run_with_manager
 
@@ -133,8 +133,13 @@ def _bulk_command(action: BulkAction, summary: str, examples: list[str], extra_o
                 concurrency: int, batch_size: int | None, **kwargs: Any) -> None:
         if "same_id" in kwargs:
             kwargs["new_instance_id"] = not kwargs.pop("same_id")
+        text_data = kwargs.pop("event_data_text", None)
+        if text_data is not None and kwargs.get("event_data") is not None:
+            raise click.UsageError("Give --event-data or --event-data-text, not both.")
         if kwargs.get("event_data") is not None:
-            kwargs["event_data"] = json.loads(kwargs["event_data"])  # JSON_TEXT gives compact JSON text
+            kwargs["event_data"] = json.loads(kwargs["event_data"])  # STRICT_JSON_TEXT gives compact JSON text
+        elif text_data is not None:
+            kwargs["event_data"] = text_data  # sent as a JSON string, exactly as typed
         request = BulkRequest(action, parse_query(query_text), rate=rate, concurrency=concurrency,
                               batch_size=batch_size, **kwargs)
         _start(target, request, assume_yes=assume_yes, explain=explain)
@@ -172,7 +177,10 @@ bulk_raise_event = _bulk_command(
     ["funcpy durable bulk raise-event -q \"name = 'Approval' AND status = Running\" --event-name Approved "
      "--event-data '{\"by\": \"ops\"}'"],
     [click.option("--event-name", required=True, help="Name of the event the orchestrators wait for."),
-     click.option("--event-data", type=JSON_TEXT, default=None, help="Event data: JSON, or @file.json.")],
+     click.option("--event-data", type=STRICT_JSON_TEXT, default=None,
+                  help="Event data: JSON, or @file.json (text that looks like JSON must be valid JSON)."),
+     click.option("--event-data-text", default=None, metavar="TEXT",
+                  help="Event data as a plain string, sent exactly as typed (not parsed as JSON).")],
     reason=False)
 bulk_rewind = _bulk_command(
     BulkAction.REWIND, "Rewind every Failed instance the query matches.",
