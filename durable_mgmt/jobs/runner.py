@@ -52,6 +52,10 @@ LEASE_SECONDS = 20.0
 CANCEL_CHECK_SECONDS = 1.0  # how often a running job looks for a cancel request
 MAX_CHUNK = 98  # instances per checkpoint: one transaction holds 100 operations, one is the job row
 MAX_CHUNK_SECONDS = 10.0  # at a rate, a chunk holds at most this much work (a longer one waits on its lease)
+# Without a rate, the lease allows this long per instance of a chunk: a slow, loaded store must not make every
+# chunk outlive its lease (the job would stop before acting, again and again), and a crashed run's lease still
+# runs out within a few minutes for `jobs resume`.
+UNRATED_SECONDS_PER_INSTANCE = 1.5
 LEASE_MARGIN_SECONDS = 2.0  # no operation starts this close to the end of our own lease
 
 
@@ -208,8 +212,8 @@ class BulkJob:
         read before the write, so the local deadline is never later than the stored one)."""
         req = self.request
         seconds = LEASE_SECONDS + (req.wait_seconds if req.terminate_first else 0)
-        if req.rate:
-            seconds += self._chunk_size() / req.rate  # the chunk acted on while this lease holds
+        # The chunk acted on while this lease holds: its time at the rate, or a generous allowance without one.
+        seconds += self._chunk_size() * (1 / req.rate if req.rate else UNRATED_SECONDS_PER_INSTANCE)
         self._lease_deadline = time.monotonic() + seconds
         return seconds
 
