@@ -81,9 +81,9 @@ class TaskHubNotFound(NotFound):
 
 
 class JobNotFound(NotFound):
-    def __init__(self, job_id: str):
+    def __init__(self, job_id: str, why: str = "in this task hub"):
         self.job_id = job_id
-        super().__init__(f"No bulk job with id {job_id!r} in this task hub (list them with `funcpy durable jobs list`).")
+        super().__init__(f"No bulk job with id {job_id!r} {why} (list them with `funcpy durable jobs list`).")
 
 
 class WrongState(DurableError):

@@ -48,11 +48,19 @@ class HttpGuard:
 
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
+    # Paths (and everything under them) that never get CORS headers, whatever origins are allowed: the
+    # dashboard's pages show instance data and carry its anti-forgery token; no other site may read them.
+    no_cors_paths: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, hosts: Iterable[str] = (), origins: Iterable[str] = ()) -> "HttpGuard":
+    def of(cls, hosts: Iterable[str] = (), origins: Iterable[str] = (),
+           no_cors_paths: Iterable[str] = ()) -> "HttpGuard":
         return cls(frozenset(h.strip().lower().rstrip(".") for h in hosts if h.strip()),
-                   frozenset(_origin_key(o) for o in origins if o.strip()))
+                   frozenset(_origin_key(o) for o in origins if o.strip()),
+                   tuple(p.rstrip("/") for p in no_cors_paths if p.strip("/")))
+
+    def cors_applies(self, path: str) -> bool:
+        return not any(path == p or path.startswith(p + "/") for p in self.no_cors_paths)
 
     def host_allowed(self, host_header: str | None) -> bool:
         if "*" in self.allowed_hosts:
@@ -113,7 +121,7 @@ class HttpGuard:
             if why is not None:
                 return web.json_response({"error": why}, status=403)
             origin = request.headers.get("Origin")
-            cors = guard.cors_headers(origin)
+            cors = guard.cors_headers(origin) if guard.cors_applies(request.path) else {}
             if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method") and origin:
                 if not cors:  # same-origin pages never preflight; others need to be configured
                     return web.json_response({"error": f"Origin {origin!r} is not configured for CORS "

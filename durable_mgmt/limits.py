@@ -146,6 +146,11 @@ class _Refused(ValueError):
     pass
 
 
+def check_depth(text: str, what: str) -> None:
+    """InvalidInput when JSON ``text`` nests deeper than MAX_JSON_DEPTH (checked before json.loads recurses)."""
+    _check_depth(text, what)
+
+
 def _check_depth(text: str, what: str) -> None:
     # Counting brackets first keeps the common case (shallow documents) to two C-speed scans.
     if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:

@@ -37,7 +37,7 @@ from .bindings import OutputWriter, check_outputs
 from .config import HostConfig
 from .connections import Connections
 from .admin import AdminFunctions
-from .dashboard import mount_dashboard
+from .dashboard import DASHBOARD_PATH, mount_dashboard
 from .durable_links import RPC_PATH, WEBHOOK_PATH, DurableLinks
 from .errors import AppLoadError, HostStartError
 from .hubs import HubDirectory
@@ -240,7 +240,7 @@ class LocalHost:
             hosts.append(self._bind[0])
         if self._public_url:
             hosts.append(urlsplit(self._public_url).hostname or "")
-        return HttpGuard.of(hosts, [*self._cors, *_local_cors(self.script_root)])
+        return HttpGuard.of(hosts, [*self._cors, *_local_cors(self.script_root)], no_cors_paths=[DASHBOARD_PATH])
 
     def _public_app(self, invoker: Invoker) -> web.Application:
         app = web.Application(client_max_size=self._body_limit(),

@@ -255,3 +255,45 @@ async def test_bulk_purge_job_leaves_an_instance_started_again_after_its_batch_w
     row = await hub.instances.get("race-b")
     assert row["RuntimeStatus"] == "Pending" and row["ExecutionId"] != olds["race-b"]["ExecutionId"]
     assert (await client.get_status("race-b")).input == {"again": True}
+
+
+# --- hostile review of issue 13 -------------------------------------------------------------------
+
+async def test_a_slow_rated_chunk_keeps_its_lease_so_a_concurrent_resume_is_refused(hub, client, manager,
+                                                                                     monkeypatch):
+    # Before: the lease (LEASE_SECONDS, renewed only at checkpoints) ran out mid-chunk at a slow rate and a
+    # concurrent resume acted on the same instances. Shrunk here: a 0.5 s lease, a 4-instance chunk at 1/s.
+    from durable_mgmt.jobs import runner
+
+    monkeypatch.setattr(runner, "LEASE_SECONDS", 0.5)
+    monkeypatch.setattr(runner, "LEASE_MARGIN_SECONDS", 0.1)
+    targets = await start_many(client, 4)
+    job = await manager.bulk(BulkRequest("terminate", "", rate=1, batch_size=20, concurrency=4))
+    running = asyncio.Event()
+    task = asyncio.ensure_future(job.run(lambda i: running.set() if i.state is JobState.RUNNING else None))
+    await asyncio.wait_for(running.wait(), 60)
+    await asyncio.sleep(1.5)  # three old leases later, mid-chunk
+    with pytest.raises(JobBusy, match="is being run by another process"):
+        await (await manager.job(job.id)).run()
+    info = await asyncio.wait_for(task, 60)
+    assert (info.state, info.done) == (JobState.COMPLETED, 4)
+    terminated = {iid: n for (iid, kind), n in (await drain_messages(hub)).items() if kind == "ExecutionTerminated"}
+    assert terminated == {iid: 1 for iid in targets}
+
+
+async def test_a_job_stops_acting_when_its_own_lease_may_have_run_out(hub, client, manager, monkeypatch):
+    from durable_mgmt.jobs import runner
+
+    monkeypatch.setattr(runner, "LEASE_SECONDS", 0.5)
+    monkeypatch.setattr(runner, "LEASE_MARGIN_SECONDS", 60.0)  # every lease is already "running out"
+    await start_many(client, 3)
+    job = await manager.bulk(BulkRequest("terminate", "", rate=10, concurrency=1))
+    info = await job.run()
+    assert (info.state, info.done) == (JobState.INTERRUPTED, 0)
+    assert not [k for _, k in await drain_messages(hub) if k != "ExecutionStarted"]
+
+
+@pytest.mark.parametrize("rate", [float("inf"), float("nan"), 1e-300, 0.001, 1e300, True])
+def test_rates_that_could_never_run_are_refused(rate):
+    with pytest.raises(InvalidInput, match="Invalid rate .*from 0.01 \\(one every 100 s\\)"):
+        BulkRequest("terminate", "", rate=rate)

@@ -9,6 +9,7 @@ import io
 import json
 from datetime import timedelta
 
+import click
 import pytest
 
 from .test_cli_support import T0, cli, gather_limited, hostlike_instance  # noqa: F401 (fixture)
@@ -111,3 +112,44 @@ async def test_export_history_writes_gzip_jsonl(cli, seeded, tmp_path):
     lines = [json.loads(x) for x in gzip.decompress(path.read_bytes()).decode().splitlines()]
     assert [x["instanceId"] for x in lines] == ["a-00", "a-03", "a-06", "a-09", "a-12", "a-15"]
     assert all(any(e["EventType"] == "ExecutionCompleted" for e in x["historyEvents"]) for x in lines)
+
+
+@pytest.mark.parametrize("rate", ["inf", "nan", "1e-300", "-1", "1e300"])
+async def test_rates_that_could_never_run_exit_2_and_create_no_job(cli, seeded, rate):
+    bad = await cli("bulk", "suspend", "-q", "status = Running", "--rate", rate, "--yes")
+    assert bad.code == 2 and "is not a rate" in bad.stderr and "from 0.01" in bad.stderr
+    assert (await cli.json("jobs", "list")) == []
+
+
+@pytest.mark.parametrize("command", ["show", "cancel", "resume"])
+async def test_job_ids_not_of_the_issued_form_are_refused_before_storage(cli, seeded, command):
+    for job_id in ("../x", "a'b", "20240501T101500-3FA2C1", "20240501T101500-3fa2c1/..", "%2e%2e"):
+        bad = await cli("jobs", command, job_id)
+        assert bad.code != 0 and "job ids look like 20240501T120000-a1b2c3" in bad.stderr, bad.stderr
+        assert "HTTP" not in bad.stderr and "Traceback" not in bad.stderr
+    assert (await cli.json("jobs", "list")) == []
+    missing = await cli("jobs", command, "20240501T101500-3fa2c1")  # the right form, but no such job
+    assert missing.code != 0 and "No bulk job with id '20240501T101500-3fa2c1' in this task hub" in missing.stderr
+
+
+async def test_bulk_raise_event_refuses_broken_json_and_deep_nesting_and_takes_plain_text_explicitly(cli, seeded):
+    base = ("bulk", "raise-event", "-q", "status = Running", "--event-name", "Go", "--yes")
+    for data in ("{bad", "[1, 2", '"unclosed', "NaN", "Infinity"):
+        bad = await cli(*base, "--event-data", data)
+        assert bad.code == 2 and "looks like JSON but is not valid JSON" in bad.stderr and "--event-data-text" in bad.stderr
+    deep = await cli(*base, "--event-data", "[" * 5000 + "]" * 5000)
+    assert deep.code == 2 and "nested more than 64 levels" in deep.stderr and "Traceback" not in deep.stderr
+    both = await cli(*base, "--event-data", "1", "--event-data-text", "x")
+    assert both.code == 2 and "not both" in both.stderr
+    assert (await cli.json("jobs", "list")) == []  # nothing was created
+    explained = await cli(*base, "--event-data-text", "{bad", "--explain")
+    assert explained.code == 0, explained.stderr
+
+
+def test_single_raise_event_keeps_taking_text_that_is_not_json_as_a_string():
+    from durable_mgmt.cli.params import JSON_TEXT, STRICT_JSON_TEXT
+
+    assert JSON_TEXT.convert("{bad", None, None) == '"{bad"' and JSON_TEXT.convert("Tokyo", None, None) == '"Tokyo"'
+    assert STRICT_JSON_TEXT.convert("Tokyo", None, None) == '"Tokyo"'  # plain words stay strings in bulk too
+    with pytest.raises(click.BadParameter, match="nested more than 64 levels"):
+        JSON_TEXT.convert("[" * 5000 + "]" * 5000, None, None)

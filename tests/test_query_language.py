@@ -117,7 +117,7 @@ def test_the_plan_pushes_down_what_the_table_evaluates_and_keeps_the_rest():
               "(name = 'a' OR input = 'x') AND instanceId STARTS_WITH 'ord-'")
     assert to_text(query.pushed) == "status = Running AND instanceId STARTS_WITH 'ord-'"
     assert to_text(query.client) == ("customStatus CONTAINS 'wait' AND instanceId > 'm' AND "
-                                     "(name = 'a' OR input = 'x')")
+                                     "(name = 'a' OR input = 'x') AND instanceId STARTS_WITH 'ord-'")
     assert query.fields("client") == {Field.CUSTOM_STATUS, Field.INSTANCE_ID, Field.NAME, Field.INPUT}
     everything = q("")
     assert everything.expr is everything.pushed is everything.client is None
@@ -143,3 +143,62 @@ def test_reading_a_query_back_gives_the_same_query():
     again = q(to_text(once.expr))
     assert again.expr.__class__ is once.expr.__class__
     assert to_text(again.expr) == to_text(once.expr)
+
+
+# --- hostile review of issue 13 -------------------------------------------------------------------
+
+REFUSED = [
+    ("createdTime > -999999999d", 15, "reaches before 1601"),
+    ("createdTime > -9999999999d", 15, "reaches before 1601"),
+    ("createdTime > 0001-01-01", 15, "outside the times storage keeps"),
+    ("createdTime < 9999-12-31T23:59:59.9999999Z", 15, "outside the times storage keeps"),
+    ("(" * 3000 + "status = Running" + ")" * 3000, 65, "nested too deeply"),
+    ("NOT " * 5000 + "status = Running", 257, "nested too deeply"),
+    ("name = 'a\ud800'", 10, "lone UTF-16 surrogate"),
+    ("instanceId = 'x\udcff'", 16, "lone UTF-16 surrogate"),
+]
+
+
+@pytest.mark.parametrize("text,column,words", REFUSED)
+def test_hostile_values_are_refused_at_their_column(text, column, words):
+    with pytest.raises(QuerySyntaxError) as err:
+        q(text)
+    assert err.value.column == column and words in str(err.value)
+
+
+def test_sixty_four_levels_of_nesting_still_parse():
+    assert q("(" * 64 + "status = Running" + ")" * 64).matches_client_side is not None
+    assert q("NOT " * 64 + "status = Running").expr is not None
+
+
+def test_times_at_the_edges_of_storage_are_pushed_down_without_overflow():
+    for text in ("createdTime > 1601-01-01", "createdTime < 9999-12-31T23:59:59Z", "createdTime = 1601-01-01"):
+        assert instances_query_filter(q(text).pushed).text
+
+
+@pytest.mark.parametrize("prefix", ["e\U0001F600", "a\ud7ff", "\uffff", "x\ue000"])
+def test_prefixes_storage_cannot_order_like_python_stay_client_side(prefix):
+    for field in ("instanceId", "name"):
+        for op in ("STARTS_WITH", "NOT STARTS_WITH", ">", "<=", "BETWEEN 'a' AND"):
+            text = f"{field} {op} '{prefix}'"
+            query = q(text)
+            assert query.pushed is None and to_text(query.client) == to_text(query.expr)
+            instances_query_filter(query.pushed).text.encode("utf-8")  # no lone surrogate is ever sent
+
+
+def test_pushed_prefixes_are_checked_client_side_as_well():
+    query = q("instanceId STARTS_WITH 'e1' AND name > 'b'")
+    assert to_text(query.pushed) == to_text(query.client) == "instanceId STARTS_WITH 'e1' AND name > 'b'"
+
+
+def test_a_large_in_list_is_filtered_client_side_within_the_comparison_budget():
+    from durable_mgmt.query.plan import MAX_FILTER_COMPARISONS
+
+    ids = ", ".join(f"'id-{i}'" for i in range(2000))
+    query = q(f"status = Running AND instanceId IN ({ids}) AND name = 'n'")
+    assert to_text(query.pushed) == "status = Running AND name = 'n'"
+    assert to_text(query.client).startswith("instanceId IN ('id-0', ")
+    text = instances_query_filter(query.pushed, after_key="k").text
+    assert sum(text.count(f" {op} ") for op in ("eq", "ne", "lt", "le", "gt", "ge")) <= MAX_FILTER_COMPARISONS
+    small = q("instanceId IN ('a', 'b', 'c')")
+    assert to_text(small.pushed) == "instanceId IN ('a', 'b', 'c')" and small.client is None

@@ -231,8 +231,52 @@ def test_explain_says_what_is_pushed_down_and_what_is_filtered_here(seeded):
     plan = manager.explain("status = Failed AND output CONTAINS 'boom' AND instanceId STARTS_WITH 'a/'",
                            fields=[Field.CUSTOM_STATUS])
     assert plan.pushed_down == "status = Failed AND instanceId STARTS_WITH 'a/'"
-    assert plan.filtered_here == "output CONTAINS 'boom'"
+    assert plan.filtered_here == "output CONTAINS 'boom' AND instanceId STARTS_WITH 'a/'"  # prefixes re-checked
     assert plan.storage_filter == ("( RuntimeStatus eq 'Failed' and ( PartitionKey ge 'a^0' and PartitionKey lt 'a^1' ) )"
                                    " and (PartitionKey lt '@' or PartitionKey ge 'A')")
     assert plan.columns == ("PartitionKey", "Name", "RuntimeStatus", "CreatedTime", "LastUpdatedTime",
                             "CustomStatus", "Output")
+
+
+# --- hostile review of issue 13 -------------------------------------------------------------------
+
+async def test_a_two_thousand_id_in_list_works_and_equals_plain_python(seeded):
+    manager, truth = seeded
+    wanted = [r["id"] for r in truth[::3]] + [f"absent-{i}" for i in range(2000 - len(truth[::3]))]
+    text = "instanceId IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in wanted) + ") AND name != 'B'"
+    query = Query.parse(text, now=NOW)
+    expected = sorted((r["id"] for r in truth if r["id"] in set(wanted) and r["name"] != "B"), key=escape_key)
+    assert expected and await _found(manager, query) == expected  # was HTTP 431 (the whole list in the URL)
+    plan = manager.explain(query)
+    assert plan.pushed_down == "name != 'B'" and plan.filtered_here.startswith("instanceId IN (")
+
+
+ASTRAL = {"e\U0001F600x": "n\U0001F600a", "e\U0001F601y": "n\U0001F601b", "e\ue000z": "n\ue000c",
+          "e\ud7fez": "n\ud7fed", "ez": "nz"}
+
+
+@pytest.fixture(scope="module")
+async def astral(account):
+    name = f"Qa{random.randrange(10**9)}"
+    async with TaskHub(account, name) as hub:
+        await hub.create_if_not_exists()
+        for iid, nm in ASTRAL.items():
+            await hub.instances.upsert({"PartitionKey": escape_key(iid), "RowKey": "", "Name": nm,
+                                        "RuntimeStatus": "Running", "CreatedTime": NOW, "LastUpdatedTime": NOW,
+                                        "CustomStatus": "null", "ExecutionId": "e", "TaskHubName": name})
+        yield InstanceManager(StorageTransport(hub))
+        await hub.delete()
+
+
+@pytest.mark.parametrize("field,op,value", [
+    (f, op, v) for f in ("instanceId", "name") for op in ("STARTS_WITH", "NOT STARTS_WITH", ">", "<", ">=")
+    for v in ("\U0001F600", "\ue000", "\ud7fe", "\uffff", "\U0001F600x")])
+async def test_prefixes_and_orders_with_astral_characters_match_exactly(astral, field, op, value):
+    # Storage orders by UTF-16 code unit, Python by code point: an astral prefix once matched e😁y as well.
+    col = 0 if field == "instanceId" else 1
+    prefix = ("e" if field == "instanceId" else "n") + value
+    tests = {"STARTS_WITH": lambda s: s.startswith(prefix), "NOT STARTS_WITH": lambda s: not s.startswith(prefix),
+             ">": lambda s: s > prefix, "<": lambda s: s < prefix, ">=": lambda s: s >= prefix}
+    expected = {iid for iid, nm in ASTRAL.items() if tests[op]((iid, nm)[col])}
+    found = {s.instance_id async for s in astral.find(Query.parse(f"{field} {op} '{prefix}'", now=NOW))}
+    assert found == expected

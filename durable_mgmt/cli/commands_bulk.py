@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import signal
 from typing import Any
 
 import click
 
-from ..jobs.models import BulkAction, BulkRequest, CountRequest, JobInfo, JobState, Outcome
+from ..jobs.models import MAX_RATE, MIN_RATE, BulkAction, BulkRequest, CountRequest, JobInfo, JobState, Outcome
 from ..query import Query
 from .commands_cleanup import confirm, yes_option
 from .context import Target, hub_options
 from .errors import EXIT_REFUSED, CliError
-from .params import JSON_TEXT
+from .params import STRICT_JSON_TEXT
 from .progress import ProgressReporter
 from .query_support import parse_query, print_plan, run_with_manager
 
@@ -35,9 +36,18 @@ def _load_options(func):
                         help="Instances recorded per checkpoint [default: 98, or ~5 s of work at --rate].")(func)
     func = click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True,
                         help="Operations in flight at once.")(func)
-    func = click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None, metavar="OPS",
-                        help="At most OPS operations per second [default: no limit].")(func)
+    func = click.option("--rate", type=float, default=None, metavar="OPS", callback=_check_rate,
+                        help=f"At most OPS operations per second, {MIN_RATE} to {MAX_RATE:g} "
+                             "[default: no limit].")(func)
     return func
+
+
+def _check_rate(ctx, param, value: float | None) -> float | None:
+    # FloatRange lets nan through (every comparison with nan is false), and inf would make a job that never runs.
+    if value is not None and not (math.isfinite(value) and MIN_RATE <= value <= MAX_RATE):
+        raise click.BadParameter(f"{value!r} is not a rate: give operations per second from {MIN_RATE} "
+                                 f"(one every {1 / MIN_RATE:.0f} s) to {MAX_RATE:g}.")
+    return value
 
 
 def _explain_option(func):
@@ -123,8 +133,13 @@ def _bulk_command(action: BulkAction, summary: str, examples: list[str], extra_o
                 concurrency: int, batch_size: int | None, **kwargs: Any) -> None:
         if "same_id" in kwargs:
             kwargs["new_instance_id"] = not kwargs.pop("same_id")
+        text_data = kwargs.pop("event_data_text", None)
+        if text_data is not None and kwargs.get("event_data") is not None:
+            raise click.UsageError("Give --event-data or --event-data-text, not both.")
         if kwargs.get("event_data") is not None:
-            kwargs["event_data"] = json.loads(kwargs["event_data"])  # JSON_TEXT gives compact JSON text
+            kwargs["event_data"] = json.loads(kwargs["event_data"])  # STRICT_JSON_TEXT gives compact JSON text
+        elif text_data is not None:
+            kwargs["event_data"] = text_data  # sent as a JSON string, exactly as typed
         request = BulkRequest(action, parse_query(query_text), rate=rate, concurrency=concurrency,
                               batch_size=batch_size, **kwargs)
         _start(target, request, assume_yes=assume_yes, explain=explain)
@@ -162,7 +177,10 @@ bulk_raise_event = _bulk_command(
     ["funcpy durable bulk raise-event -q \"name = 'Approval' AND status = Running\" --event-name Approved "
      "--event-data '{\"by\": \"ops\"}'"],
     [click.option("--event-name", required=True, help="Name of the event the orchestrators wait for."),
-     click.option("--event-data", type=JSON_TEXT, default=None, help="Event data: JSON, or @file.json.")],
+     click.option("--event-data", type=STRICT_JSON_TEXT, default=None,
+                  help="Event data: JSON, or @file.json (text that looks like JSON must be valid JSON)."),
+     click.option("--event-data-text", default=None, metavar="TEXT",
+                  help="Event data as a plain string, sent exactly as typed (not parsed as JSON).")],
     reason=False)
 bulk_rewind = _bulk_command(
     BulkAction.REWIND, "Rewind every Failed instance the query matches.",

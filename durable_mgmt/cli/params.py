@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from ..errors import InvalidFilter
+from ..errors import InvalidFilter, InvalidInput
+from ..limits import check_depth
 from ..models import RuntimeStatus
 from ..taskhub.timefmt import parse_iso
 
@@ -57,9 +58,14 @@ class JsonText(click.ParamType):
     """
 
     name = "JSON|@FILE"
+    strict = False  # True: inline text that looks like JSON must be JSON (see STRICT_JSON_TEXT)
 
     def convert(self, value: Any, param, ctx) -> str:
         text = str(value)
+        try:  # json.loads recurses: a deeply nested value would end in a RecursionError traceback
+            check_depth(text, "value")
+        except InvalidInput as err:
+            self.fail(str(err), param, ctx)
         if text.startswith("@"):
             path = Path(text[1:])
             try:
@@ -74,9 +80,31 @@ class JsonText(click.ParamType):
                 self.fail(f"{str(path)!r} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})",
                           param, ctx)
         try:
-            return _compact(json.loads(text))
-        except json.JSONDecodeError:
+            # Strict: NaN and Infinity are not JSON (Python reads them, and would then send NaN).
+            return _compact(json.loads(text, parse_constant=_refuse_constant) if self.strict else json.loads(text))
+        except (ValueError, RecursionError) as err:
+            if self.strict and _looks_like_json(text):
+                detail = f" (line {err.lineno}, column {err.colno}: {err.msg})" \
+                    if isinstance(err, json.JSONDecodeError) else ""
+                self.fail(f"{text[:40]!r} looks like JSON but is not valid JSON{detail}; fix it, or send it as "
+                          "plain text with --event-data-text", param, ctx)
             return _compact(text)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _looks_like_json(text: str) -> bool:
+    t = text.strip()
+    return t[:1] in ("{", "[", '"') or t in ("NaN", "Infinity", "-Infinity", "nan", "inf", "-inf")
+
+
+class StrictJsonText(JsonText):
+    """Like ``JsonText``, but inline text that looks like JSON (starts with { [ or ", or is NaN/Infinity)
+    must parse: a typo then sent as a string to every instance a bulk job matches cannot be taken back."""
+
+    strict = True
 
 
 def _compact(value: Any) -> str:
@@ -96,3 +124,4 @@ def bool_option(name: str, help_text: str):
 ISO_TIME = IsoTime()
 STATUSES = StatusList()
 JSON_TEXT = JsonText()
+STRICT_JSON_TEXT = StrictJsonText()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -134,6 +135,8 @@ class Dashboard:
 
     async def histogram(self, view: View) -> Response:
         flt = ListFilter.from_args(view.request.query, page_size=self.config.page_size)
+        if flt.errors:  # a chart of some other range would mislead; say what is wrong instead
+            return Response(400, json.dumps({"error": " ".join(flt.errors)}), "application/json")
         data = await histogram(await self.managers(), flt)
         return Response(200, json.dumps(data.to_json()), "application/json")
 
@@ -179,9 +182,7 @@ class Dashboard:
         await manager.status(instance_id, show_input=False)  # InstanceNotFound before an empty download
         timeline = await load_timeline(manager, instance_id)
         body = json.dumps({"instanceId": instance_id, "history": timeline.raw}, indent=2, default=str)
-        safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in instance_id)[:100]
-        return Response(200, body, "application/json", {
-            "Content-Disposition": f'attachment; filename="history-{safe_name}.json"'})
+        return Response(200, body, "application/json", {"Content-Disposition": _attachment(instance_id)})
 
     # --- actions ----------------------------------------------------------------
 
@@ -250,12 +251,13 @@ class Dashboard:
         try:
             form, flt, action, scope, ids, rate = self._bulk_form(view)
             first = lambda k: (form.get(k) or [""])[0]  # noqa: E731
-            done = _count(first("done") or "0")
+            done = _count(first("done") or "0", "done")
             # Never more than the count the user confirmed: a restart's new instances may match the filter
             # too, and must not be restarted in turn.
-            total = _count(first("total") or str(len(ids)))
+            total = _count(first("total") or str(len(ids)), "total")
+            failed_before = _count(first("failed") or "0", "failed")  # checked before anything is acted on
         except DurableError as e:
-            return _render("result.html", view, ok=False, message=str(e), instance_id="", new_id=None)
+            return _render("result.html", view, status=400, ok=False, message=str(e), instance_id="", new_id=None)
         room = max(0, total - done)
         manager = await self.managers()
         if scope == "selected":
@@ -272,7 +274,7 @@ class Dashboard:
         results: list[ItemResult] = await self.bulk(manager).run(action, chunk, reason=first("reason") or None,
                                                                  rate=rate)
         return _render("bulk_progress.html", view, results=results, done=done + len(results),
-                       failed=int(first("failed") or 0) + sum(not r.ok for r in results),
+                       failed=failed_before + sum(not r.ok for r in results),
                        total=total, more=more, next_ids=next_ids, next_token=next_token,
                        action=action, scope=scope, flt=flt, rate=rate, reason=first("reason"))
 
@@ -298,10 +300,25 @@ def _static(name: str) -> Response:
     return response
 
 
-def _count(value: str) -> int:
-    if not value.isdigit():
-        raise InvalidInput(f"{value!r} is not a count of instances.")
+_COUNT = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() takes '²', which int() refuses
+
+
+def _count(value: str, what: str = "count") -> int:
+    if not _COUNT.fullmatch(value):
+        raise InvalidInput(f"{what}={value!r} is not a count of instances (a whole number, digits 0-9, "
+                           "at most 9 of them); nothing was done.")
     return int(value)
+
+
+def _attachment(instance_id: str) -> str:
+    """A Content-Disposition for the history of ``instance_id``: an ASCII-only ``filename`` for every client
+    (str.isalnum() kept non-ASCII letters, which break the header), and the exact name in ``filename*``
+    (RFC 6266 / RFC 5987)."""
+    from urllib.parse import quote
+
+    ascii_name = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in instance_id)[:100]
+    exact = quote(f"history-{instance_id[:100]}.json", safe="")
+    return f"attachment; filename=\"history-{ascii_name}.json\"; filename*=UTF-8''{exact}"
 
 
 def _first(form: dict[str, list[str]]) -> dict[str, str]:

@@ -53,6 +53,10 @@ class ListFilter:
         if rng == "custom":
             created_from = _time(first("from"), "from", errors)
             created_to = _time(first("to"), "to", errors)
+            if created_from and created_from > datetime.now(timezone.utc):
+                errors.append(f"The custom range's 'from' ({first('from')!r}) is in the future: nothing was "
+                              "created then; give a time up to now.")
+                created_from = created_to = None
             if created_from and created_to and created_from > created_to:
                 errors.append("The custom range starts after it ends; give a 'from' not after 'to'.")
                 created_from = created_to = None
@@ -134,7 +138,16 @@ def _time(value: str, what: str, errors: list[str]) -> datetime | None:
         errors.append(f"The custom range's '{what}' ({value!r}) is not a date and time like 2026-01-31T08:00.")
         return None
     # A datetime-local input has no zone: the dashboard shows and reads times in UTC.
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    try:
+        utc = parsed.astimezone(timezone.utc)
+    except OverflowError:
+        utc = None
+    # Storage keeps times from 1601 on; near year 9999 the chart's bucket arithmetic would overflow.
+    if utc is None or not 1601 <= utc.year <= 9998:
+        errors.append(f"The custom range's '{what}' ({value!r}) is outside 1601-01-01 to 9998-12-31.")
+        return None
+    return utc
 
 
 def _local_input(value: datetime) -> str:

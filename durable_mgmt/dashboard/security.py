@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -27,6 +28,10 @@ CSRF_FIELD = "csrf"
 PRINCIPAL_HEADER = "x-ms-client-principal"
 PRINCIPAL_NAME_HEADER = "x-ms-client-principal-name"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+FORM_TYPE = "application/x-www-form-urlencoded"
+# secrets.token_urlsafe(32): 32 random bytes in unpadded URL-safe Base64, exactly 43 characters. Not signed:
+# the Blueprint may run on several instances, which share no per-process secret.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,11 @@ def check_request(request: Request, config: DashboardConfig) -> Response | None:
         return text(403, f"Origin {origin!r} is not this dashboard's origin: cross-site requests are refused.")
     if config.read_only:
         return text(403, "This dashboard is read-only: no action can be taken from it.")
+    kind = (request.header("content-type") or "").split(";")[0].strip().lower()
+    if request.body and kind != FORM_TYPE:
+        # A cross-site page can send text/plain without a preflight; the dashboard's forms are urlencoded.
+        return text(415, f"Content-Type {kind or 'none'!r} is not accepted for an action: send the form as "
+                         f"{FORM_TYPE}.")
     if not _csrf_ok(request):
         return text(403, "Missing or wrong anti-forgery token: reload the page and try again.")
     return None
@@ -79,13 +89,19 @@ def _same_origin(origin: str, host_header: str | None) -> bool:
 def _csrf_ok(request: Request) -> bool:
     cookie = request.cookie(CSRF_COOKIE)
     sent = request.header(CSRF_HEADER) or (request.form().get(CSRF_FIELD) or [""])[0]
-    return bool(cookie) and bool(sent) and hmac.compare_digest(cookie.encode(), sent.encode())
+    # Only a token of the form this server issues counts: a cookie planted by a sibling subdomain (cookie
+    # tossing) is then at least a 256-bit random-looking value, never "x" or an empty-ish one.
+    return is_issued_form(cookie) and is_issued_form(sent) and hmac.compare_digest(cookie.encode(), sent.encode())
+
+
+def is_issued_form(token: str | None) -> bool:
+    return bool(token) and _TOKEN.fullmatch(token) is not None
 
 
 def csrf_token(request: Request) -> tuple[str, str | None]:
     """The token for the page, and a Set-Cookie value when the browser has none yet."""
     existing = request.cookie(CSRF_COOKIE)
-    if existing and len(existing) >= 32:
+    if is_issued_form(existing):
         return existing, None
     token = secrets.token_urlsafe(32)
     cookie = f"{CSRF_COOKIE}={token}; Path={request.mount or '/'}; HttpOnly; SameSite=Strict"
@@ -102,17 +118,33 @@ def principal_of(request: Request) -> Principal | None:
     roles: set[str] = set()
     encoded = request.header(PRINCIPAL_HEADER)
     if encoded:
-        try:
-            data = json.loads(base64.b64decode(encoded + "=" * (-len(encoded) % 4)))
-        except ValueError:
-            data = {}
-        role_type = (data.get("role_typ") or "roles") if isinstance(data, dict) else "roles"
-        for claim in data.get("claims", []) if isinstance(data, dict) else []:
-            if isinstance(claim, dict) and claim.get("typ") in (role_type, "roles"):
-                roles.add(str(claim.get("val", "")).lower())
+        data = _principal_json(encoded)
+        role_type = data.get("role_typ") or "roles"
+        claims = data.get("claims")
+        for claim in claims if isinstance(claims, list) else []:  # null, 5, "x": no roles
+            if isinstance(claim, dict) and claim.get("typ") in (role_type, "roles") \
+                    and isinstance(claim.get("val"), str):
+                roles.add(claim["val"].lower())
     if name is None and not roles:
         return None
     return Principal(name.lower() if name else None, frozenset(roles))
+
+
+MAX_PRINCIPAL_HEADER = 16 * 1024  # App Service's principal header is a few KB; more is not from it
+
+
+def _principal_json(encoded: str) -> dict:
+    """The decoded X-MS-CLIENT-PRINCIPAL object; {} (no roles: refused) when it is not one.
+
+    Only App Service sets this header, but when App Service authentication is off anyone can send it:
+    a huge or deeply nested value must not cost more than a refusal (json.loads recurses)."""
+    if len(encoded) > MAX_PRINCIPAL_HEADER:
+        return {}
+    try:
+        data = json.loads(base64.b64decode(encoded + "=" * (-len(encoded) % 4)))
+    except (ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def principal_allowed(principal: Principal | None, config: DashboardConfig) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -29,6 +31,12 @@ class GroupBy(str, Enum):
             if g.value.lower() == str(value).strip().lower():
                 return g
         raise InvalidInput(f"Cannot group by {value!r}: group by one of {', '.join(g.value for g in cls)}.")
+
+
+# Bounds of a bulk job's rate (operations per second). Below MIN_RATE one operation takes longer than a
+# job's lease can sensibly cover; inf, nan and huge values would overflow the chunk size.
+MIN_RATE = 0.01
+MAX_RATE = 1_000_000.0
 
 
 @dataclass(frozen=True)
@@ -121,8 +129,10 @@ class BulkRequest:
                                "(instances recorded per checkpoint; one transaction holds 100 rows).")
         object.__setattr__(self, "action", action)
         object.__setattr__(self, "query", Query.of(self.query))
-        if self.rate is not None and not (isinstance(self.rate, (int, float)) and self.rate > 0):
-            raise InvalidInput(f"Invalid rate {self.rate!r}: give operations per second greater than 0 (or none).")
+        if self.rate is not None and not (isinstance(self.rate, (int, float)) and not isinstance(self.rate, bool)
+                                          and math.isfinite(self.rate) and MIN_RATE <= self.rate <= MAX_RATE):
+            raise InvalidInput(f"Invalid rate {self.rate!r}: give operations per second from {MIN_RATE} "
+                               f"(one every {1 / MIN_RATE:.0f} s) to {MAX_RATE:g} (or none for no bound).")
         if not isinstance(self.concurrency, int) or not 1 <= self.concurrency <= 256:
             raise InvalidInput(f"Invalid concurrency {self.concurrency!r}: give an integer from 1 to 256.")
         if action is BulkAction.RAISE_EVENT and not (self.event_name or "").strip():

@@ -20,8 +20,12 @@
 
 Only one process runs a job at a time: it holds a lease on the job row
 (``Owner``/``LeaseUntil``, renewed at each checkpoint; every write is
-conditional on the row's ETag). After a crash the lease runs out within
-``LEASE_SECONDS`` and the job can be resumed.
+conditional on the row's ETag). The lease covers a whole chunk: it is
+``LEASE_SECONDS`` plus the chunk's time at ``rate`` (a rated chunk holds at
+most ``MAX_CHUNK_SECONDS`` of work), so a slow job never lets it lapse
+mid-chunk; and no operation starts once this process's own lease may have
+run out (the job stops, Interrupted, and can be resumed). After a crash the
+lease runs out within that time and the job can be resumed.
 """
 
 from __future__ import annotations
@@ -47,6 +51,16 @@ from .models import BulkAction, BulkRequest, InstanceOutcome, JobInfo, JobState,
 LEASE_SECONDS = 20.0
 CANCEL_CHECK_SECONDS = 1.0  # how often a running job looks for a cancel request
 MAX_CHUNK = 98  # instances per checkpoint: one transaction holds 100 operations, one is the job row
+MAX_CHUNK_SECONDS = 10.0  # at a rate, a chunk holds at most this much work (a longer one waits on its lease)
+# Without a rate, the lease allows this long per instance of a chunk: a slow, loaded store must not make every
+# chunk outlive its lease (the job would stop before acting, again and again), and a crashed run's lease still
+# runs out within a few minutes for `jobs resume`.
+UNRATED_SECONDS_PER_INSTANCE = 1.5
+LEASE_MARGIN_SECONDS = 2.0  # no operation starts this close to the end of our own lease
+
+
+class _LeaseRunningOut(Exception):
+    """Our lease on the job may lapse before the next operation: stop acting (another may take over)."""
 ProgressCallback = Callable[[JobInfo], "Awaitable[None] | None"]
 
 _PARAMS = ("reason", "event_name", "event_data", "recursive", "terminate_first", "wait_seconds",
@@ -101,6 +115,7 @@ class BulkJob:
         self.info = info
         self._owner = uuid.uuid4().hex
         self._stop = False
+        self._lease_deadline = 0.0  # time.monotonic() when our lease may have run out
 
     @property
     def id(self) -> str:
@@ -193,8 +208,14 @@ class BulkJob:
         return info, await self._jobs.update(info, etag, owner=self._owner, lease_seconds=self._lease())
 
     def _lease(self) -> float:
+        """Seconds of lease to take now (and, as a side effect, when it may run out here: the clock is
+        read before the write, so the local deadline is never later than the stored one)."""
         req = self.request
-        return LEASE_SECONDS + (req.wait_seconds if req.terminate_first else 0)
+        seconds = LEASE_SECONDS + (req.wait_seconds if req.terminate_first else 0)
+        # The chunk acted on while this lease holds: its time at the rate, or a generous allowance without one.
+        seconds += self._chunk_size() * (1 / req.rate if req.rate else UNRATED_SECONDS_PER_INSTANCE)
+        self._lease_deadline = time.monotonic() + seconds
+        return seconds
 
     async def _checkpoint(self, outcomes: list[InstanceOutcome], info: JobInfo | None = None) -> None:
         self._etag = await self._jobs.commit(info or self.info, self._etag, outcomes, owner=self._owner,
@@ -229,12 +250,14 @@ class BulkJob:
 
     def _chunk_size(self) -> int:
         req = self.request
-        if req.batch_size:
-            return req.batch_size
         if req.rate is None:
-            return MAX_CHUNK
-        # About five seconds of work per checkpoint at the given rate, so a stop is quick.
-        return max(1, min(MAX_CHUNK, max(req.concurrency, int(req.rate * 5))))
+            return req.batch_size or MAX_CHUNK
+        # At a rate, at most MAX_CHUNK_SECONDS of work per checkpoint, so the lease covers a chunk (and a
+        # stop is quick); by default about five seconds of it.
+        most = max(1, min(MAX_CHUNK, int(req.rate * MAX_CHUNK_SECONDS)))
+        if req.batch_size:
+            return min(req.batch_size, most)
+        return max(1, min(most, max(req.concurrency, int(req.rate * 5))))
 
     async def _process(self) -> JobState:
         req = self.request
@@ -247,6 +270,8 @@ class BulkJob:
         async def limited(operation):
             async with sem:
                 await limiter.wait()
+                if time.monotonic() > self._lease_deadline - LEASE_MARGIN_SECONDS:
+                    raise _LeaseRunningOut()
                 return await operation()
 
         # A pipeline: while one batch is acted on, nothing else waits; between batches, the commit of the
@@ -284,7 +309,11 @@ class BulkJob:
                         self.info = replace(self.info, params={**self.info.params, "offset": export.offset})
                     else:
                         prepared = done[-1]
-                        results = await act_batch(ctx, members, prepared, limited)
+                        try:
+                            results = await act_batch(ctx, members, prepared, limited)
+                        except _LeaseRunningOut:
+                            # What this chunk did is past the claim mark: a resumed run checks it first.
+                            return JobState.INTERRUPTED
                     counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
                     self.info = replace(self.info, done=self.info.done + counts[Outcome.DONE],
                                         skipped=self.info.skipped + counts[Outcome.SKIPPED],

@@ -41,11 +41,17 @@ KEYWORDS = frozenset({"AND", "OR", "NOT", "IN", "STARTS_WITH", "BETWEEN", "CONTA
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BARE = re.compile(r"[0-9][0-9A-Za-z:.+\-_]*")
 RELATIVE = re.compile(r"-([0-9]+)([smhdw])")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _OPS = ("!=", "<>", "<=", ">=", "=", "<", ">")
 
 
 def tokenize(query: str) -> list[Token]:
     tokens: list[Token] = []
+    # A lone surrogate (from argv's surrogateescape or a JSON "\\ud800") cannot be sent to storage
+    # as UTF-8 nor compared consistently: refuse it where it stands, before anything acts.
+    if (bad := _SURROGATE.search(query)) is not None:
+        raise QuerySyntaxError(query, bad.start(), f"invalid character U+{ord(bad.group()):04X} (a lone UTF-16 "
+                                                   "surrogate); the query must be valid Unicode text")
     i, n = 0, len(query)
     while i < n:
         ch = query[i]

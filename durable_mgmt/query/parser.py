@@ -16,12 +16,12 @@ as long as its parsed form is used (a bulk job stores ``now`` with the text).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..errors import InvalidFilter
 from ..models import RuntimeStatus
-from ..taskhub.timefmt import as_utc, parse_iso, utcnow
+from ..taskhub.timefmt import MIN_DATETIME, as_utc, parse_iso, to_iso, utcnow
 from .ast import FIELD_NAMES, And, Expr, Field, Not, Op, Or, Predicate, allowed_ops
 from .errors import QuerySyntaxError
 from .lexer import KEYWORDS, RELATIVE, Kind, Token, tokenize
@@ -29,6 +29,13 @@ from .lexer import KEYWORDS, RELATIVE, Kind, Token, tokenize
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _COMPARISONS = {o.value: o for o in (Op.EQ, Op.NE, Op.LT, Op.LE, Op.GT, Op.GE)}
 _FIELD_LIST = ", ".join(f.value for f in Field)
+# Nesting of ( and NOT beyond this is refused at its column: the parser, normalizer and evaluator are
+# recursive, and no real filter nests this deep (the same cap as durable_mgmt.limits' JSON nesting).
+MAX_DEPTH = 64
+# Times storage can hold (Azure Tables: 1601-01-01 to 9999-12-31), with room for the millisecond the
+# pushed-down filter widens a time by (taskhub.query_odata._SLACK).
+MIN_TIME = MIN_DATETIME
+MAX_TIME = datetime(9999, 12, 31, 23, 59, 59, 990000, tzinfo=timezone.utc)
 
 
 def parse(query: str, *, now: datetime | None = None) -> Expr | None:
@@ -44,6 +51,7 @@ class _Parser:
         self.now = now
         self.tokens = tokenize(query)
         self.i = 0
+        self.depth = 0
 
     # --- helpers -------------------------------------------------------------
 
@@ -97,6 +105,17 @@ class _Parser:
 
     def unary(self) -> Expr:
         tok = self.tok
+        if tok.is_keyword("NOT") or tok.kind is Kind.LPAREN:
+            if self.depth >= MAX_DEPTH:
+                raise self.fail(tok, f"nested too deeply: at most {MAX_DEPTH} levels of '(' and NOT")
+            self.depth += 1
+            try:
+                return self._nested(tok)
+            finally:
+                self.depth -= 1
+        return self.predicate()
+
+    def _nested(self, tok: Token) -> Expr:
         if tok.is_keyword("NOT"):
             self.advance()
             return Not(self.unary())
@@ -200,11 +219,23 @@ class _Parser:
     def time(self, tok: Token, field: Field) -> datetime:
         if tok.kind is Kind.RELATIVE:
             m = RELATIVE.fullmatch(tok.text)
-            return self.now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+            try:
+                when = self.now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+            except (OverflowError, ValueError):
+                when = None
+            if when is None or not MIN_TIME <= when <= MAX_TIME:
+                raise self.fail(tok, f"{tok.text!r} reaches before {to_iso(MIN_TIME)}, the earliest time storage "
+                                     "keeps; use a smaller relative time")
+            return when
         if tok.kind in (Kind.STRING, Kind.BARE):
             try:
-                return parse_iso(tok.text)
+                when = parse_iso(tok.text)
             except (ValueError, OverflowError):
                 pass
+            else:
+                if not MIN_TIME <= when <= MAX_TIME:
+                    raise self.fail(tok, f"{tok.text!r} is outside the times storage keeps "
+                                         f"({to_iso(MIN_TIME)} to {to_iso(MAX_TIME)})")
+                return when
         raise self.fail(tok, f"{tok.text!r} is not a time for {field.value}; give ISO 8601 "
                              "(2024-05-01 or 2024-05-01T13:30:00Z) or a relative time (-2h, -7d)")

@@ -75,8 +75,46 @@ def predicates(expr: Expr | None) -> Iterator[Predicate]:
             yield from predicates(e)
 
 
+# Text compared by order (prefixes, < > BETWEEN) is pushed down only when every character of the value
+# is below U+D7FF: storage orders by UTF-16 code unit, Python by code point, and the two agree only
+# there; below it the prefix's upper bound (last character + 1) is a valid character too.
+SAFE_TEXT_LIMIT = 0xD7FF
+_ORDERED = frozenset({Op.LT, Op.LE, Op.GT, Op.GE, Op.BETWEEN, Op.NOT_BETWEEN, Op.STARTS_WITH, Op.NOT_STARTS_WITH})
+
+# Azure Table service, "Querying tables and entities": a $filter may hold at most 15 discrete
+# comparisons. Every listing adds 2 (the entity exclusion, taskhub.query_odata.EXCLUDE_ENTITIES) and a
+# resumable scan 1 more (its cursor); the rest of the query is checked here, row by row.
+MAX_FILTER_COMPARISONS = 15
+PUSHDOWN_BUDGET = MAX_FILTER_COMPARISONS - 3
+
+
+def _ordered_text(p: Predicate) -> bool:
+    return p.op in _ORDERED and not p.field.is_time and p.field is not Field.STATUS
+
+
+def _predicate_pushable(p: Predicate) -> bool:
+    if p.op not in _PUSHABLE.get(p.field, ()):
+        return False
+    return not _ordered_text(p) or all(max(map(ord, str(v)), default=0) < SAFE_TEXT_LIMIT for v in p.values)
+
+
 def is_pushable(expr: Expr) -> bool:
-    return all(p.op in _PUSHABLE.get(p.field, ()) for p in predicates(expr))
+    return all(_predicate_pushable(p) for p in predicates(expr))
+
+
+def comparisons(expr: Expr) -> int:
+    """How many comparisons ``expr`` costs in the pushed-down filter (an upper bound)."""
+    total = 0
+    for p in predicates(expr):
+        per_value = 2 if p.field.is_time or p.op in (Op.STARTS_WITH, Op.NOT_STARTS_WITH) else 1
+        total += per_value * len(p.values)
+    return total
+
+
+def _needs_client_check(expr: Expr) -> bool:
+    # Times are widened by a millisecond when pushed; ordered text is checked here again so that storage
+    # order can never add a row (STARTS_WITH is exact here, whatever storage did).
+    return any(p.field.is_time or _ordered_text(p) for p in predicates(expr))
 
 
 def _join(items: list[Expr]) -> Expr | None:
@@ -106,10 +144,18 @@ class Query:
         now = as_utc(now) if now else utcnow()
         expr = normalize(parse(text, now=now))
         conjuncts = list(expr.items) if isinstance(expr, And) else ([expr] if expr is not None else [])
-        pushed = [c for c in conjuncts if is_pushable(c)]
-        # Times are pushed down widened by a millisecond (Azurite compares at that precision, Azure at
-        # 100 ns) and checked exactly here too: cheap, and the result is the same on both.
-        client = [c for c in conjuncts if not is_pushable(c) or any(p.field.is_time for p in predicates(c))]
+        pushed: list[Expr] = []
+        client: list[Expr] = []
+        budget = PUSHDOWN_BUDGET
+        for c in conjuncts:
+            cost = comparisons(c)
+            if is_pushable(c) and cost <= budget:
+                pushed.append(c)
+                budget -= cost
+                if _needs_client_check(c):
+                    client.append(c)
+            else:
+                client.append(c)
         return cls(text, now, expr, _join(pushed), _join(client))
 
     @classmethod

@@ -18,6 +18,7 @@ row's counters and cursor are written together or not at all.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Iterable
 
@@ -39,6 +40,18 @@ CLAIM_ROW = "claim"
 MEMBER_PREFIX = "i:"
 MEMBER_END = "i;"  # ';' follows ':': the upper bound of every member key
 BATCH = 100  # the most operations of one entity-group transaction
+
+
+# The form jobs.runner.new_job_id gives ids (UTC start time, then 6 hex digits). Anything else is refused
+# before a storage call: '../x' or a quote in a key made the table service answer 400/500.
+JOB_ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{6}")
+
+
+def check_job_id(job_id: object) -> str:
+    if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+        raise JobNotFound(str(job_id), "here: job ids look like 20240501T120000-a1b2c3 (start time in UTC, "
+                                       "a dash, six hex digits)")
+    return job_id
 
 
 def member_key(instance_id: str) -> str:
@@ -67,6 +80,7 @@ class JobsTable:
 
     async def get(self, job_id: str) -> tuple[JobInfo, str, dict[str, Any]]:
         """The job, its row's ETag, and its lease (``Owner``, ``LeaseUntil``). JobNotFound if none."""
+        check_job_id(job_id)
         with map_storage_errors(f"reading job {job_id!r}"):
             try:
                 entity = await self._table.get_entity(job_id, JOB_ROW)

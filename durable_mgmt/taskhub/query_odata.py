@@ -17,6 +17,7 @@ from ..models import RuntimeStatus
 from ..query.ast import And, Expr, Field, Not, Op, Or
 from .names import escape_key
 from .odata import Filter
+from .timefmt import MIN_DATETIME
 
 COLUMNS: dict[Field, str] = {
     Field.INSTANCE_ID: "PartitionKey", Field.NAME: "Name", Field.STATUS: "RuntimeStatus",
@@ -48,12 +49,12 @@ def _stored(field: Field, value: Any) -> Any:
     return value
 
 
-def _upper(prefix: str) -> str | None:
-    """The least string above every string starting with ``prefix`` (None: there is none)."""
-    while prefix and ord(prefix[-1]) >= 0xFFFF:
-        prefix = prefix[:-1]
-    if not prefix:
-        return None
+def _upper(prefix: str) -> str:
+    """The least string above every string starting with ``prefix``.
+
+    Storage orders strings by UTF-16 code unit; ``query.plan`` pushes a prefix down only when every
+    character is below U+D7FF (``SAFE_TEXT_LIMIT``), where that order is code point order and the
+    last character plus one is still a valid character (never a lone surrogate)."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
@@ -78,17 +79,13 @@ def _clause(expr: Expr, f: Filter) -> str:
         return "( " + " and ".join(f"{col} ne {f.param(v)}" for v in vals) + " )"
     if op in (Op.STARTS_WITH, Op.NOT_STARTS_WITH):
         prefix = vals[0]
-        upper = _upper(prefix)
         if op is Op.STARTS_WITH:
             if not prefix:
                 return f"{col} ge {f.param('')}"
-            if upper is None:
-                return f"{col} ge {f.param(prefix)}"
-            return f"( {col} ge {f.param(prefix)} and {col} lt {f.param(upper)} )"
+            return f"( {col} ge {f.param(prefix)} and {col} lt {f.param(_upper(prefix))} )"
         if not prefix:
             return f"{col} lt {f.param('')}"  # nothing: every text starts with ''
-        if upper is None:
-            return f"{col} lt {f.param(prefix)}"
+        upper = _upper(prefix)
         return f"( {col} lt {f.param(prefix)} or {col} ge {f.param(upper)} )"
     if op is Op.BETWEEN:
         return f"( {col} ge {f.param(vals[0])} and {col} le {f.param(vals[1])} )"
@@ -98,13 +95,14 @@ def _clause(expr: Expr, f: Filter) -> str:
 
 
 _SLACK = timedelta(milliseconds=1)
+_MAX = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc)
 
 
 def _time_clause(col: str, op: Op, vals: list, f: Filter) -> str:
     """A time condition widened by a millisecond each way: a superset of the exact one, which the
     client-side half of the plan checks again (Azurite truncates times to milliseconds)."""
-    lo = [v - _SLACK for v in vals]
-    hi = [v + _SLACK for v in vals]
+    lo = [max(v - _SLACK, MIN_DATETIME) for v in vals]
+    hi = [min(v + _SLACK, _MAX) for v in vals]
     if op in (Op.LT, Op.LE):
         return f"{col} le {f.param(hi[0])}"
     if op in (Op.GT, Op.GE):

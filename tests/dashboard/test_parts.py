@@ -9,6 +9,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import parse_qs
 
+import pytest
+
 from durable_mgmt import RuntimeStatus
 from durable_mgmt.dashboard.filters import ListFilter
 from durable_mgmt.dashboard.render import json_view
@@ -85,3 +87,45 @@ def test_vendored_assets_are_the_npm_packages_pinned_in_package_json():
     # Byte for byte what npm installed (make setup runs npm ci): provenance without a build step.
     assert (ROOT / "node_modules/htmx.org/dist/htmx.min.js").read_bytes() == htmx.encode()
     assert (ROOT / "node_modules/chart.js/dist/chart.umd.min.js").read_bytes() == chart.encode()
+
+
+# --- hostile review of issue 14 -------------------------------------------------------------------
+
+def _principal_header(raw: bytes) -> Request:
+    return Request.build("GET", "/", "", {"X-MS-CLIENT-PRINCIPAL": base64.b64encode(raw).decode()})
+
+
+def test_malformed_principal_headers_give_no_roles_instead_of_an_error():
+    for raw in (b'{"claims": null}', b'{"claims": 5}', b"5", b"null", b'{"claims": [{"typ": "roles", "val": [1]}]}',
+                b"[" * 100_000 + b"]" * 100_000, b'{"claims": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"):
+        assert principal_of(_principal_header(raw)) is None
+    huge = json.dumps({"claims": [{"typ": "roles", "val": "Operators"}], "pad": "x" * 20_000}).encode()
+    assert principal_of(_principal_header(huge)) is None  # over MAX_PRINCIPAL_HEADER: not App Service's
+
+
+@pytest.mark.parametrize("value,words", [("9999-12-31T23:59", "outside 1601-01-01 to 9998-12-31"),
+                                         ("0001-01-01T00:00", "outside 1601-01-01 to 9998-12-31"),
+                                         ("2999-01-01T00:00", "is in the future")])
+def test_a_custom_range_out_of_the_calendar_or_in_the_future_is_named(value, words):
+    flt = ListFilter.from_args(parse_qs(f"range=custom&from={value}"))
+    assert flt.time_range() == (None, None) and len(flt.errors) == 1
+    assert words in flt.errors[0] and repr(value) in flt.errors[0]
+
+
+def test_the_history_download_name_is_ascii_with_the_exact_name_beside_it():
+    from durable_mgmt.dashboard.core import _attachment
+
+    header = _attachment('정렬-"a"/b')
+    assert header.isascii()
+    assert 'filename="history-__-_a__b.json"' in header
+    assert "filename*=UTF-8''history-%EC%A0%95%EB%A0%AC-%22a%22%2Fb.json" in header
+
+
+def test_bulk_counts_take_ascii_digits_only():
+    from durable_mgmt import InvalidInput
+    from durable_mgmt.dashboard.core import _count
+
+    assert _count("12", "done") == 12
+    for bad in ("²", "abc", "", "-1", "1" * 10, "١٢"):
+        with pytest.raises(InvalidInput, match="is not a count of instances"):
+            _count(bad, "failed")

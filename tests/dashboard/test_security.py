@@ -141,3 +141,89 @@ async def test_missing_hub_setting_is_reported_on_the_page(app_settings):
     answer = await handle(_request())
     assert answer.status_code == 500  # the app's configuration, not the request, is wrong
     assert b"No connection string in app setting &#39;NO_SUCH_SETTING&#39;" in answer.get_body()
+
+
+# --- hostile review of issue 14 -------------------------------------------------------------------
+
+async def test_bad_bulk_counts_are_refused_with_400_before_anything_is_acted_on(dash_hub):
+    iid = "hostile-bulk-counts"
+    await dash_hub.manager.start("WaitForApproval", instance_id=iid)
+    await dash_hub.wait(iid, RuntimeStatus.RUNNING)
+    base = dash_hub.urls["standalone"]
+    form = {"action": "suspend", "scope": "selected", "id": iid}
+    async with aiohttp.ClientSession() as session:
+        token = await _token(session, base)
+        headers = {"X-Dashboard-Csrf": token, "Origin": _origin(base)}
+        for bad in ({"failed": "abc"}, {"total": "²"}, {"done": "١"}):
+            async with session.post(base + "bulk/run", data={**form, **bad}, headers=headers) as r:
+                name, value = next(iter(bad.items()))
+                assert r.status == 400 and "is not a count of instances" in await r.text()
+                assert name in await r.text()
+        assert (await dash_hub.manager.status(iid)).runtime_status is RuntimeStatus.RUNNING  # nothing was done
+        async with session.post(base + "bulk/run", data={**form, "failed": "2"}, headers=headers) as r:
+            assert r.status == 200  # done right, it acts
+    await dash_hub.wait(iid, RuntimeStatus.SUSPENDED)
+
+
+async def test_a_histogram_of_a_range_beyond_the_calendar_is_a_400_naming_it(dash_hub):
+    base = dash_hub.urls["standalone"]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base + "overview/histogram?range=custom&from=9999-12-31T23:59") as r:
+            assert r.status == 400 and "9999-12-31T23:59" in (await r.json())["error"]
+        async with session.get(base + "overview/histogram?range=custom&from=2026-01-01T00:00") as r:
+            assert r.status == 200 and "series" in json.dumps(await r.json())
+
+
+async def test_only_tokens_of_the_issued_form_and_urlencoded_forms_are_accepted(dash_hub):
+    iid = "hostile-csrf-form"
+    await dash_hub.manager.start("WaitForApproval", instance_id=iid)
+    await dash_hub.wait(iid, RuntimeStatus.RUNNING)
+    base = dash_hub.urls["standalone"]
+    form = {"id": iid, "action": "suspend"}
+    async with aiohttp.ClientSession() as session:
+        # A cookie tossed by a sibling site with a matching header: equal, but not a token this server issued.
+        for weak in ("x", "a" * 42, "a" * 44, "a" * 42 + "="):
+            async with session.post(base + "action", data=form, headers={
+                    "Cookie": f"durable_dashboard_csrf={weak}", "X-Dashboard-Csrf": weak, "Origin": _origin(base)}) as r:
+                assert r.status == 403 and "anti-forgery" in await r.text()
+        token = await _token(session, base)
+        headers = {"X-Dashboard-Csrf": token, "Origin": _origin(base)}
+        async with session.post(base + "action", data=f"id={iid}&action=suspend",
+                                headers={**headers, "Content-Type": "text/plain"}) as r:
+            assert r.status == 415 and "application/x-www-form-urlencoded" in await r.text()
+        assert (await dash_hub.manager.status(iid)).runtime_status is RuntimeStatus.RUNNING  # nothing happened
+        async with session.post(base + "action", data=form, headers=headers) as r:
+            assert r.status == 200  # done right, it acts
+    await dash_hub.wait(iid, RuntimeStatus.SUSPENDED)
+
+
+async def test_cors_origins_of_the_host_never_reach_the_dashboard_paths():
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from durable_mgmt.http_guard import HttpGuard
+
+    guard = HttpGuard.of([], ["http://app.example"], no_cors_paths=["/dashboard"])
+    app = web.Application(middlewares=[guard.middleware()])
+    for path in ("/api/hello", "/dashboard/", "/dashboard/overview", "/dashboardx"):
+        app.router.add_get(path, lambda r: web.Response(text="ok"))
+    async with TestClient(TestServer(app)) as client:
+        origin = {"Origin": "http://app.example"}
+        for path, cors in (("/api/hello", True), ("/dashboardx", True), ("/dashboard/", False),
+                           ("/dashboard/overview", False)):
+            r = await client.get(path, headers=origin)
+            assert r.status == 200 and ("Access-Control-Allow-Origin" in r.headers) is cors, path
+        preflight = await client.options("/dashboard/action", headers={**origin,
+                                                                       "Access-Control-Request-Method": "POST"})
+        assert preflight.status == 403
+
+
+def test_the_local_host_keeps_cors_off_the_dashboard(tmp_path):
+    # funcpy start --cors ORIGIN: the host's guard allows that origin everywhere but under /dashboard.
+    from funchost.dashboard import DASHBOARD_PATH
+    from funchost.host import LocalHost
+
+    guard = LocalHost(tmp_path, cors=["http://app.example"], environ={}).guard()
+    assert guard.cors_headers("http://app.example")  # the functions' routes keep CORS
+    assert not guard.cors_applies(DASHBOARD_PATH + "/") and not guard.cors_applies(DASHBOARD_PATH + "/bulk/run")
+    assert guard.cors_applies("/api/hello")
