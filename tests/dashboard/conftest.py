@@ -114,6 +114,8 @@ async def _fill(hub: Hub) -> None:
             await m.start("WaitForApproval", instance_id=f"act-{door}-{what}")
         for k in range(4):
             await m.start("WaitForApproval", instance_id=f"bulk-{door}-{k}")
+        for k in range(2):  # for a job resumed from the jobs page
+            await m.start("WaitForApproval", instance_id=f"job-{door}-{k}")
         await m.start("WaitForApproval", instance_id=f"csrf-{door}")
     # Markup in an id, a custom status and an input: each must render as text.
     await m.start("WaitForApproval", XSS_CUSTOM, instance_id=XSS_ID)
@@ -123,6 +125,7 @@ async def _fill(hub: Hub) -> None:
     for door in DOORS:
         await hub.wait(f"act-{door}-term", RuntimeStatus.RUNNING)
         await hub.wait(f"bulk-{door}-3", RuntimeStatus.RUNNING)
+        await hub.wait(f"job-{door}-1", RuntimeStatus.RUNNING)
 
 
 @pytest.fixture(params=DOORS)

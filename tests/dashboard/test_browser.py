@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-from durable_mgmt import InstanceNotFound, RuntimeStatus
+from durable_mgmt import BulkRequest, InstanceNotFound, JobState, RuntimeStatus
 
 from .conftest import XSS_CUSTOM, XSS_ID, shot
 
@@ -182,34 +182,128 @@ async def test_every_action(dash_hub, door, page):
     assert response.status == 404 and iid in await page.locator("#error-message").inner_text()
 
 
-async def test_bulk_terminate_everything_the_filter_matches(dash_hub, door, page):
+async def test_query_box_filters_pages_and_explains(dash_hub, door, page):
+    hello = "name = 'HelloSequence' AND instanceId STARTS_WITH 'hello-'"
+    await page.goto(url(dash_hub, door, "?range=all"))
+    await page.fill("#f-query", hello)
+    await page.click("#apply")
+    await page.wait_for_url("**q=**")
+    assert await page.locator("tr.row td.id").all_inner_texts() == [f"hello-{i}" for i in range(5)]
+    assert hello in await page.locator("#query-run").inner_text()  # the view is a link, the query is shown
+
+    # The form's fields and the box are one query; pages follow the library's continuation tokens.
+    await page.goto(url(dash_hub, door, "?range=all&size=2&status=Completed&q=" + quote(hello)))
+    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-0", "hello-1"]
+    await page.click("#next-page")
+    await page.wait_for_url("**ct=**")
+    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-2", "hello-3"]
+    await page.click("#next-page")
+    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-4"]
+    assert await page.locator("#next-page").count() == 0
+
+    # The plan, on request: what storage evaluates and what is filtered here.
+    mixed = "instanceId STARTS_WITH 'hello-' AND NOT (customStatus CONTAINS 'zzz')"
+    await page.goto(url(dash_hub, door, "?range=all&q=" + quote(mixed)))
+    assert len(await page.locator("tr.row td.id").all_inner_texts()) == 5
+    await page.click("#show-plan")
+    await expect(page.locator("#plan-pushed")).to_contain_text("instanceId STARTS_WITH 'hello-'")
+    await expect(page.locator("#plan-here")).to_contain_text("customStatus NOT CONTAINS 'zzz'")
+    assert "PartitionKey" in await page.locator("#plan-odata").inner_text()
+    if door == "local":
+        await shot(page, "query")
+
+    # A malformed query: its column, the failing character marked, and no rows.
+    await page.goto(url(dash_hub, door, "?range=all&q=" + quote("status = Running AND (name = 'x'")))
+    assert await page.locator("#query-error-column").inner_text() == "33"
+    assert "expected ')'" in await page.locator("#query-error-reason").inner_text()
+    assert await page.locator("tr.row").count() == 0
+    assert await page.locator("#f-query").input_value() == "status = Running AND (name = 'x'"  # kept to fix
+
+    # Markup in the query text is text: in the box, in the error, in the plan.
+    markup = 'name = \'<img id="pwned-q" src="x">\''
+    await page.goto(url(dash_hub, door, "?range=all&q=" + quote(markup)))
+    await page.click("#show-plan")
+    await expect(page.locator("#plan-pushed")).to_contain_text('<img id="pwned-q"')
+    await page.goto(url(dash_hub, door, "?range=all&q=" + quote('name = \'<img id="pwned-q" src="x">')))
+    assert '<img id="pwned-q"' in await page.locator("#query-error").inner_text()
+    assert await page.locator("#pwned-q").count() == 0
+
+
+async def _start_bulk(page, label: str) -> str:
+    await page.click("#bulk-preview")
+    assert label in await page.locator("#bulk-count").inner_text()  # the count comes first
+    page.once("dialog", accept)
+    await page.click("#bulk-start")
+    await page.locator("#job-finished").wait_for(timeout=60_000)
+    return await page.locator("#job-link").inner_text()
+
+
+async def test_bulk_terminate_runs_as_a_job_with_outcomes(dash_hub, door, page):
     prefix = f"bulk-{door}-"
-    await page.goto(url(dash_hub, door, f"?range=all&prefix={prefix}"))
+    await page.goto(url(dash_hub, door, "?range=all&q=" + quote(f"instanceId STARTS_WITH '{prefix}'")))
     await page.select_option("#bulk-action", "terminate")
-    await page.check("#scope-filter")
+    await page.check("#scope-query")
     await page.fill("#bulk-reason", "bulk from the dashboard")
     await page.fill("#bulk-rate", "20")
-    await page.click("#bulk-preview")
-    assert "Terminate 4 instances" in await page.locator("#bulk-count").inner_text()  # the count comes first
-    page.once("dialog", accept)
-    await page.click("#bulk-start")
-    await page.locator("#bulk-finished").wait_for()
-    assert (await page.locator("#bulk-progress").inner_text()).startswith("4 of 4 done")
-    results = await page.locator("#bulk-results tr").all_inner_texts()
-    assert sorted(r.split("\t")[0] for r in results) == [f"{prefix}{k}" for k in range(4)]
+    job_id = await _start_bulk(page, "Terminate 4 instances")
+    assert "4 done" in await page.locator("#job-progress").inner_text()
+    rows = await page.locator("#job-outcomes tr").all_inner_texts()
+    assert sorted(r.split("\t")[:2] for r in rows) == [[f"{prefix}{k}", "done"] for k in range(4)]
     for k in range(4):
         assert (await dash_hub.wait(f"{prefix}{k}", RuntimeStatus.TERMINATED)).output == "bulk from the dashboard"
+    info = (await dash_hub.manager.job(job_id)).info  # the same job the CLI lists (`funcpy durable jobs`)
+    assert (info.state.value, info.matched, info.done) == ("Completed", 4, 4)
 
-    # Selected rows: the same instances again; each one's refusal is reported, none is skipped silently.
-    await page.goto(url(dash_hub, door, f"?range=all&prefix={prefix}"))
+    # Selected rows (a query `instanceId IN (...)`): the same instances again; each one's skip says why.
+    await page.goto(url(dash_hub, door, "?range=all&q=" + quote(f"instanceId STARTS_WITH '{prefix}'")))
     await page.check("#select-all")
-    await page.click("#bulk-preview")
-    assert "Terminate 4 instances" in await page.locator("#bulk-count").inner_text()
+    again = await _start_bulk(page, "Terminate 4 instances")
+    assert "4 skipped" in await page.locator("#job-progress").inner_text()
+    assert await page.locator("#job-outcomes tr.skipped").count() == 4
+    assert "Terminated" in await page.locator("#job-outcomes tr.skipped").first.inner_text()
+
+    # The jobs page lists both; a job's page shows its outcomes, filtered by kind.
+    await page.click("#nav-jobs")
+    listed = await page.locator("#jobs tr.job td.id").all_inner_texts()
+    assert job_id in listed and again in listed
+    await page.click(f"#jobs tr.job[data-id='{job_id}'] td.id a")
+    assert await page.locator("#job-id").inner_text() == job_id
+    assert await page.locator("#job-page-outcomes tr.done").count() == 4
+    await page.click("nav.outcome-filter >> text=skipped")
+    assert await page.locator("#job-page-outcomes td.empty").count() == 1
+    if door == "local":
+        await page.goto(url(dash_hub, door, f"job?id={job_id}"))
+        await shot(page, "job")
+
+
+async def test_jobs_resume_and_cancel_from_the_job_page(dash_hub, door, page):
+    m = dash_hub.manager
+    # Created by the library and never run (as a CLI run killed before its first step leaves it).
+    job = await m.bulk(BulkRequest("terminate", f"instanceId STARTS_WITH 'job-{door}-'", reason="resumed"))
+    await page.goto(url(dash_hub, door, f"job?id={job.id}"))
+    assert await page.locator("#job-state").inner_text() == "Selecting"
+    await page.click("#job-resume")
+    await page.locator("#job-finished").wait_for(timeout=60_000)
+    assert "2 done" in await page.locator("#job-progress").inner_text()
+    for k in range(2):
+        assert (await dash_hub.wait(f"job-{door}-{k}", RuntimeStatus.TERMINATED)).output == "resumed"
+
+    # Cancel; markup in the job's stored fields shows as text.
+    reason = '<img id="pwned-reason" src="x">'
+    idle = await m.bulk(BulkRequest("suspend", 'instanceId = \'<img id="pwned-jq" src="x">\'', reason=reason))
+    await page.goto(url(dash_hub, door, f"job?id={idle.id}"))
+    assert await page.locator("#job-reason").inner_text() == reason
+    assert '<img id="pwned-jq"' in await page.locator("#job-query").inner_text()
     page.once("dialog", accept)
-    await page.click("#bulk-start")
-    await page.locator("#bulk-finished").wait_for()
-    assert "4 failed" in await page.locator("#bulk-progress").inner_text()
-    assert await page.locator("#bulk-results tr.error").count() == 4
+    await page.click("#job-cancel")
+    await expect(page.locator("#job-state")).to_have_text("Canceled")
+    assert (await m.job(idle.id)).info.state is JobState.CANCELED
+    await page.goto(url(dash_hub, door, "jobs"))
+    assert await page.locator(f"#jobs tr.job[data-id='{idle.id}'] td.state").inner_text() == "Canceled"
+    await page.goto(url(dash_hub, door, f"job?id={idle.id}"))
+    assert await page.locator("#job-resume").count() == 0  # a canceled job is over
+    for injected in ("#pwned-reason", "#pwned-jq"):
+        assert await page.locator(injected).count() == 0
 
 
 async def test_overview_counts_and_histogram(dash_hub, door, page):
