@@ -7,6 +7,7 @@ so a test cannot pass because the request was wrong in some other way.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 from urllib.parse import urlsplit
@@ -159,9 +160,9 @@ async def test_bad_bulk_inputs_are_refused_with_400_before_a_job_exists(dash_hub
                            ({"concurrency": "١"}, "is not a whole number"), ({"action": "delete"}, "Unknown bulk"),
                            ({"query": "status = Sleeping"}, "column 10")):
             async with session.post(base + "bulk/start", data={**form, **bad}, headers=headers) as r:
-                assert r.status == 400 and words in await r.text(), bad
+                assert r.status == 400 and words in html.unescape(await r.text()), bad
         async with session.post(base + "jobs/step", data={"id": "no-such-job"}, headers=headers) as r:
-            assert r.status == 404 and "No bulk job with id 'no-such-job'" in await r.text()
+            assert r.status == 404 and "No bulk job with id 'no-such-job'" in html.unescape(await r.text())
         assert len(await dash_hub.manager.jobs()) == jobs_before  # no job was stored
         assert (await dash_hub.manager.status(iid)).runtime_status is RuntimeStatus.RUNNING  # nothing was done
         async with session.post(base + "bulk/start", data={**form, "rate": "50"}, headers=headers) as r:
