@@ -83,12 +83,15 @@ def build_request(action: str, query: str, *, reason: str, rate: str, concurrenc
     """The job a confirmed bulk form asks for (every input checked before anything is stored)."""
     check_action(action)
     rate_value = parse_rate(rate)
-    chunk = None
+    in_flight = parse_concurrency(concurrency)
     if rate_value is not None and rate_value > 0:
         # Chunks of about CHUNK_SECONDS at the rate: each step acts for about that long past STEP_SECONDS.
         chunk = max(1, min(98, int(rate_value * CHUNK_SECONDS)))
+    else:
+        # Unbounded: a few operations per slot in flight, so a step still answers within seconds.
+        chunk = max(1, min(98, max(20, in_flight * 5)))
     return BulkRequest(BulkAction.parse(action), query, reason=reason.strip() or None, rate=rate_value,
-                       concurrency=parse_concurrency(concurrency), batch_size=chunk)
+                       concurrency=in_flight, batch_size=chunk)
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,8 @@ def test_bulk_inputs_are_checked_before_a_job_exists():
         selected_query([])
     req = build_request("terminate", "status = Running", reason=" x ", rate="10", concurrency="3")
     assert (req.rate, req.concurrency, req.batch_size, req.reason) == (10.0, 3, 20, "x")
-    assert build_request("purge", "", reason="", rate="", concurrency="").rate is None  # blank: no bound
+    unbounded = build_request("purge", "", reason="", rate="", concurrency="")
+    assert (unbounded.rate, unbounded.batch_size) == (None, 20)  # blank: no bound, chunks of seconds
 
 
 def test_selected_rows_become_an_in_query_narrowed_by_their_common_prefix():
