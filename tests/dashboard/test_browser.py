@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import quote
 
@@ -304,6 +305,35 @@ async def test_jobs_resume_and_cancel_from_the_job_page(dash_hub, door, page):
     assert await page.locator("#job-resume").count() == 0  # a canceled job is over
     for injected in ("#pwned-reason", "#pwned-jq"):
         assert await page.locator(injected).count() == 0
+
+
+async def test_a_job_held_by_another_process_is_stepped_when_that_process_lets_go(dash_hub, page):
+    # The page keeps no state and no lease between steps: while another process (the CLI's `jobs resume`, a
+    # second worker) holds the job, a step says so and the page tries again; once it lets go, steps go on.
+    # Door-independent (Dashboard.job_step), so one door.
+    m = dash_hub.manager
+    # One instance per checkpoint, ten seconds apart: the other process is mid-job when the page comes
+    # (a stop takes effect between checkpoints: it finishes the instance it is waiting to act on).
+    job = await m.bulk(BulkRequest("suspend", "instanceId STARTS_WITH 'lease-'", rate=0.1, batch_size=1))
+    other = await m.job(job.id)  # another handle: its own lease owner, as another process has
+    running = asyncio.ensure_future(other.run())
+    try:
+        while (await m.job(job.id)).info.state.value == "Selecting" and not running.done():
+            await asyncio.sleep(0.1)
+        await page.goto(url(dash_hub, "standalone", f"job?id={job.id}"))
+        await page.click("#job-resume")
+        await expect(page.locator("#job-busy")).to_contain_text("being run by another process")
+        other.stop()  # stops after its chunk in flight (one instance) and releases the lease
+        stopped = await running
+    finally:
+        if not running.done():
+            other.stop()
+            await running
+    assert (stopped.state.value, stopped.done) == ("Interrupted", 2)  # the page does the rest
+    await page.locator("#job-finished").wait_for(timeout=60_000)
+    assert "3 done" in await page.locator("#job-progress").inner_text()
+    for k in range(3):
+        await dash_hub.wait(f"lease-{k}", RuntimeStatus.SUSPENDED)
 
 
 async def test_overview_counts_and_histogram(dash_hub, door, page):
