@@ -18,6 +18,18 @@ def url(hub, door: str, path: str = "") -> str:
     return hub.urls[door] + path
 
 
+async def _hello_in_pages_of_two(page, address: str) -> None:
+    """The five hello- instances, two per page, following the Next links (the token goes into the URL)."""
+    await page.goto(address)
+    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-0", "hello-1"]
+    await page.click("#next-page")
+    await page.wait_for_url("**ct=**")
+    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-2", "hello-3"]
+    await page.click("#next-page")
+    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-4"]
+    assert await page.locator("#next-page").count() == 0
+
+
 async def test_list_filters_in_the_url_and_pages(dash_hub, door, page):
     await page.goto(url(dash_hub, door))
     await page.fill("#f-prefix", "hello-")
@@ -29,14 +41,7 @@ async def test_list_filters_in_the_url_and_pages(dash_hub, door, page):
     assert ids == [f"hello-{i}" for i in range(5)]  # storage order: by id
 
     # Two per page: the continuation token of storage goes into the URL of the next page.
-    await page.goto(url(dash_hub, door, "?range=all&prefix=hello-&size=2"))
-    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-0", "hello-1"]
-    await page.click("#next-page")
-    await page.wait_for_url("**ct=**")
-    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-2", "hello-3"]
-    await page.click("#next-page")
-    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-4"]
-    assert await page.locator("#next-page").count() == 0
+    await _hello_in_pages_of_two(page, url(dash_hub, door, "?range=all&prefix=hello-&size=2"))
 
     # Orchestrator name and custom status filters; a Running-only filter excludes the finished ones.
     await page.goto(url(dash_hub, door, "?range=all&name=TimerParent"))
@@ -193,14 +198,7 @@ async def test_query_box_filters_pages_and_explains(dash_hub, door, page):
     assert hello in await page.locator("#query-run").inner_text()  # the view is a link, the query is shown
 
     # The form's fields and the box are one query; pages follow the library's continuation tokens.
-    await page.goto(url(dash_hub, door, "?range=all&size=2&status=Completed&q=" + quote(hello)))
-    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-0", "hello-1"]
-    await page.click("#next-page")
-    await page.wait_for_url("**ct=**")
-    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-2", "hello-3"]
-    await page.click("#next-page")
-    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-4"]
-    assert await page.locator("#next-page").count() == 0
+    await _hello_in_pages_of_two(page, url(dash_hub, door, "?range=all&size=2&status=Completed&q=" + quote(hello)))
 
     # The plan, on request: what storage evaluates and what is filtered here.
     mixed = "instanceId STARTS_WITH 'hello-' AND NOT (customStatus CONTAINS 'zzz')"
