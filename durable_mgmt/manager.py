@@ -219,6 +219,46 @@ class InstanceManager:
             for status in page.items:
                 yield status
 
+    async def find_page(self, query: Query | str | None, *, page_size: int = 50, after: str | None = None,
+                        fields: Iterable[Field] = (Field.CUSTOM_STATUS,),
+                        max_scanned: int = 5000) -> Page[InstanceStatus]:
+        """One page of ``find``: at most ``page_size`` matches in id order, and the token of the next page.
+
+        ``after`` is the token of the previous page. A page stops early (possibly empty, with a token)
+        once ``max_scanned`` rows were read, so a selective client-side filter never makes one page scan
+        the whole hub. Over the binding, each page is one page of the management API filtered here.
+        """
+        from contextlib import aclosing
+
+        q = Query.of(query)
+        hub = getattr(self.transport, "hub", None)
+        if hub is None:
+            want_input = Field.INPUT in set(fields) | q.fields()
+            page = await self.page(InstanceQuery(show_input=want_input, page_size=page_size,
+                                                 continuation_token=after))
+            return Page(tuple(s for s in page if q.matches(s)), page.continuation_token)
+        from .taskhub.names import escape_key
+        from .taskhub.scan import scan
+
+        items: list[InstanceStatus] = []
+        scanned, token = 0, None
+        # When storage evaluates every field (the part here only re-checks times and ordered text), nearly every
+        # row it returns matches: ask for one page's worth. Otherwise read large storage pages.
+        size = page_size + 1 if q.fields("client") <= q.fields("pushed") else 1000
+        async with aclosing(scan(hub, q, fields=fields, after_key=after, page_size=size)) as pages:
+            async for part in pages:
+                scanned += part.scanned
+                room = page_size - len(items)
+                items.extend(part.items[:room])
+                if len(part.items) > room:  # more matches on this storage page: resume after the last shown
+                    return Page(tuple(items), escape_key(items[-1].instance_id))
+                token = part.last_key
+                if len(items) >= page_size or scanned >= max_scanned:
+                    break
+            else:
+                token = None  # the scan ended: no next page
+        return Page(tuple(items), token)
+
     async def count(self, request: CountRequest | None = None) -> CountResult:
         """How many instances match, in total and per group (status, name or customStatus), streamed:
         only the columns the query and the grouping need are read."""

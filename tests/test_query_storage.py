@@ -280,3 +280,26 @@ async def test_prefixes_and_orders_with_astral_characters_match_exactly(astral, 
     expected = {iid for iid, nm in ASTRAL.items() if tests[op]((iid, nm)[col])}
     found = {s.instance_id async for s in astral.find(Query.parse(f"{field} {op} '{prefix}'", now=NOW))}
     assert found == expected
+
+
+@pytest.mark.parametrize("page_size,max_scanned", [(9, 5000), (50, 60)])
+async def test_find_page_pages_concatenate_to_find(seeded, page_size, max_scanned):
+    # InstanceManager.find_page (the dashboard's list): following its tokens yields exactly what find
+    # streams, in the same order, whatever the page size and however early a page stops scanning.
+    manager, truth = seeded
+    rng = random.Random(page_size)
+    for _ in range(4):
+        text, _ = random_query(rng, truth)
+        query = Query.parse(text, now=NOW)
+        expected = await _found(manager, query)
+        got, token, pages = [], None, 0
+        while True:
+            page = await manager.find_page(query, page_size=page_size, after=token, max_scanned=max_scanned)
+            assert len(page) <= page_size
+            got.extend(s.instance_id for s in page)
+            pages += 1
+            token = page.continuation_token
+            if token is None:
+                break
+            assert pages < 400, f"paging does not end: {text}"
+        assert got == expected, f"query: {text}\npage size {page_size}"

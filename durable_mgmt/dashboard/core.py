@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -24,8 +24,9 @@ from ..errors import DurableError, InvalidInput, InvalidSetting, http_status_of
 from ..manager import InstanceManager
 from ..models import InstanceStatus, RuntimeStatus
 from . import security
-from .bulk import ACTIONS as BULK_ACTIONS
-from .bulk import CHUNK, BulkExecutor, ItemResult, ThrottledLoop, check_action, check_rate
+from ..jobs.models import CountRequest, Outcome
+from . import bulk_jobs
+from .bulk_jobs import ACTIONS as BULK_ACTIONS
 from .config import DashboardConfig
 from .filters import RANGE_LABELS, REFRESH_CHOICES, ListFilter
 from .render import install_filters
@@ -40,6 +41,8 @@ KEY_PARAM = "code"  # a function key given in the URL is carried on every link (
 ACTIONS = ("terminate", "raise", "suspend", "resume", "rewind", "restart", "purge")
 # An orchestration with thousands of activities must stay a page (others' details views ran out of memory).
 HISTORY_ROWS = 1000
+OUTCOMES_SHOWN = 500  # per-instance outcomes on a page (the CLI's `jobs show --outcomes` streams them all)
+JOBS_SHOWN = 200
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
                           autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -70,18 +73,19 @@ class View:
 
 
 class Dashboard:
-    def __init__(self, managers: ManagerSource, config: DashboardConfig | None = None, *,
-                 bulk: Callable[[InstanceManager], BulkExecutor] = ThrottledLoop):
+    def __init__(self, managers: ManagerSource, config: DashboardConfig | None = None):
         self.managers = managers
         self.config = config or DashboardConfig()
-        self.bulk = bulk
         self._routes = {
             ("GET", "/"): self.list_page, ("GET", "/rows"): self.rows,
             ("GET", "/overview"): self.overview, ("GET", "/overview/histogram"): self.histogram,
             ("GET", "/instance"): self.instance_page, ("GET", "/instance/value"): self.value,
             ("GET", "/instance/history.json"): self.history_download,
+            ("GET", "/plan"): self.plan,
             ("POST", "/action"): self.action, ("POST", "/bulk/preview"): self.bulk_preview,
-            ("POST", "/bulk/run"): self.bulk_run,
+            ("POST", "/bulk/start"): self.bulk_start,
+            ("GET", "/jobs"): self.jobs_page, ("GET", "/job"): self.job_page,
+            ("POST", "/jobs/step"): self.job_step, ("POST", "/jobs/cancel"): self.job_cancel,
         }
 
     async def handle(self, request: Request) -> Response:
@@ -111,12 +115,16 @@ class Dashboard:
 
     async def _list(self, view: View) -> dict[str, Any]:
         flt = ListFilter.from_args(view.request.query, page_size=self.config.page_size)
-        manager = await self.managers()
-        page = await manager.page(replace(flt.query(), show_output=False))
-        rows = [s for s in page if flt.matches(s)]
-        return dict(flt=flt, rows=rows, next_token=page.continuation_token, now=_now(),
-                    statuses=list(RuntimeStatus), ranges=RANGE_LABELS, refresh_choices=REFRESH_CHOICES,
-                    bulk_actions=BULK_ACTIONS, default_rate=self.config.bulk_rate_limit)
+        rows: tuple[InstanceStatus, ...] = ()
+        next_token = None
+        if flt.q_error is None:  # a query that does not parse lists nothing: its error is what the page shows
+            manager = await self.managers()
+            page = await manager.find_page(flt.parsed(), page_size=flt.page_size, after=flt.token)
+            rows, next_token = page.items, page.continuation_token
+        return dict(flt=flt, rows=rows, next_token=next_token, now=_now(), statuses=list(RuntimeStatus),
+                    ranges=RANGE_LABELS, refresh_choices=REFRESH_CHOICES, bulk_actions=BULK_ACTIONS,
+                    default_rate=self.config.bulk_rate_limit, default_concurrency=bulk_jobs.DEFAULT_CONCURRENCY,
+                    over_binding=getattr((await self.managers()).transport, "hub", None) is None)
 
     async def list_page(self, view: View) -> Response:
         return _render("list.html", view, title="Instances", **await self._list(view))
@@ -124,11 +132,25 @@ class Dashboard:
     async def rows(self, view: View) -> Response:
         return _render("rows.html", view, **await self._list(view))
 
+    async def plan(self, view: View) -> Response:
+        """What storage evaluates for the page's query and what is filtered here (InstanceManager.explain)."""
+        flt = ListFilter.from_args(view.request.query, page_size=self.config.page_size)
+        if flt.q_error is not None:
+            raise flt.q_error
+        return _render("plan.html", view, plan=InstanceManager.explain(flt.parsed()))
+
     # --- overview -------------------------------------------------------------
 
     async def overview(self, view: View) -> Response:
         flt = ListFilter.from_args(view.request.query, page_size=self.config.page_size)
-        counts = await status_counts(await self.managers(), flt)
+        manager = await self.managers()
+        if flt.q_error is not None:
+            counts = {s: 0 for s in RuntimeStatus}
+        elif flt.q:  # the whole query, counted by the library (streamed, only the columns it needs)
+            result = await manager.count(CountRequest(flt.parsed(), "status"))
+            counts = {s: result.groups.get(s.value, 0) for s in RuntimeStatus}
+        else:
+            counts = await status_counts(manager, flt)
         return _render("overview.html", view, title="Overview", flt=flt, counts=counts,
                        total=sum(counts.values()), statuses=list(RuntimeStatus), ranges=RANGE_LABELS,
                        refresh_choices=REFRESH_CHOICES)
@@ -218,65 +240,87 @@ class Dashboard:
         await getattr(m, action)(instance_id, reason)
         return f"{action.capitalize()} of {instance_id} requested.", None
 
-    # --- bulk -----------------------------------------------------------------
+    # --- bulk jobs ---------------------------------------------------------------
 
-    def _bulk_form(self, view: View) -> tuple[dict[str, list[str]], ListFilter, str, str, list[str], float]:
+    def _bulk_query(self, view: View) -> tuple[dict[str, str], str]:
+        """The bulk form and the query it acts on: the selected rows, or the list's whole query."""
         form = view.request.form()
-        first = lambda k: (form.get(k) or [""])[0]  # noqa: E731
-        action = check_action(first("action"))
-        scope = first("scope")
-        if scope not in ("selected", "filter"):
-            raise InvalidInput(f"Bulk scope {scope!r}: act on 'selected' rows or on everything the 'filter' matches.")
-        ids = [i for i in form.get("id", []) if i]
-        if scope == "selected" and not ids:
-            raise InvalidInput("No rows are selected: tick the instances to act on, or choose 'everything the "
-                               "filter matches'.")
+        first = _first(form)
+        bulk_jobs.check_action(first.get("action", ""))
+        scope = first.get("scope", "")
+        if scope == "selected":
+            return first, bulk_jobs.selected_query([i for i in form.get("id", []) if i])
+        if scope != "query":
+            raise InvalidInput(f"Bulk scope {scope!r}: act on the 'selected' rows or on everything the 'query' "
+                               "matches.")
         flt = ListFilter.from_args(form, page_size=self.config.page_size)
-        return form, replace(flt, token=None), action, scope, ids, check_rate(first("rate") or
-                                                                              self.config.bulk_rate_limit)
+        if flt.q_error is not None:
+            raise flt.q_error
+        return first, flt.text()
 
     async def bulk_preview(self, view: View) -> Response:
+        """The count and the plan first; the job is created only when the user confirms."""
         try:
-            form, flt, action, scope, ids, rate = self._bulk_form(view)
-            if scope == "selected":
-                total = len(ids)
-            else:
-                total = sum((await status_counts(await self.managers(), flt)).values())
+            first, query = self._bulk_query(view)
+            request = bulk_jobs.build_request(first["action"], query, reason=first.get("reason", ""),
+                                              rate=first.get("rate", ""), concurrency=first.get("concurrency", ""))
+            total = (await (await self.managers()).count(CountRequest(request.query))).total
         except DurableError as e:
-            return _render("result.html", view, ok=False, message=str(e), instance_id="", new_id=None)
-        return _render("bulk_preview.html", view, action=action, label=BULK_ACTIONS[action], scope=scope, ids=ids,
-                       flt=flt, total=total, rate=rate, reason=(form.get("reason") or [""])[0])
+            return _render("result.html", view, status=http_status_of(e), ok=False, message=str(e),
+                           instance_id="", new_id=None)
+        return _render("bulk_preview.html", view, request=request, label=BULK_ACTIONS[first["action"]],
+                       scope=first.get("scope"), total=total, plan=InstanceManager.explain(request.query),
+                       rate=first.get("rate", ""), concurrency=first.get("concurrency", ""))
 
-    async def bulk_run(self, view: View) -> Response:
+    async def bulk_start(self, view: View) -> Response:
+        first = _first(view.request.form())
         try:
-            form, flt, action, scope, ids, rate = self._bulk_form(view)
-            first = lambda k: (form.get(k) or [""])[0]  # noqa: E731
-            done = _count(first("done") or "0", "done")
-            # Never more than the count the user confirmed: a restart's new instances may match the filter
-            # too, and must not be restarted in turn.
-            total = _count(first("total") or str(len(ids)), "total")
-            failed_before = _count(first("failed") or "0", "failed")  # checked before anything is acted on
+            request = bulk_jobs.build_request(first.get("action", ""), first.get("query", ""),
+                                              reason=first.get("reason", ""), rate=first.get("rate", ""),
+                                              concurrency=first.get("concurrency", ""))
+            job = await (await self.managers()).bulk(request)
+            done = await bulk_jobs.step(job)
         except DurableError as e:
-            return _render("result.html", view, status=400, ok=False, message=str(e), instance_id="", new_id=None)
-        room = max(0, total - done)
+            return _render("result.html", view, status=http_status_of(e), ok=False, message=str(e),
+                           instance_id="", new_id=None)
+        return await self._progress(view, job, done)
+
+    async def _progress(self, view: View, job, done: bulk_jobs.Step) -> Response:
+        info = done.info
+        outcomes = []
+        if info.state.is_final:
+            outcomes = await _take(job.outcomes(), OUTCOMES_SHOWN)
+        return _render("job_progress.html", view, info=info, busy=done.busy, outcomes=outcomes,
+                       more=not info.state.is_final, shown=OUTCOMES_SHOWN)
+
+    async def job_step(self, view: View) -> Response:
+        """Advance a job by one bounded step (the page asks for the next while the job is not finished)."""
+        job = await (await self.managers()).job(_first(view.request.form()).get("id", ""))
+        return await self._progress(view, job, await bulk_jobs.step(job))
+
+    async def job_cancel(self, view: View) -> Response:
         manager = await self.managers()
-        if scope == "selected":
-            chunk, next_ids = ids[:min(CHUNK, room)], ids[min(CHUNK, room):]
-            next_token = None
-            more = bool(next_ids)
-        else:
-            page = await manager.page(replace(flt.query(page_size=CHUNK), continuation_token=first("ct") or None,
-                                              show_output=False))
-            chunk = [s.instance_id for s in page if flt.matches(s)][:room]
-            next_ids, next_token = [], page.continuation_token
-            more = bool(next_token)
-        more = more and done + len(chunk) < total
-        results: list[ItemResult] = await self.bulk(manager).run(action, chunk, reason=first("reason") or None,
-                                                                 rate=rate)
-        return _render("bulk_progress.html", view, results=results, done=done + len(results),
-                       failed=failed_before + sum(not r.ok for r in results),
-                       total=total, more=more, next_ids=next_ids, next_token=next_token,
-                       action=action, scope=scope, flt=flt, rate=rate, reason=first("reason"))
+        info = await manager.cancel_job(_first(view.request.form()).get("id", ""))
+        return _render("job_progress.html", view, info=info, busy="", outcomes=[], more=False,
+                       shown=OUTCOMES_SHOWN)
+
+    async def jobs_page(self, view: View) -> Response:
+        jobs = await (await self.managers()).jobs()
+        return _render("jobs.html", view, title="Jobs", jobs=jobs[:JOBS_SHOWN], total=len(jobs), shown=JOBS_SHOWN)
+
+    async def job_page(self, view: View) -> Response:
+        job_id = view.request.arg("id")
+        if not job_id:
+            raise InvalidInput("No job id: open a job from the jobs page, or add ?id=<job id>.")
+        only = view.request.arg("outcome")
+        kinds = [o for o in Outcome if o.value == only]
+        if only and not kinds:
+            raise InvalidInput(f"Unknown outcome {only!r}; one of {', '.join(o.value for o in Outcome)}.")
+        job = await (await self.managers()).job(job_id)
+        outcomes = await _take(job.outcomes(*kinds), OUTCOMES_SHOWN)
+        return _render("job.html", view, title=f"Job {job.id}", info=job.info, outcomes=outcomes,
+                       outcome_filter=only, outcome_kinds=list(Outcome), shown=OUTCOMES_SHOWN,
+                       export=job.info.action.value == "export-history")
 
 
 def _render(template: str, view: View, *, status: int = 200, **context: Any) -> Response:
@@ -300,16 +344,6 @@ def _static(name: str) -> Response:
     return response
 
 
-_COUNT = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() takes '²', which int() refuses
-
-
-def _count(value: str, what: str = "count") -> int:
-    if not _COUNT.fullmatch(value):
-        raise InvalidInput(f"{what}={value!r} is not a count of instances (a whole number, digits 0-9, "
-                           "at most 9 of them); nothing was done.")
-    return int(value)
-
-
 def _attachment(instance_id: str) -> str:
     """A Content-Disposition for the history of ``instance_id``: an ASCII-only ``filename`` for every client
     (str.isalnum() kept non-ASCII letters, which break the header), and the exact name in ``filename*``
@@ -319,6 +353,18 @@ def _attachment(instance_id: str) -> str:
     ascii_name = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in instance_id)[:100]
     exact = quote(f"history-{instance_id[:100]}.json", safe="")
     return f"attachment; filename=\"history-{ascii_name}.json\"; filename*=UTF-8''{exact}"
+
+
+async def _take(items, limit: int) -> list:
+    from contextlib import aclosing
+
+    out: list = []
+    async with aclosing(items) as stream:
+        async for item in stream:
+            out.append(item)
+            if len(out) >= limit:
+                break
+    return out
 
 
 def _first(form: dict[str, list[str]]) -> dict[str, str]:

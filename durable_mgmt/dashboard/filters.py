@@ -1,8 +1,12 @@
-"""The list filter: read from the URL (so a view is a link), turned into an ``InstanceQuery``.
+"""The list filter: read from the URL (so a view is a link), turned into a filter query.
 
-Time range, statuses, id prefix and orchestrator name reach storage; the
-custom-status match is applied to each page as it arrives (Table storage
-cannot match inside the custom status JSON), so such pages may hold fewer rows.
+The query box (``q``) takes the filter language of ``durable_mgmt.Query`` (the
+CLI's ``--query``); the simple form fields (time range, statuses, id prefix,
+orchestrator name, custom status) are a convenience that composes a query in the
+same language, joined to the box's with AND (``text()``). One engine evaluates
+it: what storage can evaluate is pushed down, the rest is matched as pages stream
+in (``InstanceManager.find_page``). ``query()`` and ``matches`` keep serving the
+overview's counts and chart (``stats``).
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from functools import cached_property
 from typing import Any, Mapping
 from urllib.parse import urlencode
 
 from ..errors import InvalidFilter
 from ..models import InstanceQuery, InstanceStatus, RuntimeStatus
+from ..query import Query, QuerySyntaxError
 
 RANGES: dict[str, timedelta | None] = {
     "1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(days=1), "7d": timedelta(days=7),
@@ -23,6 +29,7 @@ RANGES: dict[str, timedelta | None] = {
 RANGE_LABELS = {"1h": "last hour", "6h": "last 6 hours", "24h": "last 24 hours", "7d": "last 7 days",
                 "30d": "last 30 days", "90d": "last 90 days", "all": "all time", "custom": "custom"}
 DEFAULT_RANGE = "24h"
+MAX_QUERY = 4000  # characters of the query box: a URL must stay a URL
 REFRESH_CHOICES = (0, 2, 5, 10)
 
 
@@ -39,6 +46,8 @@ class ListFilter:
     page_size: int = 50
     token: str | None = None
     errors: tuple[str, ...] = field(default=(), compare=False)
+    q: str = ""  # the query box, in the filter language
+    q_error: QuerySyntaxError | None = field(default=None, compare=False)  # where the box's query fails
 
     @classmethod
     def from_args(cls, args: Mapping[str, list[str]], *, page_size: int = 50) -> "ListFilter":
@@ -77,8 +86,50 @@ class ListFilter:
             errors.append(f"Page size {size!r} must be a whole number from 1 to 1000.")
             size = str(page_size)
         ordered = tuple(s for s in RuntimeStatus if s in set(statuses))
+        q, q_error = first("q"), None
+        if len(q) > MAX_QUERY:
+            errors.append(f"The query is {len(q)} characters long; at most {MAX_QUERY} are accepted.")
+            q = ""
+        try:
+            Query.parse(q)
+        except QuerySyntaxError as e:
+            q_error = e
         return cls(rng, created_from, created_to, ordered, first("prefix"), first("name"), first("custom"),
-                   int(refresh), int(size), first("ct") or None, tuple(errors))
+                   int(refresh), int(size), first("ct") or None, tuple(errors), q, q_error)
+
+    def form_text(self) -> str:
+        """The form fields as a query in the filter language (what the page shows as 'the query run')."""
+        parts: list[str] = []
+        if self.range == "custom":
+            if self.created_from:
+                parts.append(f"createdTime >= {_iso(self.created_from)}")
+            if self.created_to:
+                parts.append(f"createdTime <= {_iso(self.created_to)}")
+        elif RANGES[self.range] is not None:
+            parts.append(f"createdTime >= -{self.range}")  # 1h, 24h, 7d...: the language's relative times
+        if self.statuses:
+            parts.append(f"status IN ({', '.join(s.value for s in self.statuses)})")
+        if self.id_prefix:
+            parts.append(f"instanceId STARTS_WITH {literal(self.id_prefix)}")
+        if self.name:
+            parts.append(f"name = {literal(self.name)}")
+        if self.custom_status:
+            parts.append(f"customStatus CONTAINS {literal(self.custom_status)}")
+        return " AND ".join(parts)
+
+    def text(self) -> str:
+        """The whole query: the form's part AND the query box (None while the box does not parse)."""
+        form, box = self.form_text(), self.q.strip()
+        if form and box:
+            return f"{form} AND ({box})"
+        return form or box
+
+    @cached_property
+    def _box(self) -> Query | None:
+        return Query.parse(self.q) if self.q and not self.q_error else None
+
+    def parsed(self) -> Query | None:
+        return None if self.q_error else Query.parse(self.text())
 
     def time_range(self, now: datetime | None = None) -> tuple[datetime | None, datetime | None]:
         if self.range == "custom":
@@ -96,7 +147,9 @@ class ListFilter:
                              continuation_token=self.token)
 
     def matches(self, status: InstanceStatus) -> bool:
-        """The part storage cannot do: the custom status, matched as text (case-insensitive)."""
+        """For pages read with ``query()`` (the overview): the custom status (case-insensitive) and the box."""
+        if self._box is not None and not self._box.matches(status):
+            return False
         if not self.custom_status:
             return True
         value = status.custom_status
@@ -114,7 +167,7 @@ class ListFilter:
                 out["to"] = _local_input(f.created_to)
         if f.statuses:
             out["status"] = [s.value for s in f.statuses]
-        for key, value in (("prefix", f.id_prefix), ("name", f.name), ("custom", f.custom_status)):
+        for key, value in (("prefix", f.id_prefix), ("name", f.name), ("custom", f.custom_status), ("q", f.q)):
             if value:
                 out[key] = value
         if f.refresh:
@@ -148,6 +201,15 @@ def _time(value: str, what: str, errors: list[str]) -> datetime | None:
         errors.append(f"The custom range's '{what}' ({value!r}) is outside 1601-01-01 to 9998-12-31.")
         return None
     return utc
+
+
+def literal(value: str) -> str:
+    """A text value in the filter language: quoted, its quotes doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _local_input(value: datetime) -> str:

@@ -114,15 +114,21 @@ async def _fill(hub: Hub) -> None:
             await m.start("WaitForApproval", instance_id=f"act-{door}-{what}")
         for k in range(4):
             await m.start("WaitForApproval", instance_id=f"bulk-{door}-{k}")
+        for k in range(2):  # for a job resumed from the jobs page
+            await m.start("WaitForApproval", instance_id=f"job-{door}-{k}")
         await m.start("WaitForApproval", instance_id=f"csrf-{door}")
+    for k in range(3):  # for a job another process holds while the page steps it
+        await m.start("WaitForApproval", instance_id=f"lease-{k}")
     # Markup in an id, a custom status and an input: each must render as text.
     await m.start("WaitForApproval", XSS_CUSTOM, instance_id=XSS_ID)
     for instance_id in done:
         await hub.wait(instance_id)
     await hub.wait("parent-1-child")
+    await hub.wait("lease-2", RuntimeStatus.RUNNING)
     for door in DOORS:
         await hub.wait(f"act-{door}-term", RuntimeStatus.RUNNING)
         await hub.wait(f"bulk-{door}-3", RuntimeStatus.RUNNING)
+        await hub.wait(f"job-{door}-1", RuntimeStatus.RUNNING)
 
 
 @pytest.fixture(params=DOORS)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import quote
 
-from durable_mgmt import InstanceNotFound, RuntimeStatus
+from durable_mgmt import BulkRequest, InstanceNotFound, JobState, RuntimeStatus
 
 from .conftest import XSS_CUSTOM, XSS_ID, shot
 
@@ -15,6 +16,18 @@ from playwright.async_api import expect
 
 def url(hub, door: str, path: str = "") -> str:
     return hub.urls[door] + path
+
+
+async def _hello_in_pages_of_two(page, address: str) -> None:
+    """The five hello- instances, two per page, following the Next links (the token goes into the URL)."""
+    await page.goto(address)
+    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-0", "hello-1"]
+    await page.click("#next-page")
+    await page.wait_for_url("**ct=**")
+    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-2", "hello-3"]
+    await page.click("#next-page")
+    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-4"]
+    assert await page.locator("#next-page").count() == 0
 
 
 async def test_list_filters_in_the_url_and_pages(dash_hub, door, page):
@@ -28,14 +41,7 @@ async def test_list_filters_in_the_url_and_pages(dash_hub, door, page):
     assert ids == [f"hello-{i}" for i in range(5)]  # storage order: by id
 
     # Two per page: the continuation token of storage goes into the URL of the next page.
-    await page.goto(url(dash_hub, door, "?range=all&prefix=hello-&size=2"))
-    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-0", "hello-1"]
-    await page.click("#next-page")
-    await page.wait_for_url("**ct=**")
-    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-2", "hello-3"]
-    await page.click("#next-page")
-    assert await page.locator("tr.row td.id").all_inner_texts() == ["hello-4"]
-    assert await page.locator("#next-page").count() == 0
+    await _hello_in_pages_of_two(page, url(dash_hub, door, "?range=all&prefix=hello-&size=2"))
 
     # Orchestrator name and custom status filters; a Running-only filter excludes the finished ones.
     await page.goto(url(dash_hub, door, "?range=all&name=TimerParent"))
@@ -182,34 +188,150 @@ async def test_every_action(dash_hub, door, page):
     assert response.status == 404 and iid in await page.locator("#error-message").inner_text()
 
 
-async def test_bulk_terminate_everything_the_filter_matches(dash_hub, door, page):
+async def test_query_box_filters_pages_and_explains(dash_hub, door, page):
+    hello = "name = 'HelloSequence' AND instanceId STARTS_WITH 'hello-'"
+    await page.goto(url(dash_hub, door, "?range=all"))
+    await page.fill("#f-query", hello)
+    await page.click("#apply")
+    await page.wait_for_url("**q=**")
+    assert await page.locator("tr.row td.id").all_inner_texts() == [f"hello-{i}" for i in range(5)]
+    assert hello in await page.locator("#query-run").inner_text()  # the view is a link, the query is shown
+
+    # The form's fields and the box are one query; pages follow the library's continuation tokens.
+    await _hello_in_pages_of_two(page, url(dash_hub, door, "?range=all&size=2&status=Completed&q=" + quote(hello)))
+
+    # The plan, on request: what storage evaluates and what is filtered here.
+    mixed = "instanceId STARTS_WITH 'hello-' AND NOT (customStatus CONTAINS 'zzz')"
+    await page.goto(url(dash_hub, door, "?range=all&q=" + quote(mixed)))
+    assert len(await page.locator("tr.row td.id").all_inner_texts()) == 5
+    await page.click("#show-plan")
+    await expect(page.locator("#plan-pushed")).to_contain_text("instanceId STARTS_WITH 'hello-'")
+    await expect(page.locator("#plan-here")).to_contain_text("customStatus NOT CONTAINS 'zzz'")
+    assert "PartitionKey" in await page.locator("#plan-odata").inner_text()
+    if door == "local":
+        await shot(page, "query")
+
+    # A malformed query: its column, the failing character marked, and no rows.
+    await page.goto(url(dash_hub, door, "?range=all&q=" + quote("status = Running AND (name = 'x'")))
+    assert await page.locator("#query-error-column").inner_text() == "33"
+    assert "expected ')'" in await page.locator("#query-error-reason").inner_text()
+    assert await page.locator("tr.row").count() == 0
+    assert await page.locator("#f-query").input_value() == "status = Running AND (name = 'x'"  # kept to fix
+
+    # Markup in the query text is text: in the box, in the error, in the plan.
+    markup = 'name = \'<img id="pwned-q" src="x">\''
+    await page.goto(url(dash_hub, door, "?range=all&q=" + quote(markup)))
+    await page.click("#show-plan")
+    await expect(page.locator("#plan-pushed")).to_contain_text('<img id="pwned-q"')
+    await page.goto(url(dash_hub, door, "?range=all&q=" + quote('name = \'<img id="pwned-q" src="x">')))
+    assert '<img id="pwned-q"' in await page.locator("#query-error").inner_text()
+    assert await page.locator("#pwned-q").count() == 0
+
+
+async def _start_bulk(page, label: str) -> str:
+    await page.click("#bulk-preview")
+    assert label in await page.locator("#bulk-count").inner_text()  # the count comes first
+    page.once("dialog", accept)
+    await page.click("#bulk-start")
+    await page.locator("#job-finished").wait_for(timeout=60_000)
+    return await page.locator("#job-link").inner_text()
+
+
+async def test_bulk_terminate_runs_as_a_job_with_outcomes(dash_hub, door, page):
     prefix = f"bulk-{door}-"
-    await page.goto(url(dash_hub, door, f"?range=all&prefix={prefix}"))
+    await page.goto(url(dash_hub, door, "?range=all&q=" + quote(f"instanceId STARTS_WITH '{prefix}'")))
     await page.select_option("#bulk-action", "terminate")
-    await page.check("#scope-filter")
+    await page.check("#scope-query")
     await page.fill("#bulk-reason", "bulk from the dashboard")
     await page.fill("#bulk-rate", "20")
-    await page.click("#bulk-preview")
-    assert "Terminate 4 instances" in await page.locator("#bulk-count").inner_text()  # the count comes first
-    page.once("dialog", accept)
-    await page.click("#bulk-start")
-    await page.locator("#bulk-finished").wait_for()
-    assert (await page.locator("#bulk-progress").inner_text()).startswith("4 of 4 done")
-    results = await page.locator("#bulk-results tr").all_inner_texts()
-    assert sorted(r.split("\t")[0] for r in results) == [f"{prefix}{k}" for k in range(4)]
+    job_id = await _start_bulk(page, "Terminate 4 instances")
+    assert "4 done" in await page.locator("#job-progress").inner_text()
+    rows = await page.locator("#job-outcomes tr").all_inner_texts()
+    assert sorted(r.split("\t")[:2] for r in rows) == [[f"{prefix}{k}", "done"] for k in range(4)]
     for k in range(4):
         assert (await dash_hub.wait(f"{prefix}{k}", RuntimeStatus.TERMINATED)).output == "bulk from the dashboard"
+    info = (await dash_hub.manager.job(job_id)).info  # the same job the CLI lists (`funcpy durable jobs`)
+    assert (info.state.value, info.matched, info.done) == ("Completed", 4, 4)
 
-    # Selected rows: the same instances again; each one's refusal is reported, none is skipped silently.
-    await page.goto(url(dash_hub, door, f"?range=all&prefix={prefix}"))
+    # Selected rows (a query `instanceId IN (...)`): the same instances again; each one's skip says why.
+    await page.goto(url(dash_hub, door, "?range=all&q=" + quote(f"instanceId STARTS_WITH '{prefix}'")))
     await page.check("#select-all")
-    await page.click("#bulk-preview")
-    assert "Terminate 4 instances" in await page.locator("#bulk-count").inner_text()
+    again = await _start_bulk(page, "Terminate 4 instances")
+    assert "4 skipped" in await page.locator("#job-progress").inner_text()
+    assert await page.locator("#job-outcomes tr.skipped").count() == 4
+    assert "Terminated" in await page.locator("#job-outcomes tr.skipped").first.inner_text()
+
+    # The jobs page lists both; a job's page shows its outcomes, filtered by kind.
+    await page.click("#nav-jobs")
+    listed = await page.locator("#jobs tr.job td.id").all_inner_texts()
+    assert job_id in listed and again in listed
+    await page.click(f"#jobs tr.job[data-id='{job_id}'] td.id a")
+    assert await page.locator("#job-id").inner_text() == job_id
+    assert await page.locator("#job-page-outcomes tr.done").count() == 4
+    await page.click("nav.outcome-filter >> text=skipped")
+    assert await page.locator("#job-page-outcomes td.empty").count() == 1
+    if door == "local":
+        await page.goto(url(dash_hub, door, f"job?id={job_id}"))
+        await shot(page, "job")
+
+
+async def test_jobs_resume_and_cancel_from_the_job_page(dash_hub, door, page):
+    m = dash_hub.manager
+    # Created by the library and never run (as a CLI run killed before its first step leaves it).
+    job = await m.bulk(BulkRequest("terminate", f"instanceId STARTS_WITH 'job-{door}-'", reason="resumed"))
+    await page.goto(url(dash_hub, door, f"job?id={job.id}"))
+    assert await page.locator("#job-state").inner_text() == "Selecting"
+    await page.click("#job-resume")
+    await page.locator("#job-finished").wait_for(timeout=60_000)
+    assert "2 done" in await page.locator("#job-progress").inner_text()
+    for k in range(2):
+        assert (await dash_hub.wait(f"job-{door}-{k}", RuntimeStatus.TERMINATED)).output == "resumed"
+
+    # Cancel; markup in the job's stored fields shows as text.
+    reason = '<img id="pwned-reason" src="x">'
+    idle = await m.bulk(BulkRequest("suspend", 'instanceId = \'<img id="pwned-jq" src="x">\'', reason=reason))
+    await page.goto(url(dash_hub, door, f"job?id={idle.id}"))
+    assert await page.locator("#job-reason").inner_text() == reason
+    assert '<img id="pwned-jq"' in await page.locator("#job-query").inner_text()
     page.once("dialog", accept)
-    await page.click("#bulk-start")
-    await page.locator("#bulk-finished").wait_for()
-    assert "4 failed" in await page.locator("#bulk-progress").inner_text()
-    assert await page.locator("#bulk-results tr.error").count() == 4
+    await page.click("#job-cancel")
+    await expect(page.locator("#job-state")).to_have_text("Canceled")
+    assert (await m.job(idle.id)).info.state is JobState.CANCELED
+    await page.goto(url(dash_hub, door, "jobs"))
+    assert await page.locator(f"#jobs tr.job[data-id='{idle.id}'] td.state").inner_text() == "Canceled"
+    await page.goto(url(dash_hub, door, f"job?id={idle.id}"))
+    assert await page.locator("#job-resume").count() == 0  # a canceled job is over
+    for injected in ("#pwned-reason", "#pwned-jq"):
+        assert await page.locator(injected).count() == 0
+
+
+async def test_a_job_held_by_another_process_is_stepped_when_that_process_lets_go(dash_hub, page):
+    # The page keeps no state and no lease between steps: while another process (the CLI's `jobs resume`, a
+    # second worker) holds the job, a step says so and the page tries again; once it lets go, steps go on.
+    # Door-independent (Dashboard.job_step), so one door.
+    m = dash_hub.manager
+    # One instance per checkpoint, ten seconds apart: the other process is mid-job when the page comes
+    # (a stop takes effect between checkpoints: it finishes the instance it is waiting to act on).
+    job = await m.bulk(BulkRequest("suspend", "instanceId STARTS_WITH 'lease-'", rate=0.1, batch_size=1))
+    other = await m.job(job.id)  # another handle: its own lease owner, as another process has
+    running = asyncio.ensure_future(other.run())
+    try:
+        while (await m.job(job.id)).info.state.value == "Selecting" and not running.done():
+            await asyncio.sleep(0.1)
+        await page.goto(url(dash_hub, "standalone", f"job?id={job.id}"))
+        await page.click("#job-resume")
+        await expect(page.locator("#job-busy")).to_contain_text("being run by another process")
+        other.stop()  # stops after its chunk in flight (one instance) and releases the lease
+        stopped = await running
+    finally:
+        if not running.done():
+            other.stop()
+            await running
+    assert (stopped.state.value, stopped.done) == ("Interrupted", 2)  # the page does the rest
+    await page.locator("#job-finished").wait_for(timeout=60_000)
+    assert "3 done" in await page.locator("#job-progress").inner_text()
+    for k in range(3):
+        await dash_hub.wait(f"lease-{k}", RuntimeStatus.SUSPENDED)
 
 
 async def test_overview_counts_and_histogram(dash_hub, door, page):
@@ -219,6 +341,10 @@ async def test_overview_counts_and_histogram(dash_hub, door, page):
     note = page.locator("#histogram-note[data-total]")
     await note.wait_for()
     assert await note.get_attribute("data-total") == "5"
+    # With a query in the box, the counts are InstanceManager.count of the whole query.
+    await page.goto(url(dash_hub, door, "overview?range=all&q=" + quote("instanceId STARTS_WITH 'hello-' AND "
+                                                                          "NOT (customStatus CONTAINS 'zzz')")))
+    assert await page.locator("#count-total").inner_text() == "5"
     await page.goto(url(dash_hub, door, "overview?range=1h"))
     counts = await dash_hub.manager.transport.client.count()
     assert await page.locator("#count-total").inner_text() == str(sum(counts.values()))

@@ -1,4 +1,4 @@
-"""The local host's door (banner, --enable-auth) and the bulk loop's throttle, on the shared test hub."""
+"""The local host's door (banner, --enable-auth) and the bulk form's checks, on the shared test hub."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from durable_mgmt import InvalidInput
-from durable_mgmt.dashboard.bulk import ThrottledLoop, check_action, check_rate
+from durable_mgmt.dashboard.bulk_jobs import build_request, selected_query
 from funchost.banner import render
 from funchost.host import LocalHost
 
@@ -40,20 +40,29 @@ async def test_with_enable_auth_the_local_dashboard_needs_the_master_key(dash_hu
         await host.stop()
 
 
-async def test_bulk_loop_keeps_to_its_rate_and_reports_each_instance(dash_hub):
-    ids = [f"no-such-instance-{i}" for i in range(5)]
-    started = time.monotonic()
-    results = await ThrottledLoop(dash_hub.manager).run("terminate", ids, reason=None, rate=10)
-    # Starts are spaced 1/rate apart: five take at least 0.4 s however fast storage answers.
-    assert time.monotonic() - started >= 0.4
-    assert [r.instance_id for r in results] == ids
-    assert all(not r.ok and "no-such-instance" in r.message for r in results)
-
-
-def test_bulk_inputs_are_checked():
+def test_bulk_inputs_are_checked_before_a_job_exists():
     with pytest.raises(InvalidInput, match="Rate 'fast' is not a number"):
-        check_rate("fast")
-    with pytest.raises(InvalidInput, match="out of range"):
-        check_rate(1000)
+        build_request("terminate", "", reason="", rate="fast", concurrency="")
+    with pytest.raises(InvalidInput, match="Invalid rate 0.0"):
+        build_request("terminate", "", reason="", rate="0", concurrency="")
+    with pytest.raises(InvalidInput, match="Concurrency '²' is not a whole number"):
+        build_request("terminate", "", reason="", rate="", concurrency="²")
     with pytest.raises(InvalidInput, match="Unknown bulk action 'delete'"):
-        check_action("delete")
+        build_request("delete", "", reason="", rate="", concurrency="")
+    with pytest.raises(InvalidInput, match="No rows are selected"):
+        selected_query([])
+    req = build_request("terminate", "status = Running", reason=" x ", rate="10", concurrency="3")
+    assert (req.rate, req.concurrency, req.batch_size, req.reason) == (10.0, 3, 20, "x")
+    unbounded = build_request("purge", "", reason="", rate="", concurrency="")
+    assert (unbounded.rate, unbounded.batch_size) == (None, 20)  # blank: no bound, chunks of seconds
+
+
+def test_selected_rows_become_an_in_query_narrowed_by_their_common_prefix():
+    assert selected_query(["a", "it's", "a"]) == "instanceId IN ('a', 'it''s')"
+    many = [f"order-{i:02}" for i in range(20)]
+    text = selected_query(many)
+    assert text.startswith("instanceId STARTS_WITH 'order-' AND instanceId IN ('order-00', ")
+    from durable_mgmt import InstanceManager
+
+    plan = InstanceManager.explain(text)
+    assert "STARTS_WITH 'order-'" in plan.pushed_down and "IN (" in plan.filtered_here

@@ -7,7 +7,7 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import pytest
 
@@ -121,11 +121,21 @@ def test_the_history_download_name_is_ascii_with_the_exact_name_beside_it():
     assert "filename*=UTF-8''history-%EC%A0%95%EB%A0%AC-%22a%22%2Fb.json" in header
 
 
-def test_bulk_counts_take_ascii_digits_only():
-    from durable_mgmt import InvalidInput
-    from durable_mgmt.dashboard.core import _count
+def test_the_form_fields_compose_a_query_joined_to_the_box():
+    args = parse_qs("range=24h&status=Running&status=Failed&prefix=it's&name=Checkout&custom=wait"
+                    "&q=" + quote("input CONTAINS 'x' OR name = 'Y'"))
+    flt = ListFilter.from_args(args)
+    assert flt.text() == ("createdTime >= -24h AND status IN (Running, Failed) AND instanceId STARTS_WITH 'it''s' "
+                          "AND name = 'Checkout' AND customStatus CONTAINS 'wait' AND (input CONTAINS 'x' OR "
+                          "name = 'Y')")
+    assert flt.parsed() is not None and ListFilter.from_args(parse_qs(flt.query_string())) == flt
+    custom = ListFilter.from_args(parse_qs("range=custom&from=2026-01-02T03:04&to=2026-01-03T00:00"))
+    assert custom.text() == "createdTime >= 2026-01-02T03:04:00Z AND createdTime <= 2026-01-03T00:00:00Z"
+    assert ListFilter.from_args(parse_qs("range=all")).text() == ""
 
-    assert _count("12", "done") == 12
-    for bad in ("²", "abc", "", "-1", "1" * 10, "١٢"):
-        with pytest.raises(InvalidInput, match="is not a count of instances"):
-            _count(bad, "failed")
+
+def test_a_malformed_query_keeps_its_position_and_lists_nothing():
+    flt = ListFilter.from_args(parse_qs("range=all&q=" + quote("status = Running AND (name = 'x'")))
+    assert flt.q_error is not None and flt.q_error.column == 33 and flt.parsed() is None
+    too_long = ListFilter.from_args(parse_qs("q=" + "a" * 5000))
+    assert too_long.q == "" and "at most 4000" in too_long.errors[0]

@@ -7,6 +7,7 @@ so a test cannot pass because the request was wrong in some other way.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 from urllib.parse import urlsplit
@@ -89,10 +90,10 @@ async def test_read_only_refuses_every_action(dash_hub):
                                                                      "event_name": "Approval"},
                                         headers={"X-Dashboard-Csrf": token}) as r:
                     assert r.status == 403 and "read-only" in await r.text()
-            async with session.post(server.url + "bulk/run", data={"action": "terminate", "scope": "filter",
-                                                                   "range": "all", "prefix": iid},
-                                    headers={"X-Dashboard-Csrf": token}) as r:
-                assert r.status == 403
+            for path, data in (("bulk/start", {"action": "terminate", "query": f"instanceId = '{iid}'"}),
+                               ("jobs/step", {"id": "any"}), ("jobs/cancel", {"id": "any"})):
+                async with session.post(server.url + path, data=data, headers={"X-Dashboard-Csrf": token}) as r:
+                    assert r.status == 403
     assert (await dash_hub.manager.status(iid)).runtime_status is RuntimeStatus.RUNNING
 
 
@@ -145,22 +146,26 @@ async def test_missing_hub_setting_is_reported_on_the_page(app_settings):
 
 # --- hostile review of issue 14 -------------------------------------------------------------------
 
-async def test_bad_bulk_counts_are_refused_with_400_before_anything_is_acted_on(dash_hub):
-    iid = "hostile-bulk-counts"
+async def test_bad_bulk_inputs_are_refused_with_400_before_a_job_exists(dash_hub):
+    iid = "hostile-bulk-inputs"
     await dash_hub.manager.start("WaitForApproval", instance_id=iid)
     await dash_hub.wait(iid, RuntimeStatus.RUNNING)
     base = dash_hub.urls["standalone"]
-    form = {"action": "suspend", "scope": "selected", "id": iid}
+    form = {"action": "suspend", "query": f"instanceId = '{iid}'"}
+    jobs_before = len(await dash_hub.manager.jobs())
     async with aiohttp.ClientSession() as session:
         token = await _token(session, base)
         headers = {"X-Dashboard-Csrf": token, "Origin": _origin(base)}
-        for bad in ({"failed": "abc"}, {"total": "²"}, {"done": "١"}):
-            async with session.post(base + "bulk/run", data={**form, **bad}, headers=headers) as r:
-                name, value = next(iter(bad.items()))
-                assert r.status == 400 and "is not a count of instances" in await r.text()
-                assert name in await r.text()
+        for bad, words in (({"rate": "abc"}, "Rate 'abc' is not a number"), ({"rate": "0"}, "Invalid rate 0.0"),
+                           ({"concurrency": "١"}, "is not a whole number"), ({"action": "delete"}, "Unknown bulk"),
+                           ({"query": "status = Sleeping"}, "column 10")):
+            async with session.post(base + "bulk/start", data={**form, **bad}, headers=headers) as r:
+                assert r.status == 400 and words in html.unescape(await r.text()), bad
+        async with session.post(base + "jobs/step", data={"id": "no-such-job"}, headers=headers) as r:
+            assert r.status == 404 and "No bulk job with id 'no-such-job'" in html.unescape(await r.text())
+        assert len(await dash_hub.manager.jobs()) == jobs_before  # no job was stored
         assert (await dash_hub.manager.status(iid)).runtime_status is RuntimeStatus.RUNNING  # nothing was done
-        async with session.post(base + "bulk/run", data={**form, "failed": "2"}, headers=headers) as r:
+        async with session.post(base + "bulk/start", data={**form, "rate": "50"}, headers=headers) as r:
             assert r.status == 200  # done right, it acts
     await dash_hub.wait(iid, RuntimeStatus.SUSPENDED)
 
@@ -225,5 +230,5 @@ def test_the_local_host_keeps_cors_off_the_dashboard(tmp_path):
 
     guard = LocalHost(tmp_path, cors=["http://app.example"], environ={}).guard()
     assert guard.cors_headers("http://app.example")  # the functions' routes keep CORS
-    assert not guard.cors_applies(DASHBOARD_PATH + "/") and not guard.cors_applies(DASHBOARD_PATH + "/bulk/run")
+    assert not guard.cors_applies(DASHBOARD_PATH + "/") and not guard.cors_applies(DASHBOARD_PATH + "/bulk/start")
     assert guard.cors_applies("/api/hello")

@@ -35,10 +35,29 @@
     if (t.id === "select-all") {
       document.querySelectorAll("input.pick").forEach(function (box) { box.checked = t.checked; });
     }
-    if (t.id === "bulk-stop") {
-      var next = document.getElementById("bulk-next");
+    if (t.id === "job-stop") {
+      // The job stays in storage, Interrupted after the step in flight: resume it from its page or the CLI.
+      var run = document.getElementById("job-run");
+      if (run) stopped[run.dataset.job] = true;
+      var next = document.getElementById("job-next");
       if (next) next.remove();
-      t.replaceWith(document.createTextNode("stopped by you"));
+      markStopped();
+    }
+  });
+
+  var stopped = {};
+  function markStopped() {
+    var running = document.getElementById("job-running");
+    if (running) running.textContent = "stopped by you (resume it from the job's page)";
+    var stop = document.getElementById("job-stop");
+    if (stop) stop.remove();
+  }
+  // A step already in flight when Stop was pressed brings the next step's form back: it is not sent.
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var elt = e.detail.elt;
+    if (elt && elt.id === "job-next") {
+      var id = elt.querySelector("input[name=id]");
+      if (id && stopped[id.value]) { e.preventDefault(); elt.remove(); markStopped(); }
     }
   });
 
