@@ -382,8 +382,6 @@ def _event_data(text_value: str) -> Any:
 
 
 def _without_key(url: str) -> str:
-    import re
-
     return re.sub(r"(?i)([?&]code=)[^&]*", r"\1<key>", url)
 
 
