@@ -18,6 +18,7 @@ engine nothing.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import re
 import uuid
@@ -35,7 +36,7 @@ from durable_mgmt.models import InstanceQuery, InstanceStatus, ManagementUrls, R
 from durable_mgmt.taskhub import TaskHubClient
 from durable_mgmt.taskhub.names import escape_key
 from durable_mgmt.taskhub.timefmt import as_utc, utcnow
-from durable_mgmt.transports import BindingTransport, StorageTransport
+from durable_mgmt.transports import OPERATIONS, BindingTransport, StorageTransport, Transport
 from tests.apps.support import running_host
 from tests.engine_support import wait_for
 
@@ -61,22 +62,34 @@ async def host(connection_string, tmp_path_factory):
 @pytest.fixture(scope="module")
 def store(host) -> TaskHubClient:
     """The task hub itself: the ground truth both transports are checked against."""
-    return host.client
+    return TaskHubClient(host.hub)
 
 
-class CountingTransport:
-    """Passes requests on and remembers them, to prove bad input never reaches a transport."""
+class CountingTransport(Transport):
+    """Passes every operation on and remembers its input, to prove bad input never reaches a transport."""
 
     def __init__(self, inner: Any):
         self.inner = inner
         self.requests: list[Any] = []
 
-    async def execute(self, request: Any) -> Any:
-        self.requests.append(request)
-        return await self.inner.execute(request)
+    def pages(self, input: Any) -> Any:
+        self.requests.append(input)
+        return self.inner.pages(input)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def _forward(name: str) -> Any:
+    async def operation(self: CountingTransport, input: Any) -> Any:
+        self.requests.append(input)
+        return await getattr(self.inner, name)(input)
+    return operation
+
+
+for _name in OPERATIONS - {"pages"}:
+    setattr(CountingTransport, _name, _forward(_name))
+abc.update_abstractmethods(CountingTransport)
 
 
 @dataclass

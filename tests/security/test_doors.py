@@ -13,6 +13,8 @@ import logging
 
 import pytest
 
+from durable_mgmt.taskhub import TaskHubClient
+
 from .support import WEBHOOKS, refused, send, snapshot
 
 START = WEBHOOKS + "/orchestrators/E1_HelloSequence"
@@ -248,7 +250,7 @@ async def test_huge_query_strings_are_refused_by_the_server(door):
 async def test_listings_hold_one_bounded_page_and_a_token(anonymous, monkeypatch):
     host = anonymous.host
     for i in range(5):
-        await host.client.start("E1_HelloSequence", instance_id=f"listed-{i}")
+        await TaskHubClient(host.hub).start("E1_HelloSequence", instance_id=f"listed-{i}")
     import inspect
 
     app_globals = inspect.unwrap(host.index.find("QueryStatus").user_function).__globals__
