@@ -3,7 +3,7 @@
 Everything this package raises on purpose derives from ``DurableError``;
 third-party storage errors are translated once, inside the task hub layer
 (``durable_mgmt.taskhub.storage.map_storage_errors``), so callers never see
-``azure.core.exceptions`` types.
+Azure SDK (azure.core) exception types.
 
     DurableError
     ├── InvalidInput                    a value given by the caller is not allowed
