@@ -16,7 +16,7 @@ from .jobs import (BulkAction, BulkRequest, CountRequest, CountResult, ExportReq
                    JobState, Outcome, QueryPlan)
 from .limits import check_wait, parse_json_body
 from .manager import InstanceManager
-from .models import (InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeProgress, PurgeResult,
+from .models import (EntityState, InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeProgress, PurgeResult,
                      RuntimeStatus)
 from .query import Query, QuerySyntaxError
 from .query_params import CONTINUATION_HEADER, QueryString
@@ -24,7 +24,7 @@ from .taskhub import StorageAccount
 from .transports import Transport
 
 __all__ = [
-    "InstanceManager", "ManagementUrls", "WaitTimeout", "Transport", "StorageAccount",
+    "InstanceManager", "ManagementUrls", "WaitTimeout", "EntityState", "Transport", "StorageAccount",
     "InstanceQuery", "InstanceStatus", "Page", "PurgeProgress", "PurgeResult", "RuntimeStatus",
     "DurableError", "InvalidInput", "InvalidHubName", "InvalidInstanceId", "InvalidFilter", "InvalidSetting",
     "NotSupportedByTransport", "NotFound", "InstanceNotFound", "TaskHubNotFound", "WrongState",

@@ -24,7 +24,7 @@ from .requests import ProgressCallback
 from .errors import InstanceNotFound, InvalidInput, WaitTimeout
 from .jobs.models import BulkRequest, CountRequest, CountResult, JobInfo, QueryPlan
 from .limits import check_wait
-from .models import InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
+from .models import EntityState, InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
 from .query import Field, Query
 from .taskhub import StorageAccount
 from .transports import BindingTransport, StorageTransport, Transport
@@ -113,6 +113,14 @@ class InstanceManager:
         """
         return await self.transport.status(r.GetStatus(instance_id, show_history, show_history_output, show_input,
                                                        show_output))
+
+    async def get_entity(self, name: str, key: str) -> EntityState:
+        """The state of durable entity ``name`` (any case) with ``key``: ``exists`` False when it has no
+        state, else ``state``, its JSON value (as the SDK's ``read_entity_state``).
+
+        Raises InvalidInput (an empty or malformed name, a key storage cannot hold).
+        """
+        return await self.transport.get_entity(r.GetEntity(name, key))
 
     async def history(self, instance_id: str) -> "list[HistoryEvent]":
         """The raw history events of the instance's current execution, in order.

@@ -222,6 +222,16 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True)
+class EntityState:
+    """A durable entity's state as read (the SDK's ``EntityStateResponse``): whether it exists, and its
+    state (the JSON value; None when it has none)."""
+
+    entity_id: str  # "@name@key", the id of the entity's instance
+    exists: bool
+    state: Any = None
+
+
+@dataclass(frozen=True)
 class PurgeResult:
     """What a purge deleted."""
 

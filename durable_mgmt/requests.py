@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from .limits import check_existing_id, check_json_text, check_reason, dumps_checked, json_default
+from .limits import check_existing_id, check_json_text, check_reason, check_text, dumps_checked, json_default
 from .models import InstanceQuery, PurgeProgress, purgeable_statuses
 from .taskhub.names import validate_event_name, validate_instance_id, validate_orchestrator_name
 
@@ -95,6 +95,26 @@ class GetStatus(_ForInstance):
 @dataclass(frozen=True)
 class GetHistory(_ForInstance):
     """The raw history events of the instance's current execution."""
+
+
+@dataclass(frozen=True)
+class GetEntity:
+    """Read a durable entity's state: entity ``name`` (any case: stored lowercase, as the SDK's EntityId
+    does) and ``key`` (may be empty)."""
+
+    name: str
+    key: str
+
+    def __post_init__(self) -> None:
+        # As loose as an existing instance's id (the entity's id is one): text a table key can hold.
+        check_text(self.name, "entity name", max_length=1024, allow_control=True)
+        check_text(self.key, "entity key", max_length=1024, allow_control=True)
+        check_existing_id(self.instance_id)
+
+    @property
+    def instance_id(self) -> str:
+        """The id of the entity's instance: ``@name@key``."""
+        return f"@{self.name.lower()}@{self.key}"
 
 
 @dataclass(frozen=True)

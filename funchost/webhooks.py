@@ -31,7 +31,7 @@ from aiohttp import web
 
 from durable_mgmt import InstanceManager
 from durable_mgmt.errors import DurableError, InvalidFilter, NotFound, WaitTimeout
-from durable_mgmt.models import InstanceQuery, InstanceStatus, RuntimeStatus, parse_json_text
+from durable_mgmt.models import InstanceQuery, InstanceStatus, RuntimeStatus
 
 from .durable_links import DurableLinks
 from .hubs import HubDirectory
@@ -249,12 +249,10 @@ class ManagementApi:
 
     async def get_entity(self, request: web.Request, name: str, key: str) -> web.Response:
         manager = await self._manager(request)
-        entity_id = f"@{name.lower()}@{'' if key == '$' else key}"
-        status = await manager.status(entity_id, show_input=True)
-        state = status.input if isinstance(status.input, dict) else {}
-        if not state.get("exists", False):
-            return web.json_response(error_body(f"Entity {entity_id!r} has no state.", "NotFound"), status=404)
-        return json_response(parse_json_text(state.get("state")))
+        entity = await manager.get_entity(name, "" if key == "$" else key)
+        if not entity.exists:
+            return web.json_response(error_body(f"Entity {entity.entity_id!r} has no state.", "NotFound"), status=404)
+        return json_response(entity.state)
 
     async def entity_not_supported(self, request: web.Request) -> web.Response:
         return web.json_response(error_body("Signalling and listing durable entities over HTTP is not supported "

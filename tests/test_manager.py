@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import json
 import re
 import uuid
 from dataclasses import dataclass, replace
@@ -32,7 +33,7 @@ from durable_mgmt.errors import (DurableError, InstanceAlreadyExists, InstanceNo
                                  InstanceNotRunning, InstanceNotTerminal, InvalidFilter, InvalidInput,
                                  InvalidInstanceId, WaitTimeout)
 from durable_mgmt.manager import InstanceManager
-from durable_mgmt.models import InstanceQuery, InstanceStatus, ManagementUrls, RuntimeStatus
+from durable_mgmt.models import EntityState, InstanceQuery, InstanceStatus, ManagementUrls, RuntimeStatus
 from durable_mgmt.taskhub import TaskHubClient
 from durable_mgmt.taskhub.names import escape_key
 from durable_mgmt.taskhub.timefmt import as_utc, utcnow
@@ -286,6 +287,21 @@ async def test_management_urls_are_the_hosts(manager, host):
         urls = await manager.management_urls(iid)
         assert urls == ManagementUrls.from_json(host.links.management_payload(iid))
         assert urls.id == iid and urls.status_query_get_uri.startswith(host.webhook_base_url + "/instances/")
+
+
+async def test_get_entity_reads_the_state_the_extension_stores(manager, store):
+    # An entity's Instances row holds its SchedulerState as input: "exists" and "state", the state's JSON
+    # text (azure-functions-durable-extension, EntityScheduler/SchedulerState.cs).
+    key = new_id("k")
+    for entity_key, scheduler in ((key, {"exists": True, "state": json.dumps({"n": 5})}),
+                                  (key + "-gone", {"exists": False})):
+        await store.hub.instances.upsert({
+            "PartitionKey": f"@counter@{entity_key}", "RowKey": "", "Name": "@counter@", "RuntimeStatus": "Running",
+            "CreatedTime": utcnow(), "LastUpdatedTime": utcnow(), "CustomStatus": "null",
+            "Input": json.dumps(scheduler)})
+    assert await manager.get_entity("Counter", key) == EntityState(f"@counter@{key}", True, {"n": 5})
+    assert await manager.get_entity("counter", key + "-gone") == EntityState(f"@counter@{key}-gone", False)
+    assert await manager.get_entity("counter", key + "-never") == EntityState(f"@counter@{key}-never", False)
 
 
 # --- listing ---------------------------------------------------------------------

@@ -34,7 +34,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 def test_the_protocol_has_one_method_per_operation():
     assert OPERATIONS == {"start", "restart", "status", "history", "page", "pages", "count", "management_urls",
                           "terminate", "raise_event", "suspend", "resume", "rewind", "purge_instance", "purge",
-                          "hub_exists", "delete_hub"}
+                          "hub_exists", "delete_hub", "get_entity"}
 
 
 @pytest.mark.parametrize("transport", [StorageTransport, BindingTransport])

@@ -22,7 +22,7 @@ EXPORTED = sorted([
     # What apps and tools need beside the manager (issue 11): the transport protocol and its one refusal,
     # the storage account, and the request readers function_app.py uses.
     "Transport", "NotSupportedByTransport", "StorageAccount", "QueryString", "CONTINUATION_HEADER",
-    "parse_json_body", "check_wait",
+    "parse_json_body", "check_wait", "EntityState",
 ])
 
 

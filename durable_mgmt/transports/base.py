@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, AsyncIterator, NoReturn
 
 from .. import requests as r
 from ..errors import NotSupportedByTransport
-from ..models import InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
+from ..models import EntityState, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
 
 if TYPE_CHECKING:
     from ..taskhub.events import HistoryEvent
@@ -43,6 +43,10 @@ class Transport(ABC):
     @abstractmethod
     async def status(self, input: r.GetStatus) -> InstanceStatus:
         """One instance's status (InstanceNotFound)."""
+
+    @abstractmethod
+    async def get_entity(self, input: r.GetEntity) -> EntityState:
+        """A durable entity's state; ``exists`` is False for an entity with no state (or none at all)."""
 
     @abstractmethod
     async def history(self, input: r.GetHistory) -> "list[HistoryEvent]":

@@ -20,7 +20,7 @@ import aiohttp
 
 from .. import errors as e
 from .. import requests as r
-from ..models import InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
+from ..models import EntityState, InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
 from ..query_params import CONTINUATION_HEADER
 from ..taskhub.timefmt import MIN_DATETIME, parse_iso, to_iso
 from .base import Transport
@@ -94,6 +94,15 @@ class BindingTransport(Transport):
         status = status_from_json(data, show_input=input.show_input)
         # The HTTP API has no showOutput: leave it out here, as storage does.
         return status if input.show_output else replace(status, output=None)
+
+    async def get_entity(self, input: r.GetEntity) -> EntityState:
+        # GET entities/{name}/{key}: the state's JSON, or 404 when the entity has none
+        # (HttpApiHandler.HandleGetEntityRequestAsync).
+        path = f"entities/{_segment(input.name.lower())}/{_segment(input.key)}"
+        try:
+            return EntityState(input.instance_id, True, await self._call("GET", path, input))
+        except e.NotFound:
+            return EntityState(input.instance_id, False)
 
     async def history(self, input: r.GetHistory) -> list[Any]:
         self.unsupported("Reading the raw history", "the management API renders history only; use "

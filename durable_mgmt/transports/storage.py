@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any, AsyncIterator
 
 from .. import requests as r
-from ..errors import InvalidSetting
-from ..models import InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
+from ..errors import InstanceNotFound, InvalidSetting
+from ..models import (EntityState, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus,
+                      parse_json_text)
 from ..settings import DEFAULT_CONNECTION_NAME
 from ..taskhub import StorageAccount, TaskHub, TaskHubClient
 from ..taskhub.events import HistoryEvent
@@ -64,6 +65,17 @@ class StorageTransport(Transport):
         return await self.client.get_status(input.instance_id, show_input=input.show_input,
                                             show_output=input.show_output, show_history=input.show_history,
                                             show_history_output=input.show_history_output)
+
+    async def get_entity(self, input: r.GetEntity) -> EntityState:
+        try:
+            status = await self.client.get_status(input.instance_id, show_input=True, show_output=False)
+        except InstanceNotFound:
+            return EntityState(input.instance_id, False)
+        # The entity's instance input is its scheduler state: {"exists": ..., "state": "<JSON text>", ...}.
+        scheduler = status.input if isinstance(status.input, dict) else {}
+        if not scheduler.get("exists", False):
+            return EntityState(input.instance_id, False)
+        return EntityState(input.instance_id, True, parse_json_text(scheduler.get("state")))
 
     async def history(self, input: r.GetHistory) -> list[HistoryEvent]:
         return await self.client.get_history(input.instance_id)
