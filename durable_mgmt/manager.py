@@ -177,7 +177,9 @@ class InstanceManager:
         says so.
         """
         intervals = (retry_interval,) if isinstance(retry_interval, (int, float)) else tuple(retry_interval)
-        for interval in intervals or (1.0,):
+        if not intervals:
+            raise InvalidInput("retry_interval is an empty sequence: give at least one number of seconds.")
+        for interval in intervals:
             check_wait(timeout, interval, interval_name="retry_interval")
         deadline = time.monotonic() + timeout
         for attempt in itertools.count():

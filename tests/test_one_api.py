@@ -181,3 +181,23 @@ async def test_the_management_webhooks_work_through_the_hosts_instance_manager(h
         assert (await http.get(f"{base}/instances/{iid}")).status == 202  # Pending: still in flight
         assert (await http.get(f"{base}/instances/?top=5")).status == 200
     assert transport.asked == ["start", "status", "page"]
+
+
+async def test_the_one_wait_ends_when_its_caller_is_gone_and_takes_a_ramp(hub):
+    from durable_mgmt import InvalidInput, RuntimeStatus, WaitTimeout
+
+    manager = InstanceManager(StorageTransport(hub))
+    iid = await manager.start("NobodyRunsThis", 1)  # no host: it stays Pending
+    asked = []
+
+    def gone() -> bool:
+        asked.append(True)
+        return len(asked) >= 3
+
+    with pytest.raises(WaitTimeout) as ended:
+        await manager.wait_for_completion(iid, timeout=60, retry_interval=(0.1, 0.2), stop=gone)
+    assert ended.value.status.runtime_status == RuntimeStatus.PENDING and len(asked) == 3  # not 60 s later
+    with pytest.raises(InvalidInput, match="empty sequence"):
+        await manager.wait_for_completion(iid, retry_interval=())
+    with pytest.raises(InvalidInput, match="retry_interval=0.01"):
+        await manager.wait_for_completion(iid, retry_interval=(0.5, 0.01))
