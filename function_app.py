@@ -27,15 +27,14 @@ import logging
 import os
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from typing import Awaitable, Callable
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from durable_mgmt import (DurableError, InstanceManager, InstanceQuery, InvalidInput, RuntimeStatus, WaitTimeout,
-                          http_status_of)
-from durable_mgmt import query_params as qp
+from durable_mgmt import (CONTINUATION_HEADER, DurableError, InstanceManager, InstanceQuery, InvalidInput, QueryString,
+                          RuntimeStatus, WaitTimeout, check_wait, http_status_of, parse_json_body)
 from durable_mgmt.dashboard import dashboard_blueprint
-from durable_mgmt.limits import MAX_JSON_BODY_BYTES, check_json_text, check_wait
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 # The instance dashboard at /api/dashboard/ (function key; see README "The dashboard" for users, roles, read-only).
@@ -78,21 +77,6 @@ def _error_response(err: DurableError) -> func.HttpResponse:
     return _json_response({"error": str(err), "type": type(err).__name__}, http_status_of(err))
 
 
-def _json_body(req: func.HttpRequest):
-    """The request's JSON body (None when empty), checked as every door checks JSON (depth, NaN, duplicate
-    keys...): InvalidInput saying what is wrong."""
-    body = req.get_body()
-    if not body or not body.strip():
-        return None
-    if len(body) > MAX_JSON_BODY_BYTES:
-        raise InvalidInput(f"The request body has {len(body)} bytes; at most {MAX_JSON_BODY_BYTES} are allowed.")
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidInput("The request body must be JSON encoded as UTF-8 (or empty).") from None
-    return check_json_text(text, "request body")
-
-
 MAX_LISTED = 1000  # instances one GetAllStatus/QueryStatus response holds; the rest is one token away
 
 
@@ -100,7 +84,7 @@ async def _listing(req: func.HttpRequest, client, query: InstanceQuery) -> func.
     """Pages of ``query`` followed until MAX_LISTED instances or the end; when more remain, the answer
     carries x-ms-continuation-token, which the caller sends back (header or ``continuationToken``) for
     the rest. One response never holds a whole large hub."""
-    token = req.headers.get(qp.CONTINUATION_HEADER) or qp.get(req.params, "continuationToken") or None
+    token = req.headers.get(CONTINUATION_HEADER) or QueryString(req.params).text("continuationToken") or None
     q = replace(query, continuation_token=token)
     statuses: list[dict] = []
     async with InstanceManager.from_client(client) as manager:
@@ -111,7 +95,7 @@ async def _listing(req: func.HttpRequest, client, query: InstanceQuery) -> func.
             if not token or len(statuses) + q.page_size > MAX_LISTED:
                 break
             q = replace(q, continuation_token=token)
-    headers = {qp.CONTINUATION_HEADER: token} if token else {}
+    headers = {CONTINUATION_HEADER: token} if token else {}
     return func.HttpResponse(json.dumps(statuses, default=str), status_code=200, mimetype="application/json",
                              headers=headers)
 
@@ -119,13 +103,28 @@ async def _listing(req: func.HttpRequest, client, query: InstanceQuery) -> func.
 def _query_from(params) -> InstanceQuery:
     """QueryStatus filters: createdFrom, createdTo (ISO 8601), runtimeStatus (comma list), instanceIdPrefix,
     showInput, top. The management API's names createdTimeFrom/createdTimeTo are accepted too."""
+    q = QueryString(params)
     return InstanceQuery(
-        created_from=qp.get_time(params, "createdFrom") or qp.get_time(params, "createdTimeFrom"),
-        created_to=qp.get_time(params, "createdTo") or qp.get_time(params, "createdTimeTo"),
-        statuses=qp.get_statuses(params),
-        instance_id_prefix=qp.get(params, "instanceIdPrefix") or None,
-        show_input=qp.get_bool(params, "showInput", False),
-        page_size=qp.get_int(params, "top", 1, 1000) or 100)
+        created_from=q.time("createdFrom") or q.time("createdTimeFrom"),
+        created_to=q.time("createdTo") or q.time("createdTimeTo"),
+        statuses=q.statuses(),
+        instance_id_prefix=q.text("instanceIdPrefix") or None,
+        show_input=q.flag("showInput", False),
+        page_size=q.integer("top", 1, 1000) or 100)
+
+
+def on_instance_message(function_name: str, queue: str,
+                        act: Callable[[InstanceManager, str], Awaitable[None]]) -> None:
+    """A queue trigger whose message names an instance (its id, or {"instanceId": ...}): ``act`` does the
+    work with the manager of the durable client binding."""
+
+    @app.function_name(function_name)
+    @app.queue_trigger(arg_name="msg", queue_name=queue, connection=STORAGE)
+    @app.durable_client_input(client_name="client")
+    async def trigger(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
+        instance_id = _instance_id_from(msg, queue)
+        async with InstanceManager.from_client(client) as manager:
+            await act(manager, instance_id)
 
 
 # --- start instances ------------------------------------------------------------
@@ -142,23 +141,38 @@ async def hello_world_queue_trigger(msg: func.QueueMessage, client: df.DurableOr
     log.info("Started orchestration with ID = '%s'.", instance_id)
 
 
-@app.function_name("HttpStart")
-@app.route(route="orchestrators/{functionName}", methods=["POST"])
-@app.durable_client_input(client_name="client")
-async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    """Start any orchestrator with the request's JSON body as input; 202 with the check-status links."""
+async def _start_from(req: func.HttpRequest, client: df.DurableOrchestrationClient,
+                      wait: tuple[float, float] | None = None) -> func.HttpResponse:
+    """Start the route's orchestrator with the request's JSON body as input; 202 with the check-status
+    links, or, with ``wait`` (timeout, polling interval), the outcome if it finishes in time."""
     name = req.route_params["functionName"]
     try:
-        event_data = _json_body(req)
+        event_data = parse_json_body(req.get_body())
     except InvalidInput as e:
         return _bad_request(str(e))
     try:
         async with InstanceManager.from_client(client) as manager:
             instance_id = await manager.start(name, event_data)
+            log.info("Started orchestration with ID = '%s'.", instance_id)
+            if wait is None:
+                return client.create_check_status_response(req, instance_id)
+            try:
+                status = await manager.wait_for_completion(instance_id, timeout=wait[0], retry_interval=wait[1])
+            except WaitTimeout:
+                return client.create_check_status_response(req, instance_id)
     except DurableError as e:
         return _error_response(e)
-    log.info("Started orchestration with ID = '%s'.", instance_id)
-    return client.create_check_status_response(req, instance_id)
+    if status.runtime_status == RuntimeStatus.COMPLETED:
+        return _json_response(status.output)
+    return _json_response(status.to_json(), 500 if status.runtime_status == RuntimeStatus.FAILED else 200)
+
+
+@app.function_name("HttpStart")
+@app.route(route="orchestrators/{functionName}", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def http_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Start any orchestrator with the request's JSON body as input; 202 with the check-status links."""
+    return await _start_from(req, client)
 
 
 @app.function_name("HttpSyncStart")
@@ -171,44 +185,29 @@ async def http_sync_start(req: func.HttpRequest, client: df.DurableOrchestration
     links if not; 500 with the status if it failed (as the SDK's
     wait_for_completion_or_create_check_status_response answers).
     """
-    name = req.route_params["functionName"]
+    params = QueryString(req.params)
     try:
-        timeout = qp.get_seconds(req.params, "timeout", maximum=3600)
+        timeout = params.seconds("timeout", maximum=3600)
         timeout = 10.0 if timeout is None else timeout
-        interval = qp.get_seconds(req.params, "retryInterval", maximum=3600)
+        interval = params.seconds("retryInterval", maximum=3600)
         interval = 1.0 if interval is None else interval
         check_wait(timeout, interval, interval_name="retryInterval")  # bounded, and no tighter than 0.1 s
         if interval > timeout:
             raise InvalidInput(f"retryInterval ({interval:g}) must not be longer than timeout ({timeout:g}).")
-        event_data = _json_body(req)
     except InvalidInput as e:
         return _bad_request(str(e))
-    try:
-        async with InstanceManager.from_client(client) as manager:
-            instance_id = await manager.start(name, event_data)
-            log.info("Started orchestration with ID = '%s'.", instance_id)
-            try:
-                status = await manager.wait_for_completion(instance_id, timeout=timeout, retry_interval=interval)
-            except WaitTimeout:
-                return client.create_check_status_response(req, instance_id)
-    except DurableError as e:
-        return _error_response(e)
-    if status.runtime_status == RuntimeStatus.COMPLETED:
-        return _json_response(status.output)
-    return _json_response(status.to_json(), 500 if status.runtime_status == RuntimeStatus.FAILED else 200)
+    return await _start_from(req, client, (timeout, interval))
 
 
 # --- query instances ------------------------------------------------------------
 
 
-@app.function_name("GetStatus")
-@app.queue_trigger(arg_name="msg", queue_name="check-status-queue", connection=STORAGE)
-@app.durable_client_input(client_name="client")
-async def get_status(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
-    instance_id = _instance_id_from(msg, "check-status-queue")
-    async with InstanceManager.from_client(client) as manager:
-        status = await manager.status(instance_id)
+async def log_status(manager: InstanceManager, instance_id: str) -> None:
+    status = await manager.status(instance_id)
     log.info("Instance %s is %s: %s", instance_id, status.runtime_status.value, json.dumps(status.to_json()))
+
+
+on_instance_message("GetStatus", "check-status-queue", log_status)
 
 
 @app.function_name("GetAllStatus")
@@ -218,7 +217,7 @@ async def get_all_status(req: func.HttpRequest, client: df.DurableOrchestrationC
     """Every instance of the task hub, following continuation tokens page by page (``top`` a page, default 100),
     up to 1000 per response; past that, x-ms-continuation-token fetches the rest."""
     try:
-        query = InstanceQuery(page_size=qp.get_int(req.params, "top", 1, 1000) or 100)
+        query = InstanceQuery(page_size=QueryString(req.params).integer("top", 1, 1000) or 100)
         return await _listing(req, client, query)
     except DurableError as e:
         return _error_response(e)
@@ -239,14 +238,12 @@ async def query_status(req: func.HttpRequest, client: df.DurableOrchestrationCli
 # --- steer instances ------------------------------------------------------------
 
 
-@app.function_name("TerminateInstance")
-@app.queue_trigger(arg_name="msg", queue_name="terminate-queue", connection=STORAGE)
-@app.durable_client_input(client_name="client")
-async def terminate_instance(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
-    instance_id = _instance_id_from(msg, "terminate-queue")
-    async with InstanceManager.from_client(client) as manager:
-        await manager.terminate(instance_id, "It was time to be done.")
+async def terminate(manager: InstanceManager, instance_id: str) -> None:
+    await manager.terminate(instance_id, "It was time to be done.")
     log.info("Asked instance %s to terminate.", instance_id)
+
+
+on_instance_message("TerminateInstance", "terminate-queue", terminate)
 
 
 @app.function_name("RaiseEvent")
@@ -276,27 +273,23 @@ async def raise_event(msg: func.QueueMessage, client: df.DurableOrchestrationCli
     log.info("Raised event '%s' to instance '%s'.", event_name, instance_id)
 
 
-@app.function_name("RewindInstance")
-@app.queue_trigger(arg_name="msg", queue_name="rewind-queue", connection=STORAGE)
-@app.durable_client_input(client_name="client")
-async def rewind_instance(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
-    instance_id = _instance_id_from(msg, "rewind-queue")
-    async with InstanceManager.from_client(client) as manager:
-        await manager.rewind(instance_id, "Orchestrator failed and needs to be revived.")
+async def rewind(manager: InstanceManager, instance_id: str) -> None:
+    await manager.rewind(instance_id, "Orchestrator failed and needs to be revived.")
     log.info("Rewound instance %s.", instance_id)
+
+
+on_instance_message("RewindInstance", "rewind-queue", rewind)
 
 
 # --- purge instance history -----------------------------------------------------
 
 
-@app.function_name("PurgeInstanceHistory")
-@app.queue_trigger(arg_name="msg", queue_name="purge-queue", connection=STORAGE)
-@app.durable_client_input(client_name="client")
-async def purge_instance_history(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
-    instance_id = _instance_id_from(msg, "purge-queue")
-    async with InstanceManager.from_client(client) as manager:
-        result = await manager.purge_instance(instance_id)
+async def purge_instance(manager: InstanceManager, instance_id: str) -> None:
+    result = await manager.purge_instance(instance_id)
     log.info("Purged instance %s (%d instance deleted).", instance_id, result.instances_deleted)
+
+
+on_instance_message("PurgeInstanceHistory", "purge-queue", purge_instance)
 
 
 def purge_settings() -> tuple[int, frozenset[RuntimeStatus]]:
@@ -336,14 +329,17 @@ def HelloWorld(context: df.DurableOrchestrationContext):
 
 @app.orchestration_trigger(context_name="context")
 def E1_HelloSequence(context: df.DurableOrchestrationContext):
-    result1 = yield context.call_activity("E1_SayHello", "Tokyo")
-    result2 = yield context.call_activity("E1_SayHello", "Seattle")
-    result3 = yield context.call_activity("E1_SayHello", "London")
-    return [result1, result2, result3]
+    """Greets three cities, one activity after the other (the function chaining pattern)."""
+    greetings: list[str] = []
+    for city in ("Tokyo", "Seattle", "London"):
+        greeting = yield context.call_activity("E1_SayHello", city)
+        greetings.append(greeting)
+    return greetings
 
 
 @app.activity_trigger(input_name="name")
 def E1_SayHello(name: str) -> str:
+    """The activity each step of the sequences calls."""
     return f"Hello {name}!"
 
 

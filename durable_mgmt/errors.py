@@ -3,7 +3,7 @@
 Everything this package raises on purpose derives from ``DurableError``;
 third-party storage errors are translated once, inside the task hub layer
 (``durable_mgmt.taskhub.storage.map_storage_errors``), so callers never see
-``azure.core.exceptions`` types.
+Azure SDK (azure.core) exception types.
 
     DurableError
     ├── InvalidInput                    a value given by the caller is not allowed
@@ -11,6 +11,8 @@ third-party storage errors are translated once, inside the task hub layer
     │   ├── InvalidInstanceId
     │   ├── InvalidFilter               a query/purge filter value is malformed
     │   ├── InvalidSetting              a configuration value is missing or malformed
+    │   │   └── NotSupportedByTransport an operation this transport cannot carry out (e.g. a count
+    │   │                               over the client binding); names what to use instead
     │   └── StorageRefused              Azure Storage refused a value as invalid (HTTP 400, 413...)
     ├── NotFound
     │   ├── InstanceNotFound
@@ -53,6 +55,16 @@ class InvalidFilter(InvalidInput):
 
 class InvalidSetting(InvalidInput):
     pass
+
+
+class NotSupportedByTransport(InvalidSetting):
+    """The manager's transport cannot carry out this operation (the client binding's HTTP API has no
+    server-side count, raw history, hub deletion or jobs); the message says what to use instead."""
+
+    def __init__(self, operation: str, transport: str, instead: str):
+        self.operation = operation
+        self.transport = transport
+        super().__init__(f"{operation} is not supported over the {transport}: {instead}")
 
 
 class StorageRefused(InvalidInput):

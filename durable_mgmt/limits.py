@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from datetime import datetime
 from typing import Any
 
 from .errors import InvalidInput, InvalidInstanceId
@@ -117,6 +118,20 @@ def check_json_text(text: str, what: str) -> Any:
         raise InvalidInput(f"Invalid JSON content in the {what}: {e}.") from None
 
 
+def parse_json_body(body: bytes, what: str = "request body") -> Any:
+    """The value of a request's JSON body (None when empty), checked as every door checks JSON (size,
+    UTF-8, depth, NaN, duplicate keys): InvalidInput saying what is wrong."""
+    if not body or not body.strip():
+        return None
+    if len(body) > MAX_JSON_BODY_BYTES:
+        raise InvalidInput(f"The {what} has {len(body)} bytes; at most {MAX_JSON_BODY_BYTES} are allowed.")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"The {what} must be JSON encoded as UTF-8 (or empty).") from None
+    return check_json_text(text, what)
+
+
 def dumps_checked(value: Any, what: str, default=None) -> str:
     """The JSON text of ``value`` (compact, UTF-8), refused like ``check_json_text`` refuses text."""
     try:
@@ -129,6 +144,16 @@ def dumps_checked(value: Any, what: str, default=None) -> str:
     _check_depth(text, what)
     check_text(text, what, max_length=len(text), allow_control=True)  # lone surrogates have no UTF-8 form
     return text
+
+
+def json_default(value: Any) -> Any:
+    """How values ``json`` cannot write are written, by every door alike: objects with ``to_json`` (as the
+    SDK's serializer does), and datetimes as ISO 8601 text; anything else is not JSON-serializable."""
+    if hasattr(value, "to_json"):
+        return value.to_json()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def check_wait(timeout: float, interval: float, *, timeout_name: str = "timeout",

@@ -14,22 +14,24 @@ every failure is a ``durable_mgmt.errors.DurableError``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Sequence
 
 from . import requests as r
-from .errors import InstanceNotFound, InvalidSetting, WaitTimeout
+from .requests import ProgressCallback
+from .errors import InstanceNotFound, InvalidInput, WaitTimeout
 from .jobs.models import BulkRequest, CountRequest, CountResult, JobInfo, QueryPlan
 from .limits import check_wait
-from .models import InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
+from .models import EntityState, InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
 from .query import Field, Query
 from .taskhub import StorageAccount
 from .transports import BindingTransport, StorageTransport, Transport
 
 if TYPE_CHECKING:
     from .jobs.runner import BulkJob
+    from .taskhub.events import HistoryEvent
 
 
 class InstanceManager:
@@ -67,6 +69,18 @@ class InstanceManager:
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
 
+    @property
+    def hub_name(self) -> str | None:
+        """The task hub's name where the transport knows it (storage), else None (the binding's host decides)."""
+        hub = getattr(self.transport, "hub", None)
+        return hub.name if hub is not None else None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the transport noticed about the hub when it opened it, for a person to read (e.g. a
+        configured partition count that differs from the hub's)."""
+        return self.transport.warnings
+
     # --- start ---------------------------------------------------------------
 
     async def start(self, name: str, input: Any = None, *, instance_id: str | None = None) -> str:
@@ -75,32 +89,56 @@ class InstanceManager:
         Raises InvalidInput (bad name, id or input), InstanceAlreadyExists (the
         id is Pending, Running or Suspended).
         """
-        return await self.transport.execute(r.StartInstance(name, input, instance_id))
+        return await self.transport.start(r.StartInstance(name, input, instance_id))
+
+    async def start_json(self, name: str, input_json: str | None, *, instance_id: str | None = None) -> str:
+        """As ``start``, with the input given as JSON text (as a door receives it); None starts it with no
+        input at all. Raises as ``start``; InvalidInput when ``input_json`` is not standard JSON."""
+        return await self.transport.start(r.StartInstance.of_json(name, input_json, instance_id))
 
     async def restart(self, instance_id: str, *, new_instance_id: bool = True) -> str:
-        """Start the orchestration of ``instance_id`` again with its input; returns the new id."""
-        return await self.transport.execute(r.RestartInstance(instance_id, new_instance_id))
+        """Start the orchestration of ``instance_id`` again with its input; returns the new id.
+
+        Raises InstanceNotFound; InstanceAlreadyExists when reusing the id of an instance still in flight.
+        """
+        return await self.transport.restart(r.RestartInstance(instance_id, new_instance_id))
 
     # --- read ----------------------------------------------------------------
 
     async def status(self, instance_id: str, *, show_history: bool = False, show_history_output: bool = False,
-                     show_input: bool = True) -> InstanceStatus:
-        """The status of one instance. Raises InstanceNotFound."""
-        return await self.transport.execute(r.GetStatus(instance_id, show_history, show_history_output, show_input))
+                     show_input: bool = True, show_output: bool = True) -> InstanceStatus:
+        """The status of one instance (its history rendered as the HTTP API does, if asked).
+
+        Raises InvalidInstanceId, InstanceNotFound.
+        """
+        return await self.transport.status(r.GetStatus(instance_id, show_history, show_history_output, show_input,
+                                                       show_output))
+
+    async def get_entity(self, name: str, key: str) -> EntityState:
+        """The state of durable entity ``name`` (any case) with ``key``: ``exists`` False when it has no
+        state, else ``state``, its JSON value (as the SDK's ``read_entity_state``).
+
+        Raises InvalidInput (an empty or malformed name, a key storage cannot hold).
+        """
+        return await self.transport.get_entity(r.GetEntity(name, key))
+
+    async def history(self, instance_id: str) -> "list[HistoryEvent]":
+        """The raw history events of the instance's current execution, in order.
+
+        Raises InvalidInstanceId, InstanceNotFound; NotSupportedByTransport over the binding (use
+        ``status(instance_id, show_history=True)`` there).
+        """
+        return await self.transport.history(r.GetHistory(instance_id))
 
     async def page(self, query: InstanceQuery | None = None) -> Page[InstanceStatus]:
         """One page of instances (at most ``query.page_size``) and the token of the next."""
-        return await self.transport.execute(r.QueryInstances(query or InstanceQuery()))
+        return await self.transport.page(r.QueryInstances(query or InstanceQuery()))
 
     async def pages(self, query: InstanceQuery | None = None) -> AsyncIterator[Page[InstanceStatus]]:
-        """Every page of instances matching ``query``, following continuation tokens."""
-        q = query or InstanceQuery()
-        while True:
-            page = await self.page(q)
+        """Every page of instances matching ``query``, following continuation tokens (over storage the next
+        page is read while the caller handles this one)."""
+        async for page in self.transport.pages(r.QueryInstances(query or InstanceQuery())):
             yield page
-            if not page.continuation_token:
-                return
-            q = replace(q, continuation_token=page.continuation_token)
 
     async def instances(self, query: InstanceQuery | None = None) -> AsyncIterator[InstanceStatus]:
         """Every instance matching ``query``, one page in memory at a time."""
@@ -116,74 +154,130 @@ class InstanceManager:
                           show_input=show_input, page_size=page_size)
         return [s async for s in self.instances(q)]
 
+    async def count_by_status(self, query: InstanceQuery | None = None) -> dict[RuntimeStatus, int]:
+        """How many instances match ``query``'s filters, per runtime status (every status, zeros included),
+        counted in storage reading the status column only.
+
+        Raises InvalidFilter; TaskHubNotFound; NotSupportedByTransport over the binding (use
+        ``count(CountRequest(...))`` there, which lists and counts in this process).
+        """
+        return await self.transport.count(r.CountInstances(query or InstanceQuery()))
+
     async def wait_for_completion(self, instance_id: str, *, timeout: float = 10.0,
-                                  retry_interval: float = 1.0) -> InstanceStatus:
+                                  retry_interval: float | Sequence[float] = 1.0, show_input: bool = False,
+                                  stop: Callable[[], bool] | None = None) -> InstanceStatus:
         """Poll until the instance is Completed, Failed, Terminated or Canceled; its final status.
 
-        Raises WaitTimeout (with the last status) when ``timeout`` seconds pass first.
+        ``retry_interval``: seconds between reads, or a sequence of them (the last one repeats: poll fast
+        first, then settle). ``stop``: asked after each read and each pause; when it says True (e.g. the
+        caller went away) the wait ends as a timeout does. ``show_input``: include the input in the status.
+
+        Raises InvalidInput (a timeout outside 0..MAX_WAIT_SECONDS, an interval under MIN_POLL_SECONDS),
+        InstanceNotFound, WaitTimeout (with the last status) when ``timeout`` seconds pass first or ``stop``
+        says so.
         """
-        check_wait(timeout, retry_interval, interval_name="retry_interval")
+        intervals = (retry_interval,) if isinstance(retry_interval, (int, float)) else tuple(retry_interval)
+        if not intervals:
+            raise InvalidInput("retry_interval is an empty sequence: give at least one number of seconds.")
+        for interval in intervals:
+            check_wait(timeout, interval, interval_name="retry_interval")
         deadline = time.monotonic() + timeout
-        while True:
-            status = await self.status(instance_id, show_input=False)
+        for attempt in itertools.count():
+            status = await self.status(instance_id, show_input=show_input)
             if status.runtime_status.is_terminal:
                 return status
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or (stop is not None and stop()):
                 raise WaitTimeout(instance_id, timeout, status)
-            await asyncio.sleep(min(retry_interval, left))
+            await asyncio.sleep(min(intervals[min(attempt, len(intervals) - 1)], left))
+            if stop is not None and stop():
+                raise WaitTimeout(instance_id, timeout, status)
 
     async def management_urls(self, instance_id: str) -> ManagementUrls:
-        """The HTTP management webhooks of ``instance_id`` (the check-status payload)."""
-        return await self.transport.execute(r.GetManagementUrls(instance_id))
+        """The HTTP management webhooks of ``instance_id`` (the check-status payload).
+
+        Raises InvalidInstanceId; InvalidSetting when the transport was made without the host's address.
+        """
+        return await self.transport.management_urls(r.GetManagementUrls(instance_id))
 
     # --- steer ---------------------------------------------------------------
 
     async def terminate(self, instance_id: str, reason: str | None = None) -> None:
         """Terminate a Pending, Running or Suspended instance. Raises InstanceNotFound, InstanceNotRunning."""
-        await self.transport.execute(r.TerminateInstance(instance_id, reason))
+        await self.transport.terminate(r.TerminateInstance(instance_id, reason))
 
-    async def raise_event(self, instance_id: str, event_name: str, data: Any = None) -> None:
-        """Send event ``event_name`` with JSON ``data``. Raises InstanceNotFound, InstanceNotRunning."""
-        await self.transport.execute(r.RaiseEvent(instance_id, event_name, data))
+    async def raise_event(self, instance_id: str, event_name: str, data: Any = None, *,
+                          data_json: str | None = None) -> None:
+        """Send event ``event_name`` with JSON ``data`` (or ``data_json``, its JSON text; None is null).
+
+        Raises InvalidInput (bad name or data), InstanceNotFound, InstanceNotRunning.
+        """
+        request = (r.RaiseEvent(instance_id, event_name, data) if data_json is None
+                   else r.RaiseEvent.of_json(instance_id, event_name, data_json))
+        await self.transport.raise_event(request)
 
     async def suspend(self, instance_id: str, reason: str | None = None) -> None:
-        await self.transport.execute(r.SuspendInstance(instance_id, reason))
+        """Suspend a running instance (it stops at its next step). Raises InstanceNotFound, InstanceNotRunning."""
+        await self.transport.suspend(r.SuspendInstance(instance_id, reason))
 
     async def resume(self, instance_id: str, reason: str | None = None) -> None:
-        await self.transport.execute(r.ResumeInstance(instance_id, reason))
+        """Resume a suspended instance. Raises InstanceNotFound, InstanceNotRunning."""
+        await self.transport.resume(r.ResumeInstance(instance_id, reason))
 
-    async def rewind(self, instance_id: str, reason: str | None = None) -> None:
-        """Rewind a Failed instance. Raises InstanceNotFound, InstanceNotFailed."""
-        await self.transport.execute(r.RewindInstance(instance_id, reason))
+    async def rewind(self, instance_id: str, reason: str | None = None) -> list[str] | None:
+        """Rewind a Failed instance; the ids of the instances sent a replay message (the instance, or its
+        failed sub-orchestrations), or None over the binding, whose API does not say.
 
-    # --- purge ---------------------------------------------------------------
+        Raises InstanceNotFound, InstanceNotFailed.
+        """
+        return await self.transport.rewind(r.RewindInstance(instance_id, reason))
+
+    # --- purge and the hub ---------------------------------------------------
 
     async def purge_instance(self, instance_id: str) -> PurgeResult:
         """Delete a finished instance's history. Raises InstanceNotFound, InstanceNotTerminal."""
-        return await self.transport.execute(r.PurgeInstance(instance_id))
+        return await self.transport.purge_instance(r.PurgeInstance(instance_id))
 
     async def purge(self, *, created_from: datetime | None = None, created_to: datetime | None = None,
-                    statuses: Iterable[RuntimeStatus | str] | None = None) -> PurgeResult:
-        """Delete the history of every finished instance created in the range (with those statuses)."""
-        q = InstanceQuery(created_from, created_to, statuses)
-        return await self.transport.execute(r.PurgeInstances(q))
+                    statuses: Iterable[RuntimeStatus | str] | None = None, query: InstanceQuery | None = None,
+                    progress: ProgressCallback | None = None) -> PurgeResult:
+        """Delete the history of every finished instance created in the range (with those statuses), or
+        matching ``query`` (creation range, statuses, id prefix, name) instead of the range arguments.
+
+        ``progress`` (sync or async) gets a ``PurgeProgress`` after each batch over storage; the binding's
+        API reports nothing until the end. Raises InvalidFilter (a status that is not finished), InvalidInput
+        (``query`` given with range arguments).
+        """
+        if query is None:
+            query = InstanceQuery(created_from, created_to, statuses)
+        elif created_from is not None or created_to is not None or statuses is not None:
+            raise InvalidInput("Give purge() either query= or created_from/created_to/statuses, not both.")
+        return await self.transport.purge(r.PurgeInstances(query, progress))
 
     async def exists(self, instance_id: str) -> bool:
+        """Whether ``instance_id`` exists. Raises InvalidInstanceId."""
         try:
             await self.status(instance_id, show_input=False)
             return True
         except InstanceNotFound:
             return False
 
+    async def hub_exists(self) -> bool:
+        """Whether the task hub exists. NotSupportedByTransport over the binding."""
+        return await self.transport.hub_exists(r.HubExists())
+
+    async def delete_hub(self) -> None:
+        """Delete the task hub: every instance, table, queue and container of it (hosts on it must be
+        stopped). Raises TaskHubNotFound; NotSupportedByTransport over the binding."""
+        await self.transport.delete_hub(r.DeleteHub())
 
     # --- queries, counts, bulk jobs, exports (issue 13) ---------------------------
 
     def _task_hub(self, what: str):
         hub = getattr(self.transport, "hub", None)
         if hub is None:
-            raise InvalidSetting(f"{what} needs the task hub in storage: use InstanceManager.connect(account, hub) "
-                                 "(jobs are checkpointed in the hub's storage account).")
+            self.transport.unsupported(what, "it needs the task hub in storage: use InstanceManager.connect("
+                                             "account, hub) (jobs are checkpointed in the hub's storage account).")
         return hub
 
     @staticmethod

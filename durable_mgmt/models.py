@@ -72,6 +72,17 @@ _DOTNET_NUMBERS = {0: RuntimeStatus.RUNNING, 1: RuntimeStatus.COMPLETED, 2: Runt
                    6: RuntimeStatus.PENDING, 7: RuntimeStatus.SUSPENDED}
 
 
+def purgeable_statuses(statuses: "Iterable[RuntimeStatus | str] | None") -> frozenset[RuntimeStatus]:
+    """The statuses a purge deletes: those given, which must all be terminal, else all terminal ones."""
+    parsed = RuntimeStatus.parse_many(statuses)
+    bad = sorted(s.value for s in parsed if not s.is_terminal)
+    if bad:
+        raise InvalidFilter(
+            f"Cannot purge instances that are {', '.join(bad)}: purge deletes only Completed, Failed, "
+            "Terminated or Canceled instances.")
+    return parsed or TERMINAL_STATUSES
+
+
 def parse_json_text(text: str | None) -> Any:
     """Values are stored as JSON text; give the value, or the text itself when it is not JSON."""
     # "null" (no custom status, no output) is on almost every row: no need for the JSON decoder.
@@ -208,6 +219,16 @@ class Page(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+@dataclass(frozen=True)
+class EntityState:
+    """A durable entity's state as read (the SDK's ``EntityStateResponse``): whether it exists, and its
+    state (the JSON value; None when it has none)."""
+
+    entity_id: str  # "@name@key", the id of the entity's instance
+    exists: bool
+    state: Any = None
 
 
 @dataclass(frozen=True)

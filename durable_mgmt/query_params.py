@@ -15,11 +15,11 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from .errors import InvalidFilter, InvalidInput
+from .models import RuntimeStatus
+from .taskhub.timefmt import parse_iso
 
 # The paging header of the management API, in requests (the page to fetch) and responses (the next page).
 CONTINUATION_HEADER = "x-ms-continuation-token"
-from .models import RuntimeStatus
-from .taskhub.timefmt import parse_iso
 
 
 def get(query: Mapping[str, Any], name: str) -> str | None:
@@ -92,3 +92,39 @@ def get_time(query: Mapping[str, Any], name: str) -> datetime | None:
 def get_statuses(query: Mapping[str, Any], name: str = "runtimeStatus") -> frozenset[RuntimeStatus]:
     values = [v for raw in get_all(query, name) for v in raw.split(",") if v.strip()]
     return RuntimeStatus.parse_many(values)
+
+
+class QueryString:
+    """One request's query string, read with the rules above (public: apps read their HTTP triggers'
+    ``req.params`` with it, as the host's management API reads its own).
+
+    Every reader returns None when the parameter is absent or empty, and raises InvalidInput (InvalidFilter
+    for times and statuses) naming the parameter, its value and what is allowed.
+    """
+
+    def __init__(self, values: Mapping[str, Any]):
+        self.values = values
+
+    def text(self, name: str) -> str | None:
+        """The value of ``name`` (names match in any case)."""
+        return get(self.values, name)
+
+    def flag(self, name: str, default: bool) -> bool:
+        """``true`` or ``false`` (any case); ``default`` when absent."""
+        return get_bool(self.values, name, default)
+
+    def integer(self, name: str, low: int, high: int) -> int | None:
+        """A whole number from ``low`` to ``high``."""
+        return get_int(self.values, name, low, high)
+
+    def seconds(self, name: str, maximum: float = math.inf) -> float | None:
+        """A number of seconds from 0 to ``maximum``."""
+        return get_seconds(self.values, name, maximum)
+
+    def time(self, name: str) -> datetime | None:
+        """An ISO 8601 time, as UTC."""
+        return get_time(self.values, name)
+
+    def statuses(self, name: str = "runtimeStatus") -> frozenset[RuntimeStatus]:
+        """Runtime statuses, comma-separated (and repeated parameters), any case."""
+        return get_statuses(self.values, name)

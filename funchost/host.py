@@ -1,7 +1,7 @@
 """The local Functions host: one object that starts every part in order and stops them in reverse.
 
     async with LocalHost("tests/apps/http_app", port=0, connection_string=cs, hub_name="T1") as host:
-        ...  # host.base_url, host.rpc_base_url, host.client (TaskHubClient), host.index
+        ...  # host.base_url, host.rpc_base_url, host.manager (InstanceManager), host.index
 
 Start: settings -> app index and every binding checked (AppLoadError lists all
 problems) -> task hub opened and created if missing -> keys -> sockets bound
@@ -31,7 +31,9 @@ from aiohttp import web
 
 from durable_mgmt.http_guard import HttpGuard
 from durable_mgmt.settings import AppSettings, load_settings
-from durable_mgmt.taskhub import TaskHub, TaskHubClient
+from durable_mgmt import InstanceManager
+from durable_mgmt.taskhub import TaskHub
+from durable_mgmt.transports import StorageTransport
 
 from .bindings import OutputWriter, check_outputs
 from .config import HostConfig
@@ -127,8 +129,8 @@ class LocalHost:
         return self.base_url + WEBHOOK_PATH
 
     @property
-    def client(self) -> TaskHubClient:
-        """Storage-level management of this host's task hub (no HTTP involved)."""
+    def manager(self) -> InstanceManager:
+        """Instance management of this host's task hub, over storage (no HTTP involved)."""
         return self._hubs.default
 
     @property
@@ -180,8 +182,8 @@ class LocalHost:
         await self.hub.create_if_not_exists()
         bound = [b.get("connectionName") for f in self.index for b in f.bindings
                  if b.get("type") == "durableClient" and b.get("connectionName")]
-        self._hubs = HubDirectory(self.hub, self.settings, default_setting=self.settings.durable_connection_setting(),
-                                  allowed_connections=bound)
+        self._hubs = HubDirectory(InstanceManager(StorageTransport(self.hub)), self.settings,
+                                  default_setting=self.settings.durable_connection_setting(), allowed_connections=bound)
         self._connections = Connections(self.settings)
         with_keys = [r.function.name for r in self.routes if r.auth_level == "function"]
         self.keys = await load_or_create_keys(self._connections.blob_service(), self.config.host_id, with_keys)

@@ -67,13 +67,6 @@ class HostKeys:
             return wanted is not None and _equal(key, wanted)
         return False
 
-    def all_values(self) -> list[str]:
-        """Every key value (used to scrub them from anything that might be shown)."""
-        out = [self.master, *self.function_keys.values(), *self.system_keys.values()]
-        for keys in self.per_function.values():
-            out += keys.values()
-        return out
-
 
 def _equal(a: str, b: str) -> bool:
     # A header may carry bytes that are not UTF-8 (aiohttp keeps them as surrogate escapes): such a key

@@ -1,9 +1,9 @@
 """The durable HTTP management API, ``/runtime/webhooks/durabletask/...``.
 
 Routes, statuses and headers follow the extension's ``HttpApiHandler`` (see
-``shared/reference/http-api.md``); the work is done by the storage-level
-operations of ``durable_mgmt.taskhub.TaskHubClient``, the same ones the CLI
-uses. The same handlers serve two doors:
+``shared/reference/http-api.md``); the work is done by
+``durable_mgmt.InstanceManager`` over the task hub in storage (one per hub,
+``hubs.HubDirectory``), the same API the CLI and the app use. The same handlers serve two doors:
 
 * public (``rpc=False``): under the app's origin, guarded by the
   ``durabletask_extension`` system key when auth is on;
@@ -22,17 +22,16 @@ Remaining differences from the extension: docs/compatibility-host.md.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from datetime import datetime, timezone
 from typing import Awaitable, Callable
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from durable_mgmt.errors import DurableError, InvalidFilter, NotFound
-from durable_mgmt.models import InstanceQuery, InstanceStatus, RuntimeStatus, parse_json_text
-from durable_mgmt.taskhub import TaskHubClient
-from durable_mgmt.taskhub.timefmt import utcnow
+from durable_mgmt import InstanceManager
+from durable_mgmt.errors import DurableError, InvalidFilter, NotFound, WaitTimeout
+from durable_mgmt.models import InstanceQuery, InstanceStatus, RuntimeStatus
 
 from .durable_links import DurableLinks
 from .hubs import HubDirectory
@@ -51,6 +50,7 @@ MAX_CONCURRENT_WAITS = 64     # requests polling for completion at once, per doo
 STATUS_RETRY_AFTER = "5"      # GET status of a running instance (HttpApiHandler)
 CHECK_STATUS_RETRY_AFTER = "10"  # the 202 check-status response
 DEFAULT_PAGE_SIZE = 100  # a list without top: OrchestrationStatusQueryCondition.PageSize
+STEER_OPERATIONS = ("terminate", "suspend", "resume", "rewind")  # POST instances/{id}/{op}?reason=..
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
 
@@ -110,10 +110,11 @@ class ManagementApi:
             if n == 2:
                 return self._by_method(method, GET=self.get_status, DELETE=self.purge_instance), (parts[1],)
             if n == 3:
-                op = {"terminate": self.terminate, "suspend": self.suspend, "resume": self.resume,
-                      "rewind": self.rewind, "restart": self.restart}.get(parts[2].lower())
-                if op is not None:
-                    return self._only(method, "POST", op), (parts[1],)
+                op = parts[2].lower()
+                if op == "restart":
+                    return self._only(method, "POST", self.restart), (parts[1],)
+                if op in STEER_OPERATIONS:
+                    return self._only(method, "POST", self.steer), (parts[1], op)
             if n == 4 and parts[2].lower() == "raiseevent":
                 return self._only(method, "POST", self.raise_event), (parts[1], parts[3])
         return self.not_found, ("/" + "/".join(parts),)
@@ -140,13 +141,13 @@ class ManagementApi:
     # --- start ----------------------------------------------------------------
 
     async def start(self, request: web.Request, name: str, instance_id: str | None) -> web.StreamResponse:
-        client = await self._client(request)
+        manager = await self._manager(request)
         name = self._orchestrator_name(name)
         input_json = read_json_body(await read_body(request), unwrap_string=self._rpc)
         timeout, interval = self._wait_params(request)
-        new_id = await client.start(name, input_json=input_json, instance_id=instance_id or None)
+        new_id = await manager.start_json(name, input_json, instance_id=instance_id or None)
         log.info("Started orchestration '%s' (instance %s).", name, new_id)
-        return await self._created(request, client, new_id, timeout, interval)
+        return await self._created(request, manager, new_id, timeout, interval)
 
     def _orchestrator_name(self, name: str) -> str:
         if self._index is None:
@@ -171,31 +172,36 @@ class ManagementApi:
                              "(pollingInterval must not exceed timeout).")
         return timeout, interval
 
-    async def _created(self, request: web.Request, client: TaskHubClient, instance_id: str,
+    async def _created(self, request: web.Request, manager: InstanceManager, instance_id: str,
                        timeout: float | None, interval: float) -> web.StreamResponse:
         # At most MAX_CONCURRENT_WAITS requests poll at once; beyond that a start answers at once with the
         # check-status links, as a wait that timed out does.
         if timeout is not None and self._waiting < MAX_CONCURRENT_WAITS:
             self._waiting += 1
             try:
-                status = await _wait(request, client, instance_id, timeout, interval)
+                # Ends early when the caller disconnects: nobody is left to answer, polling on would only load
+                # storage.
+                status = await manager.wait_for_completion(instance_id, timeout=timeout, retry_interval=interval,
+                                                           show_input=True, stop=lambda: _gone(request))
+            except WaitTimeout:
+                status = None
             finally:
                 self._waiting -= 1
             if status is not None and status.runtime_status == RuntimeStatus.COMPLETED:
                 return json_response(status.output)
             if status is not None:
                 return self._status_response(request, status)
-        return self._check_status(request, client, instance_id)
+        return self._check_status(request, manager, instance_id)
 
-    def _check_status(self, request: web.Request, client: TaskHubClient, instance_id: str) -> web.Response:
-        payload = self._payload(request, client, instance_id)
+    def _check_status(self, request: web.Request, manager: InstanceManager, instance_id: str) -> web.Response:
+        payload = self._payload(request, manager, instance_id)
         return json_response(payload, 202, {"Location": payload["statusQueryGetUri"],
                                             "Retry-After": CHECK_STATUS_RETRY_AFTER})
 
-    def _payload(self, request: web.Request, client: TaskHubClient, instance_id: str) -> dict[str, str]:
+    def _payload(self, request: web.Request, manager: InstanceManager, instance_id: str) -> dict[str, str]:
         # Links always start with the host's own public address (DurableLinks.public_origin), never the
         # caller's Host header: they may carry the system key, and a caller must not choose where it goes.
-        return self._links.management_payload(instance_id, hub=client.hub.name,
+        return self._links.management_payload(instance_id, hub=str(manager.hub_name),
                                               connection=_query(request, "connection"))
 
     def _public_url_of(self, request: web.Request) -> str:
@@ -212,9 +218,9 @@ class ManagementApi:
         show_history_output = get_bool(q, "showHistoryOutput", False)
         show_input = get_bool(q, "showInput", True)
         get_bool(q, "returnInternalServerErrorOnFailure", False)  # validated before any read
-        client = await self._client(request)
-        status = await client.get_status(instance_id, show_input=show_input, show_history=show_history,
-                                         show_history_output=show_history_output)
+        manager = await self._manager(request)
+        status = await manager.status(instance_id, show_input=show_input, show_history=show_history,
+                                      show_history_output=show_history_output)
         return self._status_response(request, status)
 
     def _status_response(self, request: web.Request, status: InstanceStatus) -> web.Response:
@@ -234,21 +240,19 @@ class ManagementApi:
                               statuses=get_statuses(q), instance_id_prefix=_query(request, "instanceIdPrefix"),
                               show_input=get_bool(q, "showInput", True), page_size=top or DEFAULT_PAGE_SIZE,
                               continuation_token=token)
-        client = await self._client(request)
-        page = await client.query(query)
+        manager = await self._manager(request)
+        page = await manager.page(query)
         if self._rpc and page.continuation_token and top is None and token is None:
-            _warn_first_page_only(client, len(page))
+            _warn_first_page_only(str(manager.hub_name), len(page))
         headers = {CONTINUATION_HEADER: page.continuation_token} if page.continuation_token else None
         return json_response([s.to_json() for s in page], 200, headers)
 
     async def get_entity(self, request: web.Request, name: str, key: str) -> web.Response:
-        client = await self._client(request)
-        entity_id = f"@{name.lower()}@{'' if key == '$' else key}"
-        status = await client.get_status(entity_id, show_input=True)
-        state = status.input if isinstance(status.input, dict) else {}
-        if not state.get("exists", False):
-            return web.json_response(error_body(f"Entity {entity_id!r} has no state.", "NotFound"), status=404)
-        return json_response(parse_json_text(state.get("state")))
+        manager = await self._manager(request)
+        entity = await manager.get_entity(name, "" if key == "$" else key)
+        if not entity.exists:
+            return web.json_response(error_body(f"Entity {entity.entity_id!r} has no state.", "NotFound"), status=404)
+        return json_response(entity.state)
 
     async def entity_not_supported(self, request: web.Request) -> web.Response:
         return web.json_response(error_body("Signalling and listing durable entities over HTTP is not supported "
@@ -262,39 +266,28 @@ class ManagementApi:
             raise BadRequest("Only application/json request content is supported: send the event data as "
                              "JSON with Content-Type: application/json.")
         data = read_json_body(await read_body(request), unwrap_string=self._rpc)
-        client = await self._client(request)
-        await client.raise_event(instance_id, event_name, data_json=data if data is not None else "null")
+        manager = await self._manager(request)
+        await manager.raise_event(instance_id, event_name, data_json=data if data is not None else "null")
         return accepted()
 
-    async def terminate(self, request: web.Request, instance_id: str) -> web.Response:
-        await (await self._client(request)).terminate(instance_id, _query(request, "reason"))
-        return accepted()
-
-    async def suspend(self, request: web.Request, instance_id: str) -> web.Response:
-        await (await self._client(request)).suspend(instance_id, _query(request, "reason"))
-        return accepted()
-
-    async def resume(self, request: web.Request, instance_id: str) -> web.Response:
-        await (await self._client(request)).resume(instance_id, _query(request, "reason"))
-        return accepted()
-
-    async def rewind(self, request: web.Request, instance_id: str) -> web.Response:
-        await (await self._client(request)).rewind(instance_id, _query(request, "reason"))
+    async def steer(self, request: web.Request, instance_id: str, operation: str) -> web.Response:
+        """terminate, suspend, resume or rewind (``operation``, an InstanceManager method), with ?reason=."""
+        await getattr(await self._manager(request), operation)(instance_id, _query(request, "reason"))
         return accepted()
 
     async def restart(self, request: web.Request, instance_id: str) -> web.StreamResponse:
         new_id_wanted = get_bool(request.query, "restartWithNewInstanceId", True)
         timeout, interval = self._wait_params(request)
-        client = await self._client(request)
-        new_id = await client.restart(instance_id, new_instance_id=new_id_wanted)
+        manager = await self._manager(request)
+        new_id = await manager.restart(instance_id, new_instance_id=new_id_wanted)
         # Also on the internal endpoint: the check-status payload, as HandleRestartInstanceRequestAsync answers,
         # so the SDK's restart() (which returns the body) gives that payload locally as it does deployed.
-        return await self._created(request, client, new_id, timeout, interval)
+        return await self._created(request, manager, new_id, timeout, interval)
 
     # --- purge ----------------------------------------------------------------
 
     async def purge_instance(self, request: web.Request, instance_id: str) -> web.Response:
-        result = await (await self._client(request)).purge_instance(instance_id)
+        result = await (await self._manager(request)).purge_instance(instance_id)
         return json_response({"instancesDeleted": result.instances_deleted})
 
     async def purge_by_filter(self, request: web.Request) -> web.Response:
@@ -303,34 +296,17 @@ class ManagementApi:
         if created_from is None:
             raise InvalidFilter("Please provide value for 'createdTimeFrom' parameter: purging by filter needs "
                                 "the start of the creation-time range (ISO 8601, e.g. 2024-01-01T00:00:00Z).")
-        query = InstanceQuery(created_from=created_from, created_to=get_time(q, "createdTimeTo") or utcnow(),
+        query = InstanceQuery(created_from=created_from,
+                              created_to=get_time(q, "createdTimeTo") or datetime.now(timezone.utc),
                               statuses=get_statuses(q))
-        result = await (await self._client(request)).purge(query)
+        result = await (await self._manager(request)).purge(query=query)
         log.info("Purged %d instance(s) (%d history rows).", result.instances_deleted, result.rows_deleted)
         return json_response({"instancesDeleted": result.instances_deleted}, 200 if result.instances_deleted else 404)
 
     # --- helpers --------------------------------------------------------------
 
-    async def _client(self, request: web.Request) -> TaskHubClient:
-        return await self._hubs.client(_query(request, "taskHub"), _query(request, "connection"))
-
-
-async def _wait(request: web.Request, client: TaskHubClient, instance_id: str, timeout: float,
-                interval: float) -> InstanceStatus | None:
-    """The status once terminal, or None when ``timeout`` seconds pass first or the caller disconnects
-    (nobody is left to answer: polling on would only load storage)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        status = await client.get_status(instance_id)
-        if status.runtime_status.is_terminal:
-            return status
-        remaining = deadline - loop.time()
-        if remaining <= 0 or _gone(request):
-            return None
-        await asyncio.sleep(min(interval, remaining))
-        if _gone(request):
-            return None
+    async def _manager(self, request: web.Request) -> InstanceManager:
+        return await self._hubs.manager(_query(request, "taskHub"), _query(request, "connection"))
 
 
 def _gone(request: web.Request) -> bool:
@@ -338,7 +314,7 @@ def _gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-def _warn_first_page_only(client: TaskHubClient, count: int) -> None:
+def _warn_first_page_only(hub_name: str, count: int) -> None:
     """A client read the first page of a list without ``top`` while more exist: say what it misses, and how not to."""
     log.warning("A client function listed instances without paging (the Python SDK's get_status_all() or "
                 "get_status_by(), which send no 'top' and do not follow x-ms-continuation-token: "
@@ -346,7 +322,7 @@ def _warn_first_page_only(client: TaskHubClient, count: int) -> None:
                 "exist. The extension answers the same way, so deployed code sees at most %d instances too. "
                 "To read them all, page: durable_mgmt's InstanceManager.instances()/pages() does, as does "
                 "GET instances?top=N with the x-ms-continuation-token header of each answer.",
-                count, client.hub.name, DEFAULT_PAGE_SIZE)
+                count, hub_name, DEFAULT_PAGE_SIZE)
 
 
 def _code(request: web.Request) -> str | None:

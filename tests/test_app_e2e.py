@@ -21,6 +21,7 @@ from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
 from durable_mgmt.errors import InstanceNotFound
+from durable_mgmt.taskhub import TaskHubClient
 from durable_mgmt.models import InstanceQuery, RuntimeStatus
 from durable_mgmt.taskhub.names import escape_key
 from funchost.host import LocalHost
@@ -93,7 +94,7 @@ async def eventually(check, timeout: float = 20.0, interval: float = 0.1):
 
 
 async def instances_named(host: LocalHost, name: str):
-    return [s async for s in host.client.iter_instances(InstanceQuery(name=name, show_input=True))]
+    return [s async for s in TaskHubClient(host.hub).iter_instances(InstanceQuery(name=name, show_input=True))]
 
 
 # --- start ----------------------------------------------------------------------
@@ -107,7 +108,7 @@ async def test_queue_start_runs_hello_world_and_publishes_its_webhooks(host, con
         return [s for s in await instances_named(host, "HelloWorld") if s.input == who] or None
 
     found = await eventually(started)
-    status = await wait_for(host.client, found[0].instance_id)
+    status = await wait_for(TaskHubClient(host.hub), found[0].instance_id)
     assert status.runtime_status == RuntimeStatus.COMPLETED and status.output == f"Hello {who}!"
     async with TableClient.from_connection_string(connection_string, "HttpManagementPayloads") as table:
         row = await table.get_entity("payloads", status.instance_id)
@@ -125,7 +126,7 @@ async def test_http_start_answers_202_with_check_status_links(host):
             assert r.headers["Location"] == body["statusQueryGetUri"]
         assert set(body) >= {"id", "statusQueryGetUri", "sendEventPostUri", "terminatePostUri",
                              "purgeHistoryDeleteUri"}
-        status = await wait_for(host.client, body["id"])
+        status = await wait_for(TaskHubClient(host.hub), body["id"])
         assert status.output == ["Hello Tokyo!", "Hello Seattle!", "Hello London!"]
         async with http.get(body["statusQueryGetUri"]) as r:
             assert r.status == 200 and (await r.json())["runtimeStatus"] == "Completed"
@@ -158,7 +159,7 @@ async def test_wait_times_out_with_202_and_the_check_status_payload(host):
             assert r.headers["Retry-After"] == "10"
             body = await r.json()
             assert r.headers["Location"] == body["statusQueryGetUri"]
-    status = await wait_for(host.client, body["id"], timeout=30)
+    status = await wait_for(TaskHubClient(host.hub), body["id"], timeout=30)
     assert status.output == ["Hello Tokyo!", "Hello Seattle!", "Hello London!"]
 
 
@@ -186,7 +187,7 @@ async def test_get_all_status_follows_pages_over_250_instances(host):
 
     async def one(i):
         async with sem:  # scheduled for later: they stay Pending and cost nothing to run
-            await host.client.start("E1_HelloSequence", instance_id=f"bulk-{i:03d}", scheduled_start=later)
+            await TaskHubClient(host.hub).start("E1_HelloSequence", instance_id=f"bulk-{i:03d}", scheduled_start=later)
 
     await asyncio.gather(*(one(i) for i in range(250)))
     async with aiohttp.ClientSession() as http:
@@ -199,11 +200,11 @@ async def test_get_all_status_follows_pages_over_250_instances(host):
 
 
 async def test_query_status_filters(host):
-    done = await host.client.start("E1_HelloSequence", instance_id="q-done")
-    await wait_for(host.client, done)
+    done = await TaskHubClient(host.hub).start("E1_HelloSequence", instance_id="q-done")
+    await wait_for(TaskHubClient(host.hub), done)
     later = datetime.now(timezone.utc) + timedelta(hours=1)
-    await host.client.start("E1_HelloSequence", instance_id="q-pending", scheduled_start=later)
-    await host.client.start("E1_HelloSequence", instance_id="other-pending", scheduled_start=later)
+    await TaskHubClient(host.hub).start("E1_HelloSequence", instance_id="q-pending", scheduled_start=later)
+    await TaskHubClient(host.hub).start("E1_HelloSequence", instance_id="other-pending", scheduled_start=later)
     base = host.base_url + "/api/QueryStatus"  # the document's URL (no route: /api/<FunctionName>)
     async with aiohttp.ClientSession() as http:
         async def ids(query):
@@ -226,8 +227,8 @@ async def test_query_status_filters(host):
 
 
 async def test_get_status_queue_logs_the_status(host, connection_string, caplog):
-    iid = await host.client.start("E1_HelloSequence")
-    await wait_for(host.client, iid)
+    iid = await TaskHubClient(host.hub).start("E1_HelloSequence")
+    await wait_for(TaskHubClient(host.hub), iid)
     caplog.set_level("INFO", logger="function_app")
     await send(connection_string, "check-status-queue", iid)
 
@@ -241,32 +242,32 @@ async def test_get_status_queue_logs_the_status(host, connection_string, caplog)
 
 
 async def test_terminate_queue(host, connection_string):
-    iid = await host.client.start("ApprovalWorkflow")
-    await wait_for(host.client, iid, RuntimeStatus.RUNNING)
+    iid = await TaskHubClient(host.hub).start("ApprovalWorkflow")
+    await wait_for(TaskHubClient(host.hub), iid, RuntimeStatus.RUNNING)
     await send(connection_string, "terminate-queue", iid)
-    status = await wait_for(host.client, iid)
+    status = await wait_for(TaskHubClient(host.hub), iid)
     assert status.runtime_status == RuntimeStatus.TERMINATED and status.output == "It was time to be done."
 
 
 async def test_raise_event_queue_bare_id_sends_my_event_1_2_3(host, connection_string):
-    iid = await host.client.start("ApprovalWorkflow")
-    await wait_for(host.client, iid, RuntimeStatus.RUNNING)
+    iid = await TaskHubClient(host.hub).start("ApprovalWorkflow")
+    await wait_for(TaskHubClient(host.hub), iid, RuntimeStatus.RUNNING)
     await send(connection_string, "event-queue", iid)
-    status = await wait_for(host.client, iid)
+    status = await wait_for(TaskHubClient(host.hub), iid)
     assert status.output == {"approved": True, "data": [1, 2, 3]} and status.custom_status == "Approved"
 
 
 async def test_raise_event_queue_json_message(host, connection_string):
-    iid = await host.client.start("ApprovalWorkflow")
-    await wait_for(host.client, iid, RuntimeStatus.RUNNING)
+    iid = await TaskHubClient(host.hub).start("ApprovalWorkflow")
+    await wait_for(TaskHubClient(host.hub), iid, RuntimeStatus.RUNNING)
     await send(connection_string, "event-queue",
                json.dumps({"instanceId": iid, "eventName": "MyEvent", "eventData": {"by": "Kim"}}))
-    assert (await wait_for(host.client, iid)).output == {"approved": True, "data": {"by": "Kim"}}
+    assert (await wait_for(TaskHubClient(host.hub), iid)).output == {"approved": True, "data": {"by": "Kim"}}
 
 
 async def test_purge_queue_removes_one_instance(host, connection_string):
-    iid = await host.client.start("E1_HelloSequence")
-    await wait_for(host.client, iid)
+    iid = await TaskHubClient(host.hub).start("E1_HelloSequence")
+    await wait_for(TaskHubClient(host.hub), iid)
     await send(connection_string, "purge-queue", iid)
 
     async def gone():
@@ -319,10 +320,10 @@ async def test_rewind_story_fix_the_setting_and_rewind(connection_string, hub_na
     await host.start()
     try:
         approvers = [f"a{uuid.uuid4().hex[:6]}", f"b{uuid.uuid4().hex[:6]}"]
-        iid = await host.client.start("ApprovalWithRecord", approvers)
-        await wait_for(host.client, iid, RuntimeStatus.RUNNING)
+        iid = await TaskHubClient(host.hub).start("ApprovalWithRecord", approvers)
+        await wait_for(TaskHubClient(host.hub), iid, RuntimeStatus.RUNNING)
         await send(connection_string, "event-queue", json.dumps({"instanceId": iid, "eventData": "approved"}))
-        failed = await wait_for(host.client, iid)
+        failed = await wait_for(TaskHubClient(host.hub), iid)
         assert failed.runtime_status == RuntimeStatus.FAILED
         assert "APPROVAL_RECORD_TABLE is not a valid table name" in failed.output
         assert "not a table!" not in failed.output  # setting values never go into messages
@@ -334,7 +335,7 @@ async def test_rewind_story_fix_the_setting_and_rewind(connection_string, hub_na
     await host.start()
     try:
         await send(connection_string, "rewind-queue", iid)
-        done = await wait_for(host.client, iid, RuntimeStatus.COMPLETED, timeout=30)
+        done = await wait_for(TaskHubClient(host.hub), iid, RuntimeStatus.COMPLETED, timeout=30)
         assert done.output == {"decision": "approved", "recordedIn": "ApprovalRecords"}
         async with TableClient.from_connection_string(connection_string, "ApprovalRecords") as table:
             row = await table.get_entity("approvals", iid)

@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 
 from funchost.keys import DURABLE_SYSTEM_KEY, SECRETS_CONTAINER
+from durable_mgmt.taskhub import TaskHubClient
 from tests.apps.support import APPS, funcpy_process, http, running_host, unique
 
 
@@ -37,7 +38,7 @@ async def test_management_api_needs_the_system_key_and_changes_nothing_without(h
         assert await status_of(s, "POST", base + "/orchestrators/hello_orchestrator/a1") == 401
         assert await status_of(s, "GET", base + "/instances") == 401
         assert await status_of(s, "POST", base + "/orchestrators/hello_orchestrator/a1?code=wrong") == 401
-        assert len(await host.client.query(_all())) == 0  # nothing was started
+        assert len(await TaskHubClient(host.hub).query(_all())) == 0  # nothing was started
 
         key = host.keys.durable_system_key
         async with s.post(f"{base}/orchestrators/hello_orchestrator/a1?code={key}") as r:
@@ -45,7 +46,7 @@ async def test_management_api_needs_the_system_key_and_changes_nothing_without(h
             # With auth on, the links handed out carry the system key, so they work as given.
             assert f"code={key}" in (await r.json())["statusQueryGetUri"]
         assert await status_of(s, "POST", base + "/instances/a1/terminate") == 401
-        assert (await host.client.get_status("a1")).runtime_status.value == "Pending"
+        assert (await TaskHubClient(host.hub).get_status("a1")).runtime_status.value == "Pending"
         assert await status_of(s, "POST", base + "/instances/a1/terminate",
                                headers={"x-functions-key": host.keys.master}) == 202
         assert await status_of(s, "GET", f"{base}/instances/a1?code={host.keys.function_keys['default']}") == 401

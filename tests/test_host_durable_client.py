@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from durable_mgmt.models import RuntimeStatus
+from durable_mgmt.taskhub import TaskHubClient
 from tests.apps.support import http, running_host
 from tests.engine_support import wait_for
 
@@ -48,7 +49,7 @@ async def test_start_new_with_and_without_id_and_check_status_response(call, hos
     # The SDK swaps the origin for the incoming request's and fills in the id.
     assert payload["statusQueryGetUri"].startswith(host.base_url.replace("localhost", "localhost") + "/runtime/")
     assert payload["statusQueryGetUri"].endswith(f"/instances/{payload['id']}?taskHub={host.hub_name}&connection=Storage")
-    done = await wait_for(host.client, payload["id"])
+    done = await wait_for(TaskHubClient(host.hub), payload["id"])
     assert done.runtime_status == RuntimeStatus.COMPLETED and done.output == ["Hello Ada", "Hello again"]
     assert done.input == {"name": "Ada"}  # the SDK's double-encoded input arrives as the value
 
@@ -59,7 +60,7 @@ async def test_start_new_with_and_without_id_and_check_status_response(call, hos
 
 async def test_get_status_with_history(call, host):
     iid = await start(call, "hello_sequence", {"name": "Cy"})
-    await wait_for(host.client, iid)
+    await wait_for(TaskHubClient(host.hub), iid)
     _, _, status = await call("GET", f"/status/{iid}?history=true&output=true&input=true")
     assert status["exists"] and status["runtimeStatus"] == "Completed" and status["name"] == "hello_sequence"
     assert status["input"] == {"name": "Cy"} and status["output"] == ["Hello Cy", "Hello again"]
@@ -78,8 +79,8 @@ async def test_get_status_with_history(call, host):
 async def test_get_status_all_and_by(call, host):
     done = await start(call, "hello_sequence", {"name": "D"}, instance_id="by-done")
     waiting = await start(call, "wait_for_approval", instance_id="by-waiting")
-    await wait_for(host.client, done)
-    await wait_for(host.client, waiting, RuntimeStatus.RUNNING)
+    await wait_for(TaskHubClient(host.hub), done)
+    await wait_for(TaskHubClient(host.hub), waiting, RuntimeStatus.RUNNING)
     _, _, everything = await call("GET", "/all")
     assert {s["instanceId"] for s in everything} == {"by-done", "by-waiting"}
     since = (datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat()
@@ -96,7 +97,7 @@ async def test_get_status_all_sees_one_page_of_100_as_when_deployed(call, host, 
     azure-functions-durable-python #580): the host answers the same, and warns with the way out."""
     from tests.test_cli_support import gather_limited, hostlike_instance
 
-    await gather_limited([hostlike_instance(host.client.hub, f"many-{i:03d}", "Completed") for i in range(130)])
+    await gather_limited([hostlike_instance(host.hub, f"many-{i:03d}", "Completed") for i in range(130)])
     with caplog.at_level(logging.WARNING, logger="funchost.webhooks"):
         status, _, everything = await call("GET", "/all")
     assert status == 200 and len(everything) == 100
@@ -119,19 +120,19 @@ async def test_wait_for_completion_both_outcomes(call):
 
 async def test_raise_event_and_terminate(call, host):
     iid = await start(call, "wait_for_approval", instance_id="ev-1")
-    await wait_for(host.client, iid, RuntimeStatus.RUNNING)
+    await wait_for(TaskHubClient(host.hub), iid, RuntimeStatus.RUNNING)
     _, _, ok = await call("POST", f"/raise/{iid}/approval", json={"by": "ops"})
     assert ok == {"ok": True}
-    assert (await wait_for(host.client, iid)).output == {"approved": {"by": "ops"}}
+    assert (await wait_for(TaskHubClient(host.hub), iid)).output == {"approved": {"by": "ops"}}
     status, _, gone = await call("POST", f"/raise/{iid}/approval", json=1)
     assert status == 409 and "is gone" in gone["error"]
     status, _, missing = await call("POST", "/raise/nobody/approval", json=1)
     assert status == 409 and "No instance with ID nobody found" in missing["error"]
 
     victim = await start(call, "wait_for_approval", instance_id="term-1")
-    await wait_for(host.client, victim, RuntimeStatus.RUNNING)
+    await wait_for(TaskHubClient(host.hub), victim, RuntimeStatus.RUNNING)
     assert (await call("POST", f"/terminate/{victim}?reason=enough"))[2] == {"ok": True}
-    terminated = await wait_for(host.client, victim)
+    terminated = await wait_for(TaskHubClient(host.hub), victim)
     assert terminated.runtime_status == RuntimeStatus.TERMINATED and terminated.output == "enough"
     status, _, missing = await call("POST", "/terminate/nobody")
     assert status == 409 and "No instance with ID 'nobody' found" in missing["error"]
@@ -139,31 +140,31 @@ async def test_raise_event_and_terminate(call, host):
 
 async def test_suspend_and_resume(call, host):
     iid = await start(call, "wait_for_approval", instance_id="sus-1")
-    await wait_for(host.client, iid, RuntimeStatus.RUNNING)
+    await wait_for(TaskHubClient(host.hub), iid, RuntimeStatus.RUNNING)
     assert (await call("POST", f"/steer/suspend/{iid}"))[2] == {"ok": True}
-    await wait_for(host.client, iid, RuntimeStatus.SUSPENDED)
+    await wait_for(TaskHubClient(host.hub), iid, RuntimeStatus.SUSPENDED)
     assert (await call("POST", f"/steer/resume/{iid}"))[2] == {"ok": True}
-    await wait_for(host.client, iid, RuntimeStatus.RUNNING)
+    await wait_for(TaskHubClient(host.hub), iid, RuntimeStatus.RUNNING)
     await call("POST", f"/raise/{iid}/approval", json=True)
-    assert (await wait_for(host.client, iid)).output == {"approved": True}
+    assert (await wait_for(TaskHubClient(host.hub), iid)).output == {"approved": True}
 
 
 async def test_restart_and_rewind(call, host):
     first = await start(call, "hello_sequence", {"name": "R"}, instance_id="rs-1")
-    await wait_for(host.client, first)
+    await wait_for(TaskHubClient(host.hub), first)
     _, _, restarted = await call("POST", f"/steer/restart/{first}")
     # The SDK's restart() returns the answer's body; the extension answers with the check-status payload.
     payload = restarted["returned"]
     assert restarted["ok"] and payload["id"] != first and payload["statusQueryGetUri"].endswith(
         f"/instances/{payload['id']}?taskHub={host.hub_name}&connection=Storage")
-    assert (await wait_for(host.client, payload["id"])).output == ["Hello R", "Hello again"]
+    assert (await wait_for(TaskHubClient(host.hub), payload["id"])).output == ["Hello R", "Hello again"]
     _, _, same = await call("POST", f"/steer/restart/{first}?new=false")
     assert same["returned"]["id"] == first
 
     flaky = await start(call, "fails_once", instance_id="rw-1")
-    assert (await wait_for(host.client, flaky)).runtime_status == RuntimeStatus.FAILED
+    assert (await wait_for(TaskHubClient(host.hub), flaky)).runtime_status == RuntimeStatus.FAILED
     assert (await call("POST", f"/steer/rewind/{flaky}?reason=try+again"))[2] == {"ok": True}
-    rewound = await wait_for(host.client, flaky, RuntimeStatus.COMPLETED)
+    rewound = await wait_for(TaskHubClient(host.hub), flaky, RuntimeStatus.COMPLETED)
     assert rewound.output == "recovered rw-1"
     status, _, refused = await call("POST", f"/steer/rewind/{flaky}")
     assert status == 409 and "only supported on failed" in refused["error"]
@@ -172,7 +173,7 @@ async def test_restart_and_rewind(call, host):
 async def test_purge_one_and_by_filter(call, host):
     ids = [await start(call, "hello_sequence", {"name": str(i)}, instance_id=f"pg-{i}") for i in range(3)]
     for iid in ids:
-        await wait_for(host.client, iid)
+        await wait_for(TaskHubClient(host.hub), iid)
     assert (await call("DELETE", "/purge/pg-0"))[2] == {"instancesDeleted": 1}
     assert (await call("DELETE", "/purge/pg-0"))[2] == {"instancesDeleted": 0}
     since = (datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat()

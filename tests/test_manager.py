@@ -18,7 +18,9 @@ engine nothing.
 
 from __future__ import annotations
 
+import abc
 import asyncio
+import json
 import re
 import uuid
 from dataclasses import dataclass, replace
@@ -31,11 +33,11 @@ from durable_mgmt.errors import (DurableError, InstanceAlreadyExists, InstanceNo
                                  InstanceNotRunning, InstanceNotTerminal, InvalidFilter, InvalidInput,
                                  InvalidInstanceId, WaitTimeout)
 from durable_mgmt.manager import InstanceManager
-from durable_mgmt.models import InstanceQuery, InstanceStatus, ManagementUrls, RuntimeStatus
+from durable_mgmt.models import EntityState, InstanceQuery, InstanceStatus, ManagementUrls, RuntimeStatus
 from durable_mgmt.taskhub import TaskHubClient
 from durable_mgmt.taskhub.names import escape_key
 from durable_mgmt.taskhub.timefmt import as_utc, utcnow
-from durable_mgmt.transports import BindingTransport, StorageTransport
+from durable_mgmt.transports import OPERATIONS, BindingTransport, StorageTransport, Transport
 from tests.apps.support import running_host
 from tests.engine_support import wait_for
 
@@ -61,22 +63,34 @@ async def host(connection_string, tmp_path_factory):
 @pytest.fixture(scope="module")
 def store(host) -> TaskHubClient:
     """The task hub itself: the ground truth both transports are checked against."""
-    return host.client
+    return TaskHubClient(host.hub)
 
 
-class CountingTransport:
-    """Passes requests on and remembers them, to prove bad input never reaches a transport."""
+class CountingTransport(Transport):
+    """Passes every operation on and remembers its input, to prove bad input never reaches a transport."""
 
     def __init__(self, inner: Any):
         self.inner = inner
         self.requests: list[Any] = []
 
-    async def execute(self, request: Any) -> Any:
-        self.requests.append(request)
-        return await self.inner.execute(request)
+    def pages(self, input: Any) -> Any:
+        self.requests.append(input)
+        return self.inner.pages(input)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def _forward(name: str) -> Any:
+    async def operation(self: CountingTransport, input: Any) -> Any:
+        self.requests.append(input)
+        return await getattr(self.inner, name)(input)
+    return operation
+
+
+for _name in OPERATIONS - {"pages"}:
+    setattr(CountingTransport, _name, _forward(_name))
+abc.update_abstractmethods(CountingTransport)
 
 
 @dataclass
@@ -273,6 +287,21 @@ async def test_management_urls_are_the_hosts(manager, host):
         urls = await manager.management_urls(iid)
         assert urls == ManagementUrls.from_json(host.links.management_payload(iid))
         assert urls.id == iid and urls.status_query_get_uri.startswith(host.webhook_base_url + "/instances/")
+
+
+async def test_get_entity_reads_the_state_the_extension_stores(manager, store):
+    # An entity's Instances row holds its SchedulerState as input: "exists" and "state", the state's JSON
+    # text (azure-functions-durable-extension, EntityScheduler/SchedulerState.cs).
+    key = new_id("k")
+    for entity_key, scheduler in ((key, {"exists": True, "state": json.dumps({"n": 5})}),
+                                  (key + "-gone", {"exists": False})):
+        await store.hub.instances.upsert({
+            "PartitionKey": f"@counter@{entity_key}", "RowKey": "", "Name": "@counter@", "RuntimeStatus": "Running",
+            "CreatedTime": utcnow(), "LastUpdatedTime": utcnow(), "CustomStatus": "null",
+            "Input": json.dumps(scheduler)})
+    assert await manager.get_entity("Counter", key) == EntityState(f"@counter@{key}", True, {"n": 5})
+    assert await manager.get_entity("counter", key + "-gone") == EntityState(f"@counter@{key}-gone", False)
+    assert await manager.get_entity("counter", key + "-never") == EntityState(f"@counter@{key}-never", False)
 
 
 # --- listing ---------------------------------------------------------------------

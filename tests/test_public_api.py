@@ -11,7 +11,7 @@ import durable_mgmt
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-EXPORTED = [
+EXPORTED = sorted([
     "BulkAction", "BulkRequest", "ConcurrencyConflict", "CountRequest", "CountResult", "DurableError", "ExportRequest",
     "GroupBy", "InstanceAlreadyExists", "InstanceManager", "InstanceNotFailed", "InstanceNotFound",
     "InstanceNotRunning", "InstanceNotTerminal", "InstanceOutcome", "InstanceQuery", "InstanceStatus", "InvalidFilter",
@@ -19,7 +19,11 @@ EXPORTED = [
     "JobState", "ManagementApiError", "ManagementUrls", "NotFound", "Outcome", "Page", "PurgeProgress", "PurgeResult",
     "Query", "QueryPlan", "QuerySyntaxError", "RuntimeStatus", "StorageRefused", "StorageUnavailable",
     "TaskHubNotFound", "WaitTimeout", "WrongState", "http_status_of",
-]
+    # What apps and tools need beside the manager (issue 11): the transport protocol and its one refusal,
+    # the storage account, and the request readers function_app.py uses.
+    "Transport", "NotSupportedByTransport", "StorageAccount", "QueryString", "CONTINUATION_HEADER",
+    "parse_json_body", "check_wait", "EntityState",
+])
 
 
 def test_the_exported_names_are_exactly_the_pinned_ones():

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from durable_mgmt.models import InstanceQuery, RuntimeStatus
-from durable_mgmt.taskhub import escape_key
+from durable_mgmt.taskhub import TaskHubClient, escape_key
 from durable_mgmt.taskhub.timefmt import utcnow
 from tests.apps.support import http, running_host
 
@@ -50,11 +50,11 @@ async def set_status(host, instance_id: str, status: RuntimeStatus, output=None)
            "LastUpdatedTime": utcnow()}
     if output is not None:
         row["Output"] = json.dumps(output)
-    await host.client.hub.instances.merge(row)
+    await host.hub.instances.merge(row)
 
 
 async def started(host, instance_id: str, status: RuntimeStatus | None = None, output=None) -> str:
-    await host.client.start("hello_orchestrator", {"n": 1}, instance_id=instance_id)
+    await TaskHubClient(host.hub).start("hello_orchestrator", {"n": 1}, instance_id=instance_id)
     if status is not None:
         await set_status(host, instance_id, status, output)
     return instance_id
@@ -74,7 +74,7 @@ async def test_start_answers_202_with_payload_location_and_retry_after(api, host
     assert parse_qs(url.query) == {"taskHub": [host.hub_name], "connection": ["Storage"]}
     assert body["terminatePostUri"].split("?")[0].endswith(f"/instances/{body['id']}/terminate")
     assert "reason={text}" in body["terminatePostUri"] and "/raiseEvent/{eventName}?" in body["sendEventPostUri"]
-    stored = await host.client.get_status(body["id"])
+    stored = await TaskHubClient(host.hub).get_status(body["id"])
     assert stored.input == {"city": "Oslo"} and stored.name == "hello_orchestrator"
     assert stored.runtime_status == RuntimeStatus.PENDING
 
@@ -82,7 +82,7 @@ async def test_start_answers_202_with_payload_location_and_retry_after(api, host
 async def test_start_with_id_and_the_same_id_again(api, host):
     status, _, body = await api.call("POST", "/orchestrators/HELLO_orchestrator/order-1")
     assert status == 202 and body["id"] == "order-1"
-    assert (await host.client.get_status("order-1")).name == "hello_orchestrator"  # canonical name stored
+    assert (await TaskHubClient(host.hub).get_status("order-1")).name == "hello_orchestrator"  # canonical name stored
     status, _, body = await api.call("POST", "/orchestrators/hello_orchestrator/order-1")
     assert status == 409 and "already Pending" in body["ExceptionMessage"]
 
@@ -98,7 +98,7 @@ async def test_start_with_id_and_the_same_id_again(api, host):
 async def test_start_rejects_bad_requests_with_400_and_creates_nothing(api, host, path, data, message):
     status, _, body = await api.call("POST", path, data=data, headers={"Content-Type": "application/json"})
     assert status == 400 and message in body["ExceptionMessage"]
-    assert len(await host.client.query(_all())) == 0
+    assert len(await TaskHubClient(host.hub).query(_all())) == 0
 
 
 async def test_start_and_wait_times_out_into_the_check_status_response(api):
@@ -121,10 +121,10 @@ async def test_rpc_endpoint_unwraps_the_sdk_double_encoded_input(api, host):
     status, _, body = await api.call("POST", "/orchestrators/hello_orchestrator", rpc=True,
                                      json=json.dumps({"a": [1, 2]}))
     assert status == 202
-    assert (await host.client.get_status(body["id"])).input == {"a": [1, 2]}
+    assert (await TaskHubClient(host.hub).get_status(body["id"])).input == {"a": [1, 2]}
     assert body["statusQueryGetUri"].startswith(host.webhook_base_url)  # links point at the public API
     status, _, body = await api.call("POST", "/orchestrators/hello_orchestrator", rpc=True, json=json.dumps("plain"))
-    assert (await host.client.get_status(body["id"])).input == "plain"
+    assert (await TaskHubClient(host.hub).get_status(body["id"])).input == "plain"
 
 
 # --- status --------------------------------------------------------------------------
@@ -170,7 +170,7 @@ async def test_paging_over_250_instances_with_top_50(api, host):
 
     async def start(i: int) -> None:
         async with sem:
-            await host.client.start("hello_orchestrator", i, instance_id=f"page-{i:03d}")
+            await TaskHubClient(host.hub).start("hello_orchestrator", i, instance_id=f"page-{i:03d}")
 
     await asyncio.gather(*(start(i) for i in range(250)))
     seen, pages, token = [], 0, None
@@ -233,7 +233,7 @@ async def test_raise_event(api, host):
     await started(host, "ev-1")
     status, _, _ = await api.call("POST", "/instances/ev-1/raiseEvent/approval", json={"ok": True})
     assert status == 202
-    messages = await host.client.hub.control_queue_for("ev-1").peek_messages(max_messages=32)
+    messages = await host.hub.control_queue_for("ev-1").peek_messages(max_messages=32)
     assert any('"EventRaised' in m.content or "EventRaised" in _decode(m.content) for m in messages)
     assert (await api.call("POST", "/instances/nobody/raiseEvent/approval", json=1))[0] == 404
     await started(host, "ev-done", RuntimeStatus.COMPLETED)
@@ -259,7 +259,7 @@ async def test_terminate_suspend_resume(api, host, op):
 async def test_rewind(api, host):
     await started(host, "rw-failed", RuntimeStatus.FAILED)
     assert (await api.call("POST", "/instances/rw-failed/rewind?reason=retry"))[0] == 202
-    assert (await host.client.get_status("rw-failed")).runtime_status == RuntimeStatus.PENDING
+    assert (await TaskHubClient(host.hub).get_status("rw-failed")).runtime_status == RuntimeStatus.PENDING
     await started(host, "rw-done", RuntimeStatus.COMPLETED)
     status, _, body = await api.call("POST", "/instances/rw-done/rewind")
     assert status == 410 and "only Failed instances" in body["Message"]
@@ -270,7 +270,7 @@ async def test_restart(api, host):
     await started(host, "rs-1", RuntimeStatus.COMPLETED)
     status, headers, body = await api.call("POST", "/instances/rs-1/restart")
     assert status == 202 and body["id"] != "rs-1" and headers["Location"] == body["statusQueryGetUri"]
-    assert (await host.client.get_status(body["id"])).input == {"n": 1}  # the same input again
+    assert (await TaskHubClient(host.hub).get_status(body["id"])).input == {"n": 1}  # the same input again
     status, _, body = await api.call("POST", "/instances/rs-1/restart?restartWithNewInstanceId=false")
     assert status == 202 and body["id"] == "rs-1"
     status, _, body = await api.call("POST", "/instances/rs-1/restart?restartWithNewInstanceId=false")
@@ -309,7 +309,7 @@ async def test_purge_by_filter(api, host):
     status, _, body = await api.call("DELETE", "/instances?createdTimeFrom=2000-01-01T00:00:00Z")
     assert status == 200 and body == {"instancesDeleted": 1}  # the Terminated one; Pending is kept
     assert (await api.call("DELETE", "/instances?createdTimeFrom=2000-01-01T00:00:00Z"))[0] == 404
-    assert [s.instance_id for s in await host.client.query(_all())] == ["pf-3"]
+    assert [s.instance_id for s in await TaskHubClient(host.hub).query(_all())] == ["pf-3"]
 
 
 # --- other routes -------------------------------------------------------------------------
@@ -349,4 +349,4 @@ async def test_connection_parameter_only_names_the_apps_storage_and_never_echoes
                 assert secret[:6] not in text and "MY_API_KEY" not in text.replace(f"connection='{conn}'", "")
         async with s.post(f"{host.webhook_base_url}/orchestrators/hello_orchestrator?connection=Storage") as r:
             assert r.status == 202
-        assert len(await host.client.query(InstanceQuery())) == 1
+        assert len(await TaskHubClient(host.hub).query(InstanceQuery())) == 1

@@ -2,8 +2,10 @@
 
 Operators manage task hubs from a terminal, often with no app running,
 against local Azurite or a production storage account. Every command works on
-the task hub in storage directly (``durable_mgmt.taskhub``); settings are
-resolved as the Functions host resolves them (``durable_mgmt.settings``).
+the task hub in storage through ``InstanceManager`` (over its storage
+transport: no host needed), as the app and the management webhooks do;
+settings are resolved as the Functions host resolves them
+(``durable_mgmt.settings``).
 
 Modules, one job each: ``context`` (which hub, common options), ``filters``
 and ``params`` (option values), ``output`` and ``progress`` (what is

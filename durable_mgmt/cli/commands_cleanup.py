@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import click
 
-from ..models import PurgeProgress, PurgeResult
-from ..taskhub.operations import purgeable_statuses
+from ..models import PurgeProgress, PurgeResult, purgeable_statuses
 from .context import Target, hub_options
 from .errors import CliError
 from .filters import Filters, filter_options
@@ -57,8 +56,8 @@ def purge_history(target: Target, filters: Filters, assume_yes: bool) -> None:
     query = filters.query(statuses=statuses)
     out = target.output
 
-    async def work(client):
-        counts = await client.count(query)
+    async def work(manager):
+        counts = await manager.count_by_status(query)
         total = sum(counts.values())
         if total == 0:
             return None
@@ -68,7 +67,7 @@ def purge_history(target: Target, filters: Filters, assume_yes: bool) -> None:
             def report(p: PurgeProgress) -> None:
                 progress.update(p.instances_deleted, extra=f"{p.rows_deleted:,} history rows")
 
-            return await client.purge(query, progress=report)
+            return await manager.purge(query=query, progress=report)
 
     result = target.run(work)
     if result is None:
@@ -91,7 +90,7 @@ def purge_instance(target: Target, instance_id: str) -> None:
     Examples:
       funcpy durable purge-instance --id order-42
     """
-    result = target.run(lambda client: client.purge_instance(instance_id))
+    result = target.run(lambda manager: manager.purge_instance(instance_id))
     target.output.result(
         f"Purged instance '{instance_id}': {result.rows_deleted:,} history rows deleted.",
         {"instanceId": instance_id, "instancesDeleted": result.instances_deleted, "rowsDeleted": result.rows_deleted,
@@ -114,13 +113,13 @@ def delete_task_hub(target: Target, assume_yes: bool) -> None:
     """
     out = target.output
 
-    async def work(client) -> int:
+    async def work(manager) -> int:
         with ProgressReporter(out, "Counting instances", total=None, unit="instances"):
-            total = sum((await client.count()).values())
+            total = sum((await manager.count_by_status()).values())
         confirm(target, f"Delete task hub '{target.hub_name}' with its {total:,} instances, tables, queues and "
                         "containers? This cannot be undone.", assume_yes=assume_yes, refusal="Task hub not deleted")
         with ProgressReporter(out, f"Deleting task hub '{target.hub_name}'", total=1, unit="step") as progress:
-            await client.delete_hub()
+            await manager.delete_hub()
             progress.update(1)
         return total
 

@@ -7,14 +7,14 @@ a host running on the hub carries out.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
+import inspect
 import json
-import time
 import uuid
 
 import click
 
+from ..errors import WaitTimeout
+from ..limits import MAX_WAIT_SECONDS
 from ..models import RuntimeStatus
 from .context import Target, hub_options
 from .errors import CliError
@@ -44,11 +44,11 @@ def start_new(target: Target, function_name: str, instance_id: str | None, input
       funcpy durable start-new --function-name ProcessOrder --input @order.json --task-hub-name ProdHub
     """
 
-    async def work(client):
-        await target.warn_if_missing(client, "start-new creates it, and only a host running on it runs this "
-                                             "instance.")
-        iid = await client.start(function_name, instance_id=instance_id, input_json=input_json)
-        return await client.get_status(iid, show_input=True, show_output=False)
+    async def work(manager):
+        await target.warn_if_missing(manager, "start-new creates it, and only a host running on it runs this "
+                                              "instance.")
+        iid = await manager.start_json(function_name, input_json, instance_id=instance_id)
+        return await manager.status(iid, show_input=True, show_output=False)
 
     status = target.run(work)
     target.output.result(
@@ -70,8 +70,7 @@ def get_runtime_status(target: Target, instance_id: str, show_input: bool, show_
       funcpy durable get-runtime-status --id order-42 --show-input --show-output
       funcpy durable get-runtime-status --id order-42 --output json | jq -r .runtimeStatus
     """
-    status = target.run(lambda client: client.get_status(instance_id, show_input=show_input,
-                                                         show_output=show_output))
+    status = target.run(lambda manager: manager.status(instance_id, show_input=show_input, show_output=show_output))
     target.output.status(status, show_input=show_input, show_output=show_output)
 
 
@@ -88,14 +87,14 @@ def get_history(target: Target, instance_id: str) -> None:
       funcpy durable get-history --id order-42
       funcpy durable get-history --id order-42 --output json | jq '.[] | select(.EventType == "TaskFailed")'
     """
-    events = target.run(lambda client: client.get_history(instance_id))
+    events = target.run(lambda manager: manager.history(instance_id))
     target.output.history([event_json(e) for e in events])
 
 
 @click.command("terminate")
 @id_option()
 @click.option("--reason", default=None, help="Why it is terminated (kept as the instance's output).")
-@click.option("--timeout", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
+@click.option("--timeout", type=click.FloatRange(min=0, max=MAX_WAIT_SECONDS), default=30.0, show_default=True, metavar="SECONDS",
               help="How long to wait for the instance to become Terminated; 0 sends the request without waiting.")
 @hub_options
 def terminate(target: Target, instance_id: str, reason: str | None, timeout: float) -> None:
@@ -111,13 +110,19 @@ def terminate(target: Target, instance_id: str, reason: str | None, timeout: flo
     """
     out = target.output
 
-    async def work(client):
-        await client.terminate(instance_id, reason)
+    async def work(manager):
+        await manager.terminate(instance_id, reason)
         if timeout <= 0:
             return None
         out.note(f"Sent a termination message to instance '{instance_id}'. "
                  f"Waiting up to {timeout:g} seconds for it to terminate...")
-        return await _wait_until_finished(client, instance_id, timeout, target.hub_name)
+        try:
+            return await manager.wait_for_completion(instance_id, timeout=timeout, retry_interval=_POLL_SECONDS)
+        except WaitTimeout as e:
+            raise CliError(
+                f"Instance '{instance_id}' is still {e.status.runtime_status.value} after {timeout:g} s: the "
+                f"termination is queued and takes effect when a host runs task hub '{target.hub_name}'. Check "
+                "later with get-runtime-status, or wait longer with --timeout.") from None
 
     status = target.run(work)
     if status is None:
@@ -129,21 +134,6 @@ def terminate(target: Target, instance_id: str, reason: str | None, timeout: flo
     else:
         out.result(f"Successfully terminated '{instance_id}'.", status_json(status, show_input=False,
                                                                          show_output=True))
-
-
-async def _wait_until_finished(client, instance_id: str, timeout: float, hub_name: str):
-    deadline = time.monotonic() + timeout
-    for attempt in itertools.count():
-        status = await client.get_status(instance_id, show_input=False, show_output=True)
-        if status.runtime_status.is_terminal:
-            return status
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise CliError(
-                f"Instance '{instance_id}' is still {status.runtime_status.value} after {timeout:g} s: the termination "
-                f"is queued and takes effect when a host runs task hub '{hub_name}'. Check later with "
-                "get-runtime-status, or wait longer with --timeout.")
-        await asyncio.sleep(min(left, _POLL_SECONDS[min(attempt, len(_POLL_SECONDS) - 1)]))
 
 
 @click.command("raise-event")
@@ -166,42 +156,39 @@ def raise_event(target: Target, instance_id: str, event_name: str | None, event_
     """
     if event_name is None:
         event_name = f"Event_{uuid.uuid4().hex}"
-    target.run(lambda client: client.raise_event(instance_id, event_name, data_json=event_data))
+    target.run(lambda manager: manager.raise_event(instance_id, event_name, data_json=event_data))
     target.output.result(f"Raised event '{event_name}' to instance '{instance_id}'.",
                          {"instanceId": instance_id, "eventName": event_name,
                           "eventData": None if event_data is None else json.loads(event_data)})
 
 
-@click.command("suspend")
-@id_option()
-@click.option("--reason", default=None, help="Why it is suspended.")
-@hub_options
-def suspend(target: Target, instance_id: str, reason: str | None) -> None:
-    """Suspend a running instance: it stops at its next step until resumed.
+def _request_command(operation: str, reason_help: str, help: str) -> click.Command:
+    """A command that sends one request with a reason to an instance (suspend, resume)."""
+
+    @id_option()
+    @click.option("--reason", default=None, help=reason_help)
+    @hub_options
+    def command(target: Target, instance_id: str, reason: str | None) -> None:
+        target.run(lambda manager: getattr(manager, operation)(instance_id, reason))
+        target.output.result(f"{operation.capitalize()} request sent to instance '{instance_id}'.",
+                             {"instanceId": instance_id, "request": operation, "reason": reason})
+
+    return click.command(operation, help=inspect.cleandoc(help))(command)
+
+
+suspend = _request_command("suspend", "Why it is suspended.", """Suspend a running instance: it stops at its next step until resumed.
 
     \b
     Examples:
       funcpy durable suspend --id order-42 --reason "Waiting for the fix"
-    """
-    target.run(lambda client: client.suspend(instance_id, reason))
-    target.output.result(f"Suspend request sent to instance '{instance_id}'.",
-                         {"instanceId": instance_id, "request": "suspend", "reason": reason})
+    """)
 
-
-@click.command("resume")
-@id_option()
-@click.option("--reason", default=None, help="Why it is resumed.")
-@hub_options
-def resume(target: Target, instance_id: str, reason: str | None) -> None:
-    """Resume a suspended instance.
+resume = _request_command("resume", "Why it is resumed.", """Resume a suspended instance.
 
     \b
     Examples:
       funcpy durable resume --id order-42 --reason "Fix deployed"
-    """
-    target.run(lambda client: client.resume(instance_id, reason))
-    target.output.result(f"Resume request sent to instance '{instance_id}'.",
-                         {"instanceId": instance_id, "request": "resume", "reason": reason})
+    """)
 
 
 @click.command("rewind")
@@ -219,9 +206,9 @@ def rewind(target: Target, instance_id: str, reason: str | None) -> None:
       funcpy durable rewind --id order-42 --reason "Payment service fixed"
     """
 
-    async def work(client):
-        replayed = await client.rewind(instance_id, reason)  # refused unless Failed: that is the status before
-        after = await client.get_status(instance_id, show_input=False, show_output=False)
+    async def work(manager):
+        replayed = await manager.rewind(instance_id, reason)  # refused unless Failed: that is the status before
+        after = await manager.status(instance_id, show_input=False, show_output=False)
         return after, replayed
 
     after, replayed = target.run(work)

@@ -81,16 +81,16 @@ def get_instances(target: Target, filters: Filters, top: int, continuation_token
                           page_size=MAX_PAGE if limit is None else min(limit, MAX_PAGE),
                           continuation_token=continuation_token)
 
-    async def work(client) -> None:
+    async def work(manager) -> None:
         listed, query = 0, first
         with instance_writer(target.output, show_input=show_input, show_output=show_output) as out:
             if limit is None:
-                async for page in client.pages(query):  # the next page is fetched while this one is written
+                async for page in manager.pages(query):  # the next page is fetched while this one is written
                     out.add(page.items)
                 out.finish(None)
                 return
             while True:
-                page = await client.query(query)
+                page = await manager.page(query)
                 out.add(page.items)
                 listed += len(page)
                 token = page.continuation_token
@@ -140,7 +140,7 @@ def count(target: Target, filters: Filters, query: Query | None, explain: bool, 
                   + [("Total", f"{result.total:,}")])
         return
     query = filters.query()
-    counts = target.run(lambda client: client.count(query))
+    counts = target.run(lambda manager: manager.count_by_status(query))
     target.output.counts(counts)
 
 

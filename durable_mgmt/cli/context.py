@@ -28,8 +28,9 @@ from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 import click
 
 from ..errors import TaskHubNotFound
+from ..manager import InstanceManager
 from ..settings import DEFAULT_CONNECTION_SETTING, AppSettings, HubChoice, load_settings
-from ..taskhub import TaskHub, TaskHubClient
+from ..taskhub import StorageAccount
 from ..taskhub.discovery import list_task_hubs
 from .output import Output, OutputFormat
 
@@ -50,55 +51,60 @@ class Target:
         return self.hub.name
 
     @asynccontextmanager
-    async def client(self) -> AsyncIterator[TaskHubClient]:
-        """An opened ``TaskHubClient`` on the hub; storage clients are closed on exit."""
-        account = self.settings.storage_account(self.connection_setting)
-        async with TaskHub(account, self.hub_name, self.settings.partition_count(),
-                           partition_count_configured=self.settings.partition_count_configured) as hub:
-            yield TaskHubClient(hub)
+    async def manager(self) -> AsyncIterator[InstanceManager]:
+        """An ``InstanceManager`` over the hub in storage; storage clients are closed on exit."""
+        manager = await InstanceManager.connect(
+            self.account, self.hub_name, partition_count=self.settings.partition_count(),
+            partition_count_configured=self.settings.partition_count_configured)
+        async with manager:
+            yield manager
 
-    def run(self, work: Callable[[TaskHubClient], Awaitable[T]]) -> T:
-        """Run ``work(client)`` on a fresh event loop: the CLI's one sync-to-async boundary.
+    @functools.cached_property
+    def account(self) -> StorageAccount:
+        return self.settings.storage_account(self.connection_setting)
+
+    def run(self, work: Callable[[InstanceManager], Awaitable[T]]) -> T:
+        """Run ``work(manager)`` on a fresh event loop: the CLI's one sync-to-async boundary.
 
         Says first which hub and account it works on; a missing hub becomes an
         error that lists the hubs the account does hold.
         """
 
         async def main() -> T:
-            async with self.client() as client:
-                self.output.note(f"{self.hub.describe()}; storage {client.hub.account.describe()}, from app "
+            async with self.manager() as manager:
+                self.output.note(f"{self.hub.describe()}; storage {self.account.describe()}, from app "
                                  f"setting {self.connection_setting}.")
-                if client.hub.partition_count_warning:
-                    self.output.note(f"Warning: {client.hub.partition_count_warning}")
+                for warning in manager.warnings:
+                    self.output.note(f"Warning: {warning}")
                 try:
-                    return await work(client)
+                    return await work(manager)
                 except TaskHubNotFound as e:
                     if e.hub_name != self.hub_name:
                         raise
-                    raise TaskHubNotFound(self.hub_name, await self.missing_hub_message(client)) from None
+                    raise TaskHubNotFound(self.hub_name, await self.missing_hub_message()) from None
 
         return asyncio.run(main())
 
-    async def other_hubs(self, client: TaskHubClient) -> list[str]:
+    async def other_hubs(self) -> list[str]:
         """The account's other hubs, those whose names are close to this one first (the likely typos)."""
-        others = [h for h in await list_task_hubs(client.hub.account) if h != self.hub_name]
+        others = [h for h in await list_task_hubs(self.account) if h != self.hub_name]
         close = difflib.get_close_matches(self.hub_name.lower(), [h.lower() for h in others], n=5, cutoff=0.6)
         return sorted(others, key=lambda h: (h.lower() not in close, close.index(h.lower()) if h.lower() in close
                                              else 0, h.lower()))
 
-    async def warn_if_missing(self, client: TaskHubClient, consequence: str) -> None:
+    async def warn_if_missing(self, manager: InstanceManager, consequence: str) -> None:
         """A warning on stderr when the hub does not exist while others do (e.g. start-new creates it)."""
-        if await client.hub.exists():
+        if await manager.hub_exists():
             return
-        others = await self.other_hubs(client)
+        others = await self.other_hubs()
         if others:
             self.output.note(f"Warning: task hub '{self.hub_name}' does not exist; {consequence} Task hubs in this "
                              f"account: {_some(others)}. Name one with --task-hub-name if you meant it.")
 
-    async def missing_hub_message(self, client: TaskHubClient) -> str:
+    async def missing_hub_message(self) -> str:
         """Why the hub is missing and what to do, naming the hubs the account holds."""
-        others = await self.other_hubs(client)
-        text = (f"Task hub '{self.hub_name}' does not exist in storage account {client.hub.account.account_name} "
+        others = await self.other_hubs()
+        text = (f"Task hub '{self.hub_name}' does not exist in storage account {self.account.account_name} "
                 f"(the name is {self.hub.source}).")
         if others:
             case = [h for h in others if h.lower() == self.hub_name.lower()]

@@ -15,7 +15,6 @@ import click
 
 from ..manager import InstanceManager
 from ..query import Query, QuerySyntaxError
-from ..transports import StorageTransport
 from .context import Target
 from .errors import EXIT_USAGE, CliError
 
@@ -56,8 +55,8 @@ def run_with_manager(target: Target, work: Callable[[InstanceManager], Awaitable
     """Run ``work(manager)`` on a fresh event loop, over the task hub in storage."""
 
     async def main() -> T:
-        async with target.client() as client:
-            return await work(InstanceManager(StorageTransport(client.hub)))
+        async with target.manager() as manager:
+            return await work(manager)
 
     return asyncio.run(main())
 

@@ -26,7 +26,7 @@ async def status_counts(manager: InstanceManager, flt: ListFilter) -> dict[Runti
     query = replace(flt.query(page_size=SCAN_PAGE), continuation_token=None)
     transport = manager.transport
     if isinstance(transport, StorageTransport) and not flt.custom_status:
-        return await transport.client.count(query)
+        return await manager.count_by_status(query)
     counts = {s: 0 for s in RuntimeStatus}
     scan = replace(query, show_input=False, show_output=False)
     async for page in manager.pages(scan):

@@ -56,7 +56,7 @@ class Timeline:
 async def load_timeline(manager: InstanceManager, instance_id: str) -> Timeline:
     transport = manager.transport
     if isinstance(transport, StorageTransport):
-        events = await transport.client.get_history(instance_id)
+        events = await manager.history(instance_id)
         return _from_raw(events)
     status = await manager.status(instance_id, show_history=True, show_history_output=True)
     return _from_rendered(list(status.history or ()))

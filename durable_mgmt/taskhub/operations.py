@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from azure.core import MatchConditions
 from azure.data.tables import TransactionOperation
 
-from ..limits import check_existing_id, check_json_text, check_reason, dumps_checked
+from ..limits import check_existing_id, check_json_text, check_reason, dumps_checked, json_default
 from ..errors import (ConcurrencyConflict, InstanceAlreadyExists, InstanceNotFailed, InstanceNotFound,
-                      InstanceNotRunning, InstanceNotTerminal, InvalidFilter, InvalidInput)
-from ..models import (TERMINAL_STATUSES, InstanceQuery, InstanceStatus, Page, PurgeProgress, PurgeResult,
-                      RuntimeStatus)
+                      InstanceNotRunning, InstanceNotTerminal, InvalidInput)
+from ..models import (InstanceQuery, InstanceStatus, Page, PurgeProgress, PurgeResult, RuntimeStatus,
+                      purgeable_statuses)
 from .events import EventType, HistoryEvent, event, execution_started
 from .history import SENTINEL_ROW_KEY
 from .history_view import render_history
@@ -43,30 +42,10 @@ NO_INPUT = object()
 ProgressCallback = Callable[[PurgeProgress], "Awaitable[None] | None"]
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "to_json"):  # custom classes, as the SDK's df_dumps does
-        return value.to_json()
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+_json_default = json_default  # one rule for every door (limits.json_default)
 
 
 PURGE_RUN = 50  # instances whose history keys are read with one range query
-
-
-def purgeable_statuses(statuses: "Iterable[RuntimeStatus | str] | None") -> frozenset[RuntimeStatus]:
-    """The statuses a purge deletes: those given, which must all be terminal, else all terminal ones."""
-    parsed = RuntimeStatus.parse_many(statuses)
-    bad = sorted(s.value for s in parsed if not s.is_terminal)
-    if bad:
-        raise InvalidFilter(
-            f"Cannot purge instances that are {', '.join(bad)}: purge deletes only Completed, Failed, "
-            "Terminated or Canceled instances.")
-    return parsed or TERMINAL_STATUSES
 
 
 class TaskHubClient:

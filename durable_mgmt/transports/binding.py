@@ -11,17 +11,19 @@ binding, the only place the SDK keeps it.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, AsyncIterator
 from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 
 from .. import errors as e
 from .. import requests as r
+from ..models import EntityState, InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
 from ..query_params import CONTINUATION_HEADER
-from ..models import InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
 from ..taskhub.timefmt import MIN_DATETIME, parse_iso, to_iso
+from .base import Transport
 
 _ERRORS_BY_TYPE = {cls.__name__: cls for cls in (
     e.InvalidInput, e.InvalidInstanceId, e.InvalidFilter, e.InvalidHubName, e.InvalidSetting, e.TaskHubNotFound,
@@ -30,7 +32,11 @@ _WRONG_STATE_BY_TYPE = {cls.__name__: cls for cls in (
     e.InstanceAlreadyExists, e.InstanceNotRunning, e.InstanceNotFailed, e.InstanceNotTerminal)}
 
 
-class BindingTransport:
+class BindingTransport(Transport):
+    """The durable HTTP management API at the binding's ``rpcBaseUrl`` (see the module docstring)."""
+
+    description = "durable client binding (the host's management API)"
+
     def __init__(self, rpc_base_url: str, management_payload: Any = None, *,
                  session: aiohttp.ClientSession | None = None):
         self.base = rpc_base_url if rpc_base_url.endswith("/") else rpc_base_url + "/"
@@ -61,56 +67,108 @@ class BindingTransport:
 
     # --- the requests -------------------------------------------------------
 
-    async def execute(self, request: r.Request) -> Any:
-        match request:
-            case r.StartInstance():
-                path = f"orchestrators/{_segment(request.name)}"
-                if request.instance_id:
-                    path += f"/{_segment(request.instance_id)}"
-                # As the SDK does: the body is the input's JSON text, sent as a JSON string.
-                body = await self._call("POST", path, request, body=json.dumps(request.input_json))
-                return body["id"]
-            case r.GetStatus():
-                data = await self._call("GET", self._instance(request.instance_id), request, params={
-                    "showHistory": _flag(request.show_history),
-                    "showHistoryOutput": _flag(request.show_history_output),
-                    "showInput": _flag(request.show_input)})
-                return status_from_json(data, show_input=request.show_input)
-            case r.QueryInstances():
-                return await self._query(request)
-            case r.TerminateInstance():
-                await self._call("POST", self._instance(request.instance_id) + "/terminate", request,
-                                 params=_reason(request.reason))
-            case r.RaiseEvent():
-                path = f"{self._instance(request.instance_id)}/raiseEvent/{_segment(request.event_name)}"
-                await self._call("POST", path, request, body=json.dumps(request.data_json))
-            case r.SuspendInstance():
-                await self._call("POST", self._instance(request.instance_id) + "/suspend", request,
-                                 params=_reason(request.reason))
-            case r.ResumeInstance():
-                await self._call("POST", self._instance(request.instance_id) + "/resume", request,
-                                 params=_reason(request.reason))
-            case r.RewindInstance():
-                await self._call("POST", self._instance(request.instance_id) + "/rewind", request,
-                                 params=_reason(request.reason))
-            case r.RestartInstance():
-                body = await self._call("POST", self._instance(request.instance_id) + "/restart", request,
-                                        params={"restartWithNewInstanceId": _flag(request.new_instance_id)})
-                # The extension answers with the check-status payload (HandleRestartInstanceRequestAsync);
-                # a bare id is accepted too, from hosts that answered so.
-                return body["id"] if isinstance(body, dict) else body
-            case r.PurgeInstance():
-                body = await self._call("DELETE", self._instance(request.instance_id), request)
-                return PurgeResult(int(body.get("instancesDeleted", 0)))
-            case r.PurgeInstances():
-                return await self._purge(request)
-            case r.GetManagementUrls():
-                if self._payload is None:
-                    raise e.InvalidSetting("This binding transport was made without the client's management URLs.")
-                return ManagementUrls.from_json(self._payload(request.instance_id))
-            case _:
-                raise TypeError(f"unknown request {type(request).__name__}")
-        return None
+    # --- start ---------------------------------------------------------------
+
+    async def start(self, input: r.StartInstance) -> str:
+        path = f"orchestrators/{_segment(input.name)}"
+        if input.instance_id:
+            path += f"/{_segment(input.instance_id)}"
+        # As the SDK does: the body is the input's JSON text, sent as a JSON string (no input: no body).
+        body = None if input.input_json is None else json.dumps(input.input_json)
+        return (await self._call("POST", path, input, body=body))["id"]
+
+    async def restart(self, input: r.RestartInstance) -> str:
+        body = await self._call("POST", self._instance(input.instance_id) + "/restart", input,
+                                params={"restartWithNewInstanceId": _flag(input.new_instance_id)})
+        # The extension answers with the check-status payload (HandleRestartInstanceRequestAsync);
+        # a bare id is accepted too, from hosts that answered so.
+        return body["id"] if isinstance(body, dict) else body
+
+    # --- read ----------------------------------------------------------------
+
+    async def status(self, input: r.GetStatus) -> InstanceStatus:
+        data = await self._call("GET", self._instance(input.instance_id), input, params={
+            "showHistory": _flag(input.show_history),
+            "showHistoryOutput": _flag(input.show_history_output),
+            "showInput": _flag(input.show_input)})
+        status = status_from_json(data, show_input=input.show_input)
+        # The HTTP API has no showOutput: leave it out here, as storage does.
+        return status if input.show_output else replace(status, output=None)
+
+    async def get_entity(self, input: r.GetEntity) -> EntityState:
+        # GET entities/{name}/{key}: the state's JSON, or 404 when the entity has none
+        # (HttpApiHandler.HandleGetEntityRequestAsync).
+        path = f"entities/{_segment(input.name.lower())}/{_segment(input.key)}"
+        try:
+            return EntityState(input.instance_id, True, await self._call("GET", path, input))
+        except e.NotFound:
+            return EntityState(input.instance_id, False)
+
+    async def history(self, input: r.GetHistory) -> list[Any]:
+        self.unsupported("Reading the raw history", "the management API renders history only; use "
+                         "status(instance_id, show_history=True), or InstanceManager.connect(account, hub).")
+
+    async def page(self, input: r.QueryInstances) -> Page[InstanceStatus]:
+        return await self._query(input)
+
+    async def pages(self, input: r.QueryInstances) -> AsyncIterator[Page[InstanceStatus]]:
+        query = input.query
+        while True:
+            page = await self._query(r.QueryInstances(query))
+            yield page
+            if not page.continuation_token:
+                return
+            query = replace(query, continuation_token=page.continuation_token)
+
+    async def count(self, input: r.CountInstances) -> dict[RuntimeStatus, int]:
+        self.unsupported("Counting by status in storage", "the management API has no count; use "
+                         "InstanceManager.count(CountRequest(...)), which lists and counts here, or "
+                         "InstanceManager.connect(account, hub).")
+
+    async def management_urls(self, input: r.GetManagementUrls) -> ManagementUrls:
+        if self._payload is None:
+            raise e.InvalidSetting("This binding transport was made without the client's management URLs.")
+        return ManagementUrls.from_json(self._payload(input.instance_id))
+
+    # --- steer ---------------------------------------------------------------
+
+    async def terminate(self, input: r.TerminateInstance) -> None:
+        await self._post_reason(input, "terminate")
+
+    async def raise_event(self, input: r.RaiseEvent) -> None:
+        path = f"{self._instance(input.instance_id)}/raiseEvent/{_segment(input.event_name)}"
+        await self._call("POST", path, input, body=json.dumps(input.data_json))
+
+    async def suspend(self, input: r.SuspendInstance) -> None:
+        await self._post_reason(input, "suspend")
+
+    async def resume(self, input: r.ResumeInstance) -> None:
+        await self._post_reason(input, "resume")
+
+    async def rewind(self, input: r.RewindInstance) -> None:
+        await self._post_reason(input, "rewind")  # the API does not say which instances it replays
+
+    async def _post_reason(self, input: r.TerminateInstance | r.SuspendInstance | r.ResumeInstance
+                           | r.RewindInstance, operation: str) -> None:
+        await self._call("POST", f"{self._instance(input.instance_id)}/{operation}", input,
+                         params=_reason(input.reason))
+
+    # --- purge and the hub ---------------------------------------------------
+
+    async def purge_instance(self, input: r.PurgeInstance) -> PurgeResult:
+        body = await self._call("DELETE", self._instance(input.instance_id), input)
+        return PurgeResult(int(body.get("instancesDeleted", 0)))
+
+    async def purge(self, input: r.PurgeInstances) -> PurgeResult:
+        return await self._purge(input)
+
+    async def hub_exists(self, input: r.HubExists) -> bool:
+        self.unsupported("Checking that the task hub exists", "the binding's host serves its own hub, which "
+                         "it created; use InstanceManager.connect(account, hub) to check another.")
+
+    async def delete_hub(self, input: r.DeleteHub) -> None:
+        self.unsupported("Deleting the task hub", "the management API cannot; use "
+                         "InstanceManager.connect(account, hub).delete_hub() or `funcpy durable delete-task-hub`.")
 
     async def _query(self, request: r.QueryInstances) -> Page[InstanceStatus]:
         q = request.query
@@ -141,7 +199,7 @@ class BindingTransport:
     def _instance(instance_id: str) -> str:
         return f"instances/{_segment(instance_id)}"
 
-    async def _call(self, method: str, path: str, request: r.Request, *, params: dict | None = None,
+    async def _call(self, method: str, path: str, request: object, *, params: dict | None = None,
                     body: str | None = None, headers: dict | None = None, with_headers: bool = False) -> Any:
         url = self.base + path
         if params:
@@ -211,7 +269,7 @@ def _json(text: str) -> Any:
         return text
 
 
-def _error(status: int, data: Any, request: r.Request) -> e.DurableError:
+def _error(status: int, data: Any, request: object) -> e.DurableError:
     message = data.get("ExceptionMessage") or data.get("Message") if isinstance(data, dict) else (data or "")
     kind = data.get("ExceptionType") if isinstance(data, dict) else None
     instance_id = getattr(request, "instance_id", None) or ""

@@ -144,7 +144,7 @@ PREFIXES = [
 @pytest.mark.parametrize("prefix,status", PREFIXES, ids=[p[0] for p in PREFIXES])
 async def test_odd_prefixes_are_answered_not_500(door, prefix, status):
     with contextlib.suppress(InstanceAlreadyExists):
-        await door.host.client.start("E1_HelloSequence", instance_id="visible-one")
+        await TaskHubClient(door.host.hub).start("E1_HelloSequence", instance_id="visible-one")
     answer = await send("GET", door.url(WEBHOOKS + "/instances", f"instanceIdPrefix={prefix}"))
     assert answer.status == status, answer.text
     assert answer.json() == []  # the injection text matched nothing; the range is closed
@@ -161,7 +161,7 @@ async def test_library_start_refuses_the_same_ids_before_any_write(anonymous, ba
     host = anonymous.host
     before = await snapshot(host)
     with pytest.raises(InvalidInstanceId, match=re.escape(words)):
-        await host.client.start("E1_HelloSequence", {"big": "x" * 70_000}, instance_id=bad_id)
+        await TaskHubClient(host.hub).start("E1_HelloSequence", {"big": "x" * 70_000}, instance_id=bad_id)
     from durable_mgmt import InstanceManager
     from durable_mgmt.transports import StorageTransport
 
@@ -178,13 +178,13 @@ async def test_library_refuses_json_the_http_door_refuses(anonymous):
     for _ in range(MAX_JSON_DEPTH + 5):
         deep = [deep]
     with pytest.raises(InvalidInput, match="levels"):
-        await host.client.start("E1_HelloSequence", deep)
+        await TaskHubClient(host.hub).start("E1_HelloSequence", deep)
     with pytest.raises(InvalidInput, match="not JSON-serializable"):
-        await host.client.start("E1_HelloSequence", {"a": float("nan")})
+        await TaskHubClient(host.hub).start("E1_HelloSequence", {"a": float("nan")})
     with pytest.raises(InvalidInput, match="appears twice"):
-        await host.client.start("E1_HelloSequence", input_json='{"a":1,"a":2}')
+        await TaskHubClient(host.hub).start("E1_HelloSequence", input_json='{"a":1,"a":2}')
     with pytest.raises(InvalidInput, match="surrogate"):
-        await host.client.start("E1_HelloSequence\ud800")
+        await TaskHubClient(host.hub).start("E1_HelloSequence\ud800")
     assert await snapshot(host) == before
 
 
@@ -240,4 +240,4 @@ async def test_ids_that_look_like_tricks_but_are_plain_stay_addressable(door, se
     status = await send("GET", door.url(f"{WEBHOOKS}/instances/{sent}"))
     assert status.status == 202 and status.json()["instanceId"] == stored
     assert (await send("POST", door.url(f"{WEBHOOKS}/instances/{sent}/terminate"))).status == 202
-    assert (await door.host.client.get_status(stored)).instance_id == stored
+    assert (await TaskHubClient(door.host.hub).get_status(stored)).instance_id == stored

@@ -58,7 +58,7 @@ async def test_a_start_whose_row_cannot_be_written_takes_its_message_back(plain,
 
 
 async def test_a_cancelled_start_leaves_both_message_and_row_or_neither(plain):
-    client = plain.client
+    client = TaskHubClient(plain.hub)
     for i, delay in enumerate([0, 0.001, 0.005, 0.01, 0.02, 0.05]):
         iid = f"cancelled-{i}"
         before = await _messages(client.hub)
