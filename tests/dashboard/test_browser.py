@@ -345,6 +345,10 @@ async def test_overview_counts_and_histogram(dash_hub, door, page):
     await page.goto(url(dash_hub, door, "overview?range=all&q=" + quote("instanceId STARTS_WITH 'hello-' AND "
                                                                           "NOT (customStatus CONTAINS 'zzz')")))
     assert await page.locator("#count-total").inner_text() == "5"
+    # ... and the chart counts the same query (InstanceManager.find), not every instance of the range.
+    note = page.locator("#histogram-note[data-total]")
+    await note.wait_for()
+    assert await note.get_attribute("data-total") == "5"
     await page.goto(url(dash_hub, door, "overview?range=1h"))
     counts = await dash_hub.manager.transport.client.count()
     assert await page.locator("#count-total").inner_text() == str(sum(counts.values()))
