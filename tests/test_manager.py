@@ -304,6 +304,17 @@ async def test_get_entity_reads_the_state_the_extension_stores(manager, store):
     assert await manager.get_entity("counter", key + "-never") == EntityState(f"@counter@{key}-never", False)
 
 
+async def test_get_entity_with_an_empty_key_reads_that_entity_over_both_transports(manager, store):
+    # The management API addresses the empty key as '$' (HttpApiHandler.EmptyEntityKeySymbol, in
+    # HandleGetEntityRequestAsync); 'entities/{name}/' with nothing after it is the route that LISTS entities.
+    name = f"single{uuid.uuid4().hex[:8]}"
+    await store.hub.instances.upsert({
+        "PartitionKey": f"@{name}@", "RowKey": "", "Name": f"@{name}@", "RuntimeStatus": "Running",
+        "CreatedTime": utcnow(), "LastUpdatedTime": utcnow(), "CustomStatus": "null",
+        "Input": json.dumps({"exists": True, "state": json.dumps({"only": 1})})})
+    assert await manager.get_entity(name.upper(), "") == EntityState(f"@{name}@", True, {"only": 1})
+
+
 # --- listing ---------------------------------------------------------------------
 
 

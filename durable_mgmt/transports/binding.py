@@ -97,8 +97,9 @@ class BindingTransport(Transport):
 
     async def get_entity(self, input: r.GetEntity) -> EntityState:
         # GET entities/{name}/{key}: the state's JSON, or 404 when the entity has none
-        # (HttpApiHandler.HandleGetEntityRequestAsync).
-        path = f"entities/{_segment(input.name.lower())}/{_segment(input.key)}"
+        # (HttpApiHandler.HandleGetEntityRequestAsync). The empty key is sent as '$' (its EmptyEntityKeySymbol):
+        # 'entities/{name}/' with no key is the route that lists entities.
+        path = f"entities/{_segment(input.name.lower())}/{_segment(input.key or '$')}"
         try:
             return EntityState(input.instance_id, True, await self._call("GET", path, input))
         except e.NotFound:
