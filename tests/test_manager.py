@@ -569,6 +569,8 @@ BAD_CALLS = {
                        "2024-02-01"),
     "purge running status": (lambda m: m.purge(created_from=datetime(2024, 1, 1, tzinfo=timezone.utc),
                                                statuses=["Running"]), InvalidFilter, "Running"),
+    "page token with a line break": (lambda m: m.page(InstanceQuery(continuation_token="x\r\nX-Evil: 1")),
+                                     InvalidFilter, "continuation token"),
     "wait negative timeout": (lambda m: m.wait_for_completion("someone", timeout=-1), InvalidInput, "-1"),
 }
 
