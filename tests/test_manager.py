@@ -32,6 +32,7 @@ import pytest
 from durable_mgmt.errors import (DurableError, InstanceAlreadyExists, InstanceNotFailed, InstanceNotFound,
                                  InstanceNotRunning, InstanceNotTerminal, InvalidFilter, InvalidInput,
                                  InvalidInstanceId, WaitTimeout)
+from durable_mgmt.errors import NotSupportedByTransport
 from durable_mgmt.manager import InstanceManager
 from durable_mgmt.models import EntityState, InstanceQuery, InstanceStatus, ManagementUrls, RuntimeStatus
 from durable_mgmt.taskhub import TaskHubClient
@@ -484,6 +485,23 @@ async def test_purge_by_filter(manager, store, waiting):
     assert await manager.exists(running) and await manager.exists(waiting)  # not finished: kept
     assert (await manager.purge(created_from=t0, created_to=t1)).instances_deleted == 0
     await store.terminate(running)
+
+
+async def test_purge_by_a_query_with_an_id_prefix_or_name_purges_only_its_matches(managed, store):
+    # The management API's purge by filter has only the creation range and statuses (HttpApiHandler
+    # HandleDeleteHistoryWithFiltersRequestAsync -> PurgeInstanceHistoryAsync(from, to, statuses)): a prefix or a
+    # name sent to it is dropped, and every finished instance of the range would go.
+    t0 = utcnow()
+    other = await store.start("HelloSequence", instance_id=new_id("keep"))
+    await wait_for(store, other, RuntimeStatus.COMPLETED)
+    for narrowed in (InstanceQuery(created_from=t0, instance_id_prefix=new_id("nobody")),
+                     InstanceQuery(created_from=t0, name="NoSuchOrchestrator")):
+        if managed.kind == "binding":
+            with pytest.raises(NotSupportedByTransport, match="InstanceManager.connect"):
+                await managed.manager.purge(query=narrowed)
+        else:
+            assert (await managed.manager.purge(query=narrowed)).instances_deleted == 0
+        assert await managed.manager.exists(other), f"{narrowed} purged an instance it does not match"
 
 
 # --- errors: same class, same message, nothing changed -----------------------------
