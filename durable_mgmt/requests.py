@@ -9,13 +9,17 @@ one method of ``transports.Transport`` that carries it out.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from .limits import check_existing_id, check_json_text, check_reason, check_text, dumps_checked, json_default
+from .errors import InvalidFilter
+from .limits import (check_existing_id, check_json_text, check_reason, check_text, dumps_checked, json_default,
+                     shown)
 from .models import InstanceQuery, PurgeProgress, purgeable_statuses
 from .taskhub.names import validate_event_name, validate_instance_id, validate_orchestrator_name
 
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 ProgressCallback = Callable[[PurgeProgress], "Awaitable[None] | None"]
 
 
@@ -120,6 +124,15 @@ class GetEntity:
 @dataclass(frozen=True)
 class QueryInstances:
     query: InstanceQuery
+
+    def __post_init__(self) -> None:
+        # Tokens are printable ASCII on every transport (storage's are base64, the binding sends them back as
+        # an HTTP header, where a line break is refused by aiohttp with a ValueError, or would smuggle a header).
+        token = self.query.continuation_token
+        if token and not _TOKEN.fullmatch(token):
+            raise InvalidFilter(f"Invalid continuation token {shown(token)}: it does not come from a previous page "
+                                "(a token is printable ASCII); pass back exactly the value the previous page "
+                                "returned.")
 
 
 @dataclass(frozen=True)

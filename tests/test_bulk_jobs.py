@@ -4,6 +4,7 @@ instances, cancel, leases, exports, and bad input that changes nothing."""
 from __future__ import annotations
 
 import asyncio
+import time
 import gzip
 import json
 from collections import Counter
@@ -12,6 +13,7 @@ import pytest
 
 from durable_mgmt import (BulkRequest, ExportRequest, InstanceManager, InvalidInput, JobBusy, JobNotFound, JobState,
                           Outcome, RuntimeStatus)
+from durable_mgmt.dashboard import bulk_jobs
 from durable_mgmt.jobs import actions
 from durable_mgmt.taskhub.jobs_table import JobsTable, member_key
 from durable_mgmt.transports import StorageTransport
@@ -199,6 +201,19 @@ async def test_delete_hub_deletes_the_jobs_table(account, hub, client, manager):
     await client.delete_hub()
     names = [t.name async for t in hub.table_service.list_tables()]
     assert hub.names.jobs_table not in names and hub.names.instances_table not in names
+
+
+async def test_a_rate_holds_across_runs_of_one_job(hub, client, manager):
+    # The dashboard runs a job as short runs (bulk_jobs.step), each with a new handle: a run must not start its
+    # first operation at once when the previous run's last one was a moment ago.
+    await start_many(client, 3, prefix="paced-")
+    job = await manager.bulk(BulkRequest("terminate", "instanceId STARTS_WITH 'paced-'", rate=0.5, batch_size=1))
+    began = time.monotonic()
+    runs = 0
+    while not (info := (await bulk_jobs.step(await manager.job(job.id), seconds=0.5)).info).state.is_final:
+        runs += 1
+    assert (info.state, info.done, runs > 0) == (JobState.COMPLETED, 3, True)
+    assert time.monotonic() - began >= 3.6, "three operations at 0.5 per second take at least 4 s"
 
 
 def test_runtime_statuses_used_above_exist():

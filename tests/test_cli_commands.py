@@ -237,6 +237,8 @@ async def test_terminate_waits_until_a_host_terminates_the_instance(cli, filled,
 
 
 async def test_terminate_without_waiting_and_timing_out(cli, filled):
+    refused = await cli("terminate", "--id", "live-1", "--timeout", "nan")  # refused before anything is sent
+    assert refused.code == 2 and "nan is not a number of seconds" in refused.stderr, str(refused)
     queued = await cli.json("terminate", "--id", "live-1", "--timeout", "0")
     assert queued == {"instanceId": "live-1", "request": "terminate", "reason": None}
     late = await cli("terminate", "--id", "live-1", "--timeout", "0.5")

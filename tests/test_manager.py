@@ -32,6 +32,7 @@ import pytest
 from durable_mgmt.errors import (DurableError, InstanceAlreadyExists, InstanceNotFailed, InstanceNotFound,
                                  InstanceNotRunning, InstanceNotTerminal, InvalidFilter, InvalidInput,
                                  InvalidInstanceId, WaitTimeout)
+from durable_mgmt.errors import NotSupportedByTransport
 from durable_mgmt.manager import InstanceManager
 from durable_mgmt.models import EntityState, InstanceQuery, InstanceStatus, ManagementUrls, RuntimeStatus
 from durable_mgmt.taskhub import TaskHubClient
@@ -304,6 +305,17 @@ async def test_get_entity_reads_the_state_the_extension_stores(manager, store):
     assert await manager.get_entity("counter", key + "-never") == EntityState(f"@counter@{key}-never", False)
 
 
+async def test_get_entity_with_an_empty_key_reads_that_entity_over_both_transports(manager, store):
+    # The management API addresses the empty key as '$' (HttpApiHandler.EmptyEntityKeySymbol, in
+    # HandleGetEntityRequestAsync); 'entities/{name}/' with nothing after it is the route that LISTS entities.
+    name = f"single{uuid.uuid4().hex[:8]}"
+    await store.hub.instances.upsert({
+        "PartitionKey": f"@{name}@", "RowKey": "", "Name": f"@{name}@", "RuntimeStatus": "Running",
+        "CreatedTime": utcnow(), "LastUpdatedTime": utcnow(), "CustomStatus": "null",
+        "Input": json.dumps({"exists": True, "state": json.dumps({"only": 1})})})
+    assert await manager.get_entity(name.upper(), "") == EntityState(f"@{name}@", True, {"only": 1})
+
+
 # --- listing ---------------------------------------------------------------------
 
 
@@ -475,6 +487,23 @@ async def test_purge_by_filter(manager, store, waiting):
     await store.terminate(running)
 
 
+async def test_purge_by_a_query_with_an_id_prefix_or_name_purges_only_its_matches(managed, store):
+    # The management API's purge by filter has only the creation range and statuses (HttpApiHandler
+    # HandleDeleteHistoryWithFiltersRequestAsync -> PurgeInstanceHistoryAsync(from, to, statuses)): a prefix or a
+    # name sent to it is dropped, and every finished instance of the range would go.
+    t0 = utcnow()
+    other = await store.start("HelloSequence", instance_id=new_id("keep"))
+    await wait_for(store, other, RuntimeStatus.COMPLETED)
+    for narrowed in (InstanceQuery(created_from=t0, instance_id_prefix=new_id("nobody")),
+                     InstanceQuery(created_from=t0, name="NoSuchOrchestrator")):
+        if managed.kind == "binding":
+            with pytest.raises(NotSupportedByTransport, match="InstanceManager.connect"):
+                await managed.manager.purge(query=narrowed)
+        else:
+            assert (await managed.manager.purge(query=narrowed)).instances_deleted == 0
+        assert await managed.manager.exists(other), f"{narrowed} purged an instance it does not match"
+
+
 # --- errors: same class, same message, nothing changed -----------------------------
 
 
@@ -558,6 +587,8 @@ BAD_CALLS = {
                        "2024-02-01"),
     "purge running status": (lambda m: m.purge(created_from=datetime(2024, 1, 1, tzinfo=timezone.utc),
                                                statuses=["Running"]), InvalidFilter, "Running"),
+    "page token with a line break": (lambda m: m.page(InstanceQuery(continuation_token="x\r\nX-Evil: 1")),
+                                     InvalidFilter, "continuation token"),
     "wait negative timeout": (lambda m: m.wait_for_completion("someone", timeout=-1), InvalidInput, "-1"),
 }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import uuid
 
 import click
@@ -95,6 +96,7 @@ def get_history(target: Target, instance_id: str) -> None:
 @id_option()
 @click.option("--reason", default=None, help="Why it is terminated (kept as the instance's output).")
 @click.option("--timeout", type=click.FloatRange(min=0, max=MAX_WAIT_SECONDS), default=30.0, show_default=True, metavar="SECONDS",
+              callback=lambda ctx, param, value: _finite_timeout(value),
               help="How long to wait for the instance to become Terminated; 0 sends the request without waiting.")
 @hub_options
 def terminate(target: Target, instance_id: str, reason: str | None, timeout: float) -> None:
@@ -134,6 +136,14 @@ def terminate(target: Target, instance_id: str, reason: str | None, timeout: flo
     else:
         out.result(f"Successfully terminated '{instance_id}'.", status_json(status, show_input=False,
                                                                          show_output=True))
+
+
+def _finite_timeout(value: float) -> float:
+    # FloatRange lets nan through (every comparison with nan is false): the wait would refuse it only after the
+    # termination was sent.
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value!r} is not a number of seconds: give 0 to {MAX_WAIT_SECONDS:g}.")
+    return value
 
 
 @click.command("raise-event")

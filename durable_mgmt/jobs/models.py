@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from enum import Enum
 from typing import Any
 
 from ..errors import InvalidInput
+from ..limits import check_reason
 from ..query import Field, Query
 
 
@@ -141,10 +143,20 @@ class BulkRequest:
             raise InvalidInput(f"--recursive applies to terminate and purge, not {action.value}.")
         if self.terminate_first and action is not BulkAction.PURGE:
             raise InvalidInput("terminate_first applies to purge only.")
+        check_reason(self.reason)  # as terminate/suspend/... check it for one instance: refused here, not per instance
+        stored = len(json.dumps([self.reason, self.event_data], default=str))
+        if stored > MAX_STORED_PARAMS:
+            raise InvalidInput(f"Invalid reason or event data: a job keeps them in its row, where they take {stored:,} "
+                               f"characters once written as JSON; at most {MAX_STORED_PARAMS:,} fit. Shorten them.")
         if self.wait_seconds <= 0:
             raise InvalidInput(f"Invalid wait {self.wait_seconds!r}: give seconds greater than 0.")
         if action is BulkAction.EXPORT_HISTORY and not self.path:
             raise InvalidInput("export-history needs the path of the JSONL file to write.")
+
+
+# The job row keeps its parameters as JSON text in one string property, which Table storage caps at 64 KiB
+# (32,767 UTF-16 units; non-ASCII text is written as \uXXXX escapes): room for the reason and event data.
+MAX_STORED_PARAMS = 30_000
 
 
 class JobState(str, Enum):

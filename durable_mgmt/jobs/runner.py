@@ -35,6 +35,7 @@ import contextlib
 import time
 import uuid
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from ..errors import JobBusy
@@ -87,9 +88,13 @@ def request_of(info: JobInfo) -> BulkRequest:
 class _RateLimiter:
     """At most ``rate`` starts per second, spaced evenly (no bursts after a pause)."""
 
-    def __init__(self, rate: float | None):
+    def __init__(self, rate: float | None, *, last_start: datetime | None = None):
         self._interval = 1.0 / rate if rate else 0.0
         self._next = time.monotonic()
+        if last_start is not None and self._interval:
+            # A resumed job (e.g. the dashboard's next bounded step) keeps the pace of the run before it: its first
+            # start waits one interval from that run's last checkpoint, not none.
+            self._next += max(0.0, min(self._interval, self._interval - (utcnow() - last_start).total_seconds()))
         self._lock = asyncio.Lock()
 
     async def wait(self) -> None:
@@ -263,7 +268,7 @@ class BulkJob:
         req = self.request
         ctx = Context(self._manager, self._hub, req, BatchPurger(self._hub))
         export = HistoryExport(self._manager, req, self.info) if req.action is BulkAction.EXPORT_HISTORY else None
-        limiter = _RateLimiter(req.rate)
+        limiter = _RateLimiter(req.rate, last_start=self.info.updated if self.info.finished else None)
         sem = asyncio.Semaphore(req.concurrency)
         size = self._chunk_size()
 

@@ -97,8 +97,9 @@ class BindingTransport(Transport):
 
     async def get_entity(self, input: r.GetEntity) -> EntityState:
         # GET entities/{name}/{key}: the state's JSON, or 404 when the entity has none
-        # (HttpApiHandler.HandleGetEntityRequestAsync).
-        path = f"entities/{_segment(input.name.lower())}/{_segment(input.key)}"
+        # (HttpApiHandler.HandleGetEntityRequestAsync). The empty key is sent as '$' (its EmptyEntityKeySymbol):
+        # 'entities/{name}/' with no key is the route that lists entities.
+        path = f"entities/{_segment(input.name.lower())}/{_segment(input.key or '$')}"
         try:
             return EntityState(input.instance_id, True, await self._call("GET", path, input))
         except e.NotFound:
@@ -160,6 +161,14 @@ class BindingTransport(Transport):
         return PurgeResult(int(body.get("instancesDeleted", 0)))
 
     async def purge(self, input: r.PurgeInstances) -> PurgeResult:
+        q = input.query
+        if q.instance_id_prefix or q.name:
+            # The API's purge by filter takes only the creation range and statuses (HttpApiHandler.
+            # HandleDeleteHistoryWithFiltersRequestAsync): sent there, the narrower query would purge every
+            # finished instance of the range.
+            self.unsupported("Purging by instance id prefix or orchestrator name",
+                             "the management API purges by creation time and status only; use "
+                             "InstanceManager.connect(account, hub), or purge_instance(id) for each match.")
         return await self._purge(input)
 
     async def hub_exists(self, input: r.HubExists) -> bool:

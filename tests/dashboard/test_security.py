@@ -158,7 +158,10 @@ async def test_bad_bulk_inputs_are_refused_with_400_before_a_job_exists(dash_hub
         headers = {"X-Dashboard-Csrf": token, "Origin": _origin(base)}
         for bad, words in (({"rate": "abc"}, "Rate 'abc' is not a number"), ({"rate": "0"}, "Invalid rate 0.0"),
                            ({"concurrency": "١"}, "is not a whole number"), ({"action": "delete"}, "Unknown bulk"),
-                           ({"query": "status = Sleeping"}, "column 10")):
+                           ({"query": "status = Sleeping"}, "column 10"),
+                           # Longer than any single-instance action takes (limits.MAX_REASON_LENGTH): refused as such,
+                           # not by storage when the job row is written.
+                           ({"reason": "r" * 40_000}, "Invalid reason"), ({"reason": "r" * 31_000}, "at most 30,000 fit")):
             async with session.post(base + "bulk/start", data={**form, **bad}, headers=headers) as r:
                 assert r.status == 400 and words in html.unescape(await r.text()), bad
         async with session.post(base + "jobs/step", data={"id": "no-such-job"}, headers=headers) as r:
