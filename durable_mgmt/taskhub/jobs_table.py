@@ -12,7 +12,9 @@ row's counters and cursor are written together or not at all.
     RowKey "claim"          ``ClaimedThrough``: the last member key a runner may have acted on; members
                             between the job's cursor and it without an outcome are in doubt on resume
     RowKey "i:<escaped id>" one instance the query matched when the job was created: its outcome
-                            (pending, claimed, done, skipped, failed) and why
+                            (pending, claimed, done, skipped, failed) and why; one still pending at or
+                            before the cursor of a selected job was done as the action usually ends
+                            (jobs.actions.usual_reason: checkpoints do not write those)
 """
 
 from __future__ import annotations
