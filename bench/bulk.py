@@ -11,13 +11,14 @@ with 2 history rows each (an event and the sentinel). Then:
   it only queues messages, so the rows stay as seeded);
 * a pushed-down query (``InstanceManager.find("status = Completed")``)
   beside a raw filtered scan with the same filter and columns, alternated
-  five times, medians (target: within 10%);
-* a bulk terminate job of the Running half (selection included, and acting
-  only) beside the raw queue send rate measured just before and just after
-  it, same concurrency (target: >= 80%);
-* a bulk purge job of the Completed half beside raw batch deletes (history
-  transaction, then the row, keys known), same concurrency, measured just
-  before and after (target: >= 70%).
+  five times, medians and the paired ratios (target: within 10%);
+* bulk terminate of the Running half, as five jobs of a fifth each
+  (selection included, and acting only), between raw queue sends with the
+  same concurrency: each job is compared with the raw rate just before and
+  just after it, since the load of a shared machine drifts within a run
+  (target: >= 80%);
+* bulk purge of the Completed half the same way, between raw batch deletes
+  (history transaction, then the row, keys known; target: >= 70%).
 
 ``BENCH_BULK_INSTANCES=4000`` makes a quick run.
 """
@@ -46,7 +47,7 @@ from .common import Figure, cli_hub, peak_rss_mb
 TOTAL = int(os.environ.get("BENCH_BULK_INSTANCES", "20000"))
 CONCURRENCY = 16          # the raw queue send rate is measured with 16 in flight
 SEED_CONCURRENCY = 32
-RAW_SAMPLE = max(50, TOTAL // 40)
+RAW_SAMPLE = max(50, TOTAL // 100)  # instances deleted raw around each purge job
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 SEED_ATTEMPTS = 4         # a loaded Azurite can time out a request; creating again is harmless (409 = done)
 
@@ -152,6 +153,61 @@ async def raw_delete(hub: TaskHub, ids: list[str]) -> float:
     return len(ids) * 3 / (time.perf_counter() - t)
 
 
+ROUNDS = 5
+
+
+def _slice(r: int) -> str:
+    """The r-th of ROUNDS consecutive id ranges of the hub (pushed down to storage)."""
+    lo, hi = r * TOTAL // ROUNDS, (r + 1) * TOTAL // ROUNDS
+    return f"instanceId >= '{iid(lo)}' AND instanceId < '{iid(hi)}'"
+
+
+async def _alternate(raw, act) -> tuple[list[float], list[tuple[int, float, float]]]:
+    """``act(r)`` for each round, with ``raw()`` before the first and after each: every round has the raw
+    rate just before and just after it (the machine's load drifts within a run)."""
+    raws, jobs = [await raw()], []
+    for r in range(ROUNDS):
+        jobs.append(await act(r))
+        raws.append(await raw())
+    return raws, jobs
+
+
+async def _timed_job(manager: InstanceManager, action: str, query: str) -> tuple[int, float, float]:
+    """Instances done, seconds in all, seconds acting (after the selection) of one bulk job."""
+    marks: dict[str, float] = {}
+    t = time.perf_counter()
+    job = await manager.bulk(BulkRequest(action, query, concurrency=CONCURRENCY))
+    info = await job.run(lambda i: marks.setdefault(i.state.value, time.perf_counter()))
+    end = time.perf_counter()
+    assert info.done == info.matched > 0 and not info.failed, info
+    return info.done, end - t, end - marks["Running"]
+
+
+def _job_figures(figures: list[Figure], env, action: str, raws: list[float], jobs, key: str, unit: str,
+                 per_instance: int, target: str) -> None:
+    env.raw[key] = statistics.median(raws)
+    n = sum(j[0] for j in jobs)
+    ratios = [j[0] * per_instance / j[2] / ((raws[r] + raws[r + 1]) / 2) for r, j in enumerate(jobs)]
+    with_selection = [j[0] * per_instance / j[1] / ((raws[r] + raws[r + 1]) / 2) for r, j in enumerate(jobs)]
+
+    def spread(values: list[float]) -> str:
+        return (f"per job vs the raw rate around it: {', '.join(f'{v:.0%}' for v in values)} "
+                f"(median {statistics.median(values):.0%})")
+
+    figures.append(Figure(f"bulk {action} of {n:,} ({len(jobs)} jobs, selection included)",
+                          n * per_instance / sum(j[1] for j in jobs), unit, raw=key, target=target,
+                          note=f"{sum(j[1] for j in jobs):.1f} s; {spread(with_selection)}"))
+    figures.append(Figure("  the same, acting only (after selection)", n * per_instance / sum(j[2] for j in jobs),
+                          unit, raw=key, target=target,
+                          note=f"{spread(ratios)}; raw {min(raws):,.0f}-{max(raws):,.0f}/s"))
+
+
+def _spread(products: list[float], raws: list[float]) -> str:
+    ratios = [p / r for p, r in zip(products, raws)]
+    return (f"paired rounds: {', '.join(f'{v:.0%}' for v in ratios)} (median {statistics.median(ratios):.0%}); "
+            f"raw {min(raws):,.0f}-{max(raws):,.0f}/s")
+
+
 def _growth(figures: list[Figure], what: str, half: int, sizes: tuple[float, float]) -> None:
     small, big = sizes
     figures.append(Figure(f"{what} peak RSS, {half:,} -> {TOTAL:,}", big - small, "MB growth",
@@ -189,56 +245,28 @@ async def run(env) -> list[Figure]:
             _growth(figures, f"bulk suspend job ({half // 2:,} -> {half:,} acted on)", half, (at_half[2], at_full[2]))
 
             raws, finds = [], []
-            for _ in range(5):
+            for _ in range(ROUNDS):
                 raws.append(await raw_scan(hub.instances.client))
                 finds.append(await find_rate(manager))
             key = f"bulk: filtered scan, {TOTAL // 1000}k hub (rows)"
             env.raw[key] = statistics.median(raws)
             figures.append(Figure("find('status = Completed'), pushed down", statistics.median(finds), "rows/s",
-                                  raw=key, target=">= 90% of raw scan",
-                                  note=f"raw {min(raws):,.0f}-{max(raws):,.0f}/s, find {min(finds):,.0f}-"
-                                       f"{max(finds):,.0f}/s over 5 rounds"))
+                                  raw=key, target=">= 90% of raw scan", note=_spread(finds, raws)))
 
-            send_before = await raw_send(hub)
-            t = time.perf_counter()
-            marks = {}
-            job = await manager.bulk(BulkRequest("terminate", "status = Running", concurrency=CONCURRENCY))
-            info = await job.run(lambda i: marks.setdefault(i.state.value, time.perf_counter()))
-            seconds = time.perf_counter() - t
-            send_after = await raw_send(hub)
-            assert info.done == half, info
-            selecting = marks["Running"] - t
-            key = "bulk: queue send, same moment"
-            env.raw[key] = (send_before + send_after) / 2
-            note = f"raw send before {send_before:,.0f}/s, after {send_after:,.0f}/s"
-            figures.append(Figure(f"bulk terminate of {half:,} (job, selection included)", half / seconds,
-                                  "instances/s", raw=key, target=">= 80% of raw queue send",
-                                  note=f"{seconds:.1f} s, of which selecting {selecting:.1f} s; {note}"))
-            figures.append(Figure("  the same, acting only (after selection)", half / (seconds - selecting),
-                                  "instances/s", raw=key, target=">= 80% of raw queue send", note=note))
+            # Each job acts on a fifth of the Running half, between raw sends.
+            raws, jobs = await _alternate(lambda: raw_send(hub), lambda r: _timed_job(
+                manager, "terminate", f"status = Running AND {_slice(r)}"))
+            _job_figures(figures, env, "terminate", raws, jobs, "bulk: queue send, same moment", "instances/s", 1,
+                         ">= 80% of raw queue send")
 
-            # Raw deletes on extra instances seeded for them, before and after the purge.
-            await seed(hub, range(1, 4 * RAW_SAMPLE, 2), extra="r")
-            extra = [iid(i) + "r" for i in range(1, 4 * RAW_SAMPLE, 2)]
-            before = await raw_delete(hub, extra[:len(extra) // 2])
-            t = time.perf_counter()
-            marks = {}
-            job = await manager.bulk(BulkRequest("purge", "status = Completed AND NOT instanceId CONTAINS 'r'",
-                                                 concurrency=CONCURRENCY))
-            info = await job.run(lambda i: marks.setdefault(i.state.value, time.perf_counter()))
-            seconds = time.perf_counter() - t
-            after = await raw_delete(hub, extra[len(extra) // 2:])
-            assert info.done == half, info
-            selecting = marks["Running"] - t
-            key = "bulk: batch delete, history+row (rows)"
-            env.raw[key] = (before + after) / 2
-            note = f"raw before {before:,.0f}/s, after {after:,.0f}/s"
-            figures.append(Figure(f"bulk purge of {half:,} (job, selection included)", half * 3 / seconds, "rows/s",
-                                  raw=key, target=">= 70% of raw batch delete",
-                                  note=f"{half / seconds:,.0f} instances/s, {seconds:.1f} s, of which selecting "
-                                       f"{selecting:.1f} s; {note}"))
-            figures.append(Figure("  the same, acting only (after selection)", half * 3 / (seconds - selecting),
-                                  "rows/s", raw=key, target=">= 70% of raw batch delete", note=note))
+            # Raw deletes on extra instances seeded for them, between the purge jobs.
+            extra = [iid(i) + "r" for i in range(1, 2 * RAW_SAMPLE * (ROUNDS + 1), 2)]
+            await seed(hub, range(1, 2 * RAW_SAMPLE * (ROUNDS + 1), 2), extra="r")
+            samples = iter([extra[k:k + RAW_SAMPLE] for k in range(0, len(extra), RAW_SAMPLE)])
+            raws, jobs = await _alternate(lambda: raw_delete(hub, next(samples)), lambda r: _timed_job(
+                manager, "purge", f"status = Completed AND NOT instanceId CONTAINS 'r' AND {_slice(r)}"))
+            _job_figures(figures, env, "purge", raws, jobs, "bulk: batch delete, history+row (rows)", "rows/s", 3,
+                         ">= 70% of raw batch delete")
         finally:
             await hub.delete()
     return figures

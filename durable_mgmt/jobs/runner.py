@@ -44,7 +44,6 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 from ..errors import JobBusy
 from ..query import Query
 from ..taskhub.jobs_table import JobsTable, lease_is_live, member_key
-from ..taskhub.names import escape_key
 from ..taskhub.scan import scan
 from ..taskhub.timefmt import utcnow
 from ..taskhub.bulk_ops import BatchPurger
@@ -301,13 +300,13 @@ class BulkJob:
         async for page in scan(self._hub, query, after_key=self.info.cursor or None):
             if self._stop:
                 return
-            items = list(page.items)
-            for i in range(0, max(len(items), 1), MAX_CHUNK):
-                chunk = items[i:i + MAX_CHUNK]
-                last = i + MAX_CHUNK >= len(items)
-                cursor = page.last_key if last else escape_key(chunk[-1].instance_id)
-                self.info = replace(self.info, matched=self.info.matched + len(chunk), cursor=cursor or self.info.cursor)
-                await self._checkpoint([InstanceOutcome(s.instance_id, Outcome.PENDING) for s in chunk])
+            # A page's members are written together (several transactions in flight), then the job row moves
+            # the cursor past them; a selection stopped in between writes them again (the same rows).
+            await self._jobs.add_members(self.id, [s.instance_id for s in page.items])
+            self.info = replace(self.info, matched=self.info.matched + len(page.items),
+                                cursor=page.last_key or self.info.cursor)
+            self._etag = await self._jobs.update(self.info, self._etag, owner=self._owner,
+                                                 lease_seconds=self._lease())
             await self._notify()
         self.info = replace(self.info, state=JobState.RUNNING, cursor="", params={**self.info.params, "selected": True})
         self._etag = await self._jobs.update(self.info, self._etag, owner=self._owner, lease_seconds=self._lease())
