@@ -84,6 +84,9 @@ async def test_a_stopped_job_resumes_without_repeating_finished_instances(hub, c
     # The second checkpoint is reported while later batches are in flight (up to runner.ACTING_CHUNKS of them):
     # those are finished and recorded, whole; nothing after them is started.
     assert first.state is JobState.INTERRUPTED and first.done in (15, 20)
+    # The next batch was claimed ahead (pipeline) but not acted on: the claim mark went back to the cursor,
+    # so the resumed run does not take it for in doubt (and wait to see each instance's state).
+    assert await JobsTable(hub).claimed_through(job.id) == first.cursor
     # A new instance that matches now is not added: the selection was frozen when the job was created.
     await client.start("Target", instance_id="t-late")
     resumed = await (await manager.job(job.id)).run()
