@@ -208,6 +208,10 @@ def _spread(products: list[float], raws: list[float]) -> str:
             f"raw {min(raws):,.0f}-{max(raws):,.0f}/s")
 
 
+def _say(what: str) -> None:
+    print(f"  ... {what}", file=sys.stderr, flush=True)
+
+
 def _growth(figures: list[Figure], what: str, half: int, sizes: tuple[float, float]) -> None:
     small, big = sizes
     figures.append(Figure(f"{what} peak RSS, {half:,} -> {TOTAL:,}", big - small, "MB growth",
@@ -233,17 +237,20 @@ async def run(env) -> list[Figure]:
             t = time.perf_counter()
             await seed(hub, range(half))
             seeding = time.perf_counter() - t
+            _say(f"peak RSS of count, listing and a bulk job at {half:,} instances")
             at_half = memory()
             t = time.perf_counter()
             await seed(hub, range(half, TOTAL))
             seeding += time.perf_counter() - t
             figures.append(Figure(f"seed {TOTAL:,} instances", TOTAL / seeding, "instances/s",
                                   note=f"{seeding:.0f} s"))
+            _say(f"the same at {TOTAL:,}")
             at_full = memory()
             _growth(figures, "count --group-by name", half, (at_half[0], at_full[0]))
             _growth(figures, "get-instances -q ... --output jsonl", half, (at_half[1], at_full[1]))
             _growth(figures, f"bulk suspend job ({half // 2:,} -> {half:,} acted on)", half, (at_half[2], at_full[2]))
 
+            _say("pushed-down query beside the raw filtered scan")
             raws, finds = [], []
             for _ in range(ROUNDS):
                 raws.append(await raw_scan(hub.instances.client))
@@ -253,12 +260,14 @@ async def run(env) -> list[Figure]:
             figures.append(Figure("find('status = Completed'), pushed down", statistics.median(finds), "rows/s",
                                   raw=key, target=">= 90% of raw scan", note=_spread(finds, raws)))
 
+            _say(f"bulk terminate, {ROUNDS} jobs between raw queue sends")
             # Each job acts on a fifth of the Running half, between raw sends.
             raws, jobs = await _alternate(lambda: raw_send(hub), lambda r: _timed_job(
                 manager, "terminate", f"status = Running AND {_slice(r)}"))
             _job_figures(figures, env, "terminate", raws, jobs, "bulk: queue send, same moment", "instances/s", 1,
                          ">= 80% of raw queue send")
 
+            _say(f"bulk purge, {ROUNDS} jobs between raw batch deletes")
             # Raw deletes on extra instances seeded for them, between the purge jobs.
             extra = [iid(i) + "r" for i in range(1, 2 * RAW_SAMPLE * (ROUNDS + 1), 2)]
             await seed(hub, range(1, 2 * RAW_SAMPLE * (ROUNDS + 1), 2), extra="r")
