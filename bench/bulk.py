@@ -4,18 +4,23 @@ A hub is seeded with ``BENCH_BULK_INSTANCES`` instances (default 20,000):
 half Running (no history: terminate only queues a message), half Completed
 with 2 history rows each (an event and the sentinel). Then:
 
+* memory: peak RSS of three ``funcpy durable`` subprocesses, at half and at
+  the full size (10,000 -> 20,000 by default; target: flat): ``count
+  --group-by name``, ``get-instances -q ... --all --output jsonl`` and a
+  bulk job (``bulk suspend`` of the Running instances: with no host running,
+  it only queues messages, so the rows stay as seeded);
 * a pushed-down query (``InstanceManager.find("status = Completed")``)
   beside a raw filtered scan with the same filter and columns, alternated
-  five times, medians (target: within 10%);
-* memory: peak RSS of ``funcpy durable count --group-by name`` and
-  ``get-instances -q ... --all --output jsonl`` subprocesses at half and at
-  the full size (target: flat);
-* a bulk terminate job of the Running half (selection included) beside the
-  raw queue send rate measured at the start of the run, same concurrency
+  five times, medians and the paired ratios (target: within 10%);
+* bulk terminate of the Running half, as five jobs of a fifth each
+  (selection included, and acting only), between raw queue sends with the
+  same concurrency: each job is compared with the raw rate just before and
+  just after it, since the load of a shared machine drifts within a run
   (target: >= 80%);
-* a bulk purge job of the Completed half beside raw batch deletes (history
-  transaction, then the row, keys known), measured just before and after
-  (target: >= 70%).
+* bulk purge of the Completed half the same way, between raw batch deletes
+  (history transaction, then the row, keys known; target: >= 70%).
+
+``BENCH_BULK_INSTANCES=4000`` makes a quick run.
 """
 
 from __future__ import annotations
@@ -23,13 +28,11 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 from azure.data.tables import TransactionOperation
 
 from durable_mgmt import BulkRequest, InstanceManager
@@ -39,23 +42,43 @@ from durable_mgmt.taskhub.names import escape_key
 from durable_mgmt.taskhub.scan import BASE_COLUMNS
 from durable_mgmt.transports import StorageTransport
 
-from .common import Figure
+from .common import Figure, cli_hub, peak_rss_mb
 
 TOTAL = int(os.environ.get("BENCH_BULK_INSTANCES", "20000"))
 CONCURRENCY = 16          # the raw queue send rate is measured with 16 in flight
 SEED_CONCURRENCY = 32
-RAW_SAMPLE = max(50, TOTAL // 40)
+RAW_SAMPLE = max(50, TOTAL // 100)  # instances deleted raw around each purge job
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-FUNCPY = Path(sys.executable).parent / "funcpy"
+SEED_ATTEMPTS = 4         # a loaded Azurite can time out a request; creating again is harmless (409 = done)
 
 
 def iid(i: int) -> str:
     return f"b-{i:06d}"
 
 
+async def _again(make, what: str) -> None:
+    """Run ``make()``, again after a timeout (what a loaded machine does to Azurite); 409 means done."""
+    for attempt in range(SEED_ATTEMPTS):
+        try:
+            await make()
+            return
+        except HttpResponseError as e:
+            if e.status_code == 409:
+                return  # written by the attempt that timed out
+            raise
+        except (ServiceRequestError, ServiceResponseError) as e:
+            if attempt == SEED_ATTEMPTS - 1:
+                raise RuntimeError(f"seeding: {what} failed {SEED_ATTEMPTS} times ({e}); "
+                                   "Azurite is overloaded: retry on a quieter machine") from e
+            await asyncio.sleep(1 + attempt)
+
+
 async def seed(hub: TaskHub, ids: range, *, extra: str = "") -> None:
+    """Instance rows (one request each: every row is its own partition, so no transaction can hold two)
+    and, for the Completed ones, their 2 history rows in one transaction; SEED_CONCURRENCY in flight."""
     sem = asyncio.Semaphore(SEED_CONCURRENCY)
     instances, history = hub.instances.client, hub.history.client
+    done = [0]
 
     async def one(i: int) -> None:
         pk = escape_key(iid(i) + extra)
@@ -67,24 +90,19 @@ async def seed(hub: TaskHub, ids: range, *, extra: str = "") -> None:
                "TaskHubName": hub.name, "CustomStatus": '"step %d"' % (i % 5)}
         async with sem:
             if not running:
-                await history.submit_transaction([
+                await _again(lambda: history.submit_transaction([
                     (TransactionOperation.CREATE, {"PartitionKey": pk, "RowKey": row_key(0), "EventType":
                                                    "ExecutionCompleted", "ExecutionId": "e", "Result": '"done"'}),
                     (TransactionOperation.CREATE, {"PartitionKey": pk, "RowKey": SENTINEL_ROW_KEY,
-                                                   "ExecutionId": "e", "IsCheckpointComplete": True})])
-            await instances.create_entity(row)
+                                                   "ExecutionId": "e", "IsCheckpointComplete": True})]),
+                             f"the history of {pk}")
+            await _again(lambda: instances.create_entity(row), f"the row of {pk}")
+        done[0] += 1
+        if done[0] % 5000 == 0:
+            print(f"  ... seeded {done[0]:,} of {len(ids):,}", file=sys.stderr, flush=True)
 
-    await asyncio.gather(*(one(i) for i in ids))
-
-
-def peak_rss_mb(args: list[str], env: dict[str, str]) -> float:
-    proc = subprocess.Popen([str(FUNCPY), "durable", *args], env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"funcpy durable {' '.join(args)} failed: {proc.stderr.read().decode()[-2000:]}")
-    proc.stderr.close()
-    return usage.ru_maxrss / 1024
+    for start in range(0, len(ids), 5000):  # a few thousand coroutines at a time, not all of them at once
+        await asyncio.gather(*(one(i) for i in ids[start:start + 5000]))
 
 
 async def raw_scan(table) -> float:
@@ -135,17 +153,82 @@ async def raw_delete(hub: TaskHub, ids: list[str]) -> float:
     return len(ids) * 3 / (time.perf_counter() - t)
 
 
+ROUNDS = 5
+
+
+def _slice(r: int) -> str:
+    """The r-th of ROUNDS consecutive id ranges of the hub (pushed down to storage)."""
+    lo, hi = r * TOTAL // ROUNDS, (r + 1) * TOTAL // ROUNDS
+    return f"instanceId >= '{iid(lo)}' AND instanceId < '{iid(hi)}'"
+
+
+async def _alternate(raw, act) -> tuple[list[float], list[tuple[int, float, float]]]:
+    """``act(r)`` for each round, with ``raw()`` before the first and after each: every round has the raw
+    rate just before and just after it (the machine's load drifts within a run)."""
+    raws, jobs = [await raw()], []
+    for r in range(ROUNDS):
+        jobs.append(await act(r))
+        raws.append(await raw())
+    return raws, jobs
+
+
+async def _timed_job(manager: InstanceManager, action: str, query: str) -> tuple[int, float, float]:
+    """Instances done, seconds in all, seconds acting (after the selection) of one bulk job."""
+    marks: dict[str, float] = {}
+    t = time.perf_counter()
+    job = await manager.bulk(BulkRequest(action, query, concurrency=CONCURRENCY))
+    info = await job.run(lambda i: marks.setdefault(i.state.value, time.perf_counter()))
+    end = time.perf_counter()
+    assert info.done == info.matched > 0 and not info.failed, info
+    return info.done, end - t, end - marks["Running"]
+
+
+def _job_figures(figures: list[Figure], env, action: str, raws: list[float], jobs, key: str, unit: str,
+                 per_instance: int, target: str) -> None:
+    env.raw[key] = statistics.median(raws)
+    n = sum(j[0] for j in jobs)
+    ratios = [j[0] * per_instance / j[2] / ((raws[r] + raws[r + 1]) / 2) for r, j in enumerate(jobs)]
+    with_selection = [j[0] * per_instance / j[1] / ((raws[r] + raws[r + 1]) / 2) for r, j in enumerate(jobs)]
+
+    def spread(values: list[float]) -> str:
+        return (f"per job vs the raw rate around it: {', '.join(f'{v:.0%}' for v in values)} "
+                f"(median {statistics.median(values):.0%})")
+
+    figures.append(Figure(f"bulk {action} of {n:,} ({len(jobs)} jobs, selection included)",
+                          n * per_instance / sum(j[1] for j in jobs), unit, raw=key, target=target,
+                          note=f"{sum(j[1] for j in jobs):.1f} s; {spread(with_selection)}"))
+    figures.append(Figure("  the same, acting only (after selection)", n * per_instance / sum(j[2] for j in jobs),
+                          unit, raw=key, target=target,
+                          note=f"{spread(ratios)}; raw {min(raws):,.0f}-{max(raws):,.0f}/s"))
+
+
+def _spread(products: list[float], raws: list[float]) -> str:
+    ratios = [p / r for p, r in zip(products, raws)]
+    return (f"paired rounds: {', '.join(f'{v:.0%}' for v in ratios)} (median {statistics.median(ratios):.0%}); "
+            f"raw {min(raws):,.0f}-{max(raws):,.0f}/s")
+
+
+def _say(what: str) -> None:
+    print(f"  ... {what}", file=sys.stderr, flush=True)
+
+
+def _growth(figures: list[Figure], what: str, half: int, sizes: tuple[float, float]) -> None:
+    small, big = sizes
+    figures.append(Figure(f"{what} peak RSS, {half:,} -> {TOTAL:,}", big - small, "MB growth",
+                          note=f"{small:.1f} -> {big:.1f} MB (x{big / small:.3f}); target: flat"))
+
+
 async def run(env) -> list[Figure]:
     figures: list[Figure] = []
-    hub_name = "Bulk" + uuid.uuid4().hex[:8]
-    root = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-{hub_name}"
-    root.mkdir(parents=True, exist_ok=True)
-    cli_env = {"AzureWebJobsStorage": env.account.connection_string}
-    common = ["--task-hub-name", hub_name, "--script-root", str(root), "--output", "json"]
+    hub_name, cli_env, common = cli_hub(env, "Bulk")
     counting = ["count", "-q", "createdTime > 2025-12-31", "--group-by", "name", *common]
     listing = ["get-instances", "-q", "status = Completed AND customStatus CONTAINS 'step'", "--all",
                *common[:-2], "--output", "jsonl"]
+    suspending = ["bulk", "suspend", "-q", "status = Running", "--yes", "--concurrency", str(CONCURRENCY), *common]
     half = TOTAL // 2
+
+    def memory() -> list[float]:
+        return [peak_rss_mb(args, cli_env)[0] for args in (counting, listing, suspending)]
 
     async with TaskHub(env.account, hub_name) as hub:
         await hub.create_if_not_exists()
@@ -153,62 +236,46 @@ async def run(env) -> list[Figure]:
         try:
             t = time.perf_counter()
             await seed(hub, range(half))
-            rss_count_half, rss_list_half = peak_rss_mb(counting, cli_env), peak_rss_mb(listing, cli_env)
+            seeding = time.perf_counter() - t
+            _say(f"peak RSS of count, listing and a bulk job at {half:,} instances")
+            at_half = memory()
+            t = time.perf_counter()
             await seed(hub, range(half, TOTAL))
-            seconds = time.perf_counter() - t
-            figures.append(Figure(f"seed {TOTAL:,} instances", TOTAL / seconds, "instances/s", note=f"{seconds:.0f} s"))
-            rss_count_full, rss_list_full = peak_rss_mb(counting, cli_env), peak_rss_mb(listing, cli_env)
-            figures.append(Figure(f"count --group-by name peak RSS, {half:,} -> {TOTAL:,}",
-                                  rss_count_full - rss_count_half, "MB growth",
-                                  note=f"{rss_count_half:.1f} -> {rss_count_full:.1f} MB; target: flat"))
-            figures.append(Figure(f"get-instances -q ... --output jsonl peak RSS, {half:,} -> {TOTAL:,}",
-                                  rss_list_full - rss_list_half, "MB growth",
-                                  note=f"{rss_list_half:.1f} -> {rss_list_full:.1f} MB; target: flat"))
+            seeding += time.perf_counter() - t
+            figures.append(Figure(f"seed {TOTAL:,} instances", TOTAL / seeding, "instances/s",
+                                  note=f"{seeding:.0f} s"))
+            _say(f"the same at {TOTAL:,}")
+            at_full = memory()
+            _growth(figures, "count --group-by name", half, (at_half[0], at_full[0]))
+            _growth(figures, "get-instances -q ... --output jsonl", half, (at_half[1], at_full[1]))
+            _growth(figures, f"bulk suspend job ({half // 2:,} -> {half:,} acted on)", half, (at_half[2], at_full[2]))
 
+            _say("pushed-down query beside the raw filtered scan")
             raws, finds = [], []
-            for _ in range(5):
+            for _ in range(ROUNDS):
                 raws.append(await raw_scan(hub.instances.client))
                 finds.append(await find_rate(manager))
             key = f"bulk: filtered scan, {TOTAL // 1000}k hub (rows)"
             env.raw[key] = statistics.median(raws)
             figures.append(Figure("find('status = Completed'), pushed down", statistics.median(finds), "rows/s",
-                                  raw=key, target=">= 90% of raw scan"))
+                                  raw=key, target=">= 90% of raw scan", note=_spread(finds, raws)))
 
-            send_before = await raw_send(hub)
-            t = time.perf_counter()
-            marks = {}
-            job = await manager.bulk(BulkRequest("terminate", "status = Running", concurrency=CONCURRENCY))
-            info = await job.run(lambda i: marks.setdefault(i.state.value, time.perf_counter()))
-            seconds = time.perf_counter() - t
-            send_after = await raw_send(hub)
-            assert info.done == half, info
-            selecting = marks["Running"] - t
-            key = "bulk: queue send, same moment"
-            env.raw[key] = (send_before + send_after) / 2
-            figures.append(Figure(f"bulk terminate of {half:,} (job, selection included)", half / seconds,
-                                  "instances/s", raw=key, target=">= 80% of raw queue send",
-                                  note=f"{seconds:.1f} s, of which selecting {selecting:.1f} s; raw send before "
-                                       f"{send_before:,.0f}/s, after {send_after:,.0f}/s"))
-            figures.append(Figure("  the same, acting only (after selection)", half / (seconds - selecting),
-                                  "instances/s", raw=key))
+            _say(f"bulk terminate, {ROUNDS} jobs between raw queue sends")
+            # Each job acts on a fifth of the Running half, between raw sends.
+            raws, jobs = await _alternate(lambda: raw_send(hub), lambda r: _timed_job(
+                manager, "terminate", f"status = Running AND {_slice(r)}"))
+            _job_figures(figures, env, "terminate", raws, jobs, "bulk: queue send, same moment", "instances/s", 1,
+                         ">= 80% of raw queue send")
 
-            # Raw deletes on extra instances seeded for them, before and after the purge.
-            await seed(hub, range(1, 4 * RAW_SAMPLE, 2), extra="r")
-            extra = [iid(i) + "r" for i in range(1, 4 * RAW_SAMPLE, 2)]
-            before = await raw_delete(hub, extra[:len(extra) // 2])
-            t = time.perf_counter()
-            job = await manager.bulk(BulkRequest("purge", "status = Completed AND NOT instanceId CONTAINS 'r'",
-                                                 concurrency=CONCURRENCY))
-            info = await job.run()
-            seconds = time.perf_counter() - t
-            after = await raw_delete(hub, extra[len(extra) // 2:])
-            assert info.done == half, info
-            key = "bulk: batch delete, history+row (rows)"
-            env.raw[key] = (before + after) / 2
-            figures.append(Figure(f"bulk purge of {half:,} (job, selection included)", half * 3 / seconds, "rows/s",
-                                  raw=key, target=">= 70% of raw batch delete",
-                                  note=f"{half / seconds:,.0f} instances/s, {seconds:.1f} s; raw before "
-                                       f"{before:,.0f}/s, after {after:,.0f}/s"))
+            _say(f"bulk purge, {ROUNDS} jobs between raw batch deletes")
+            # Raw deletes on extra instances seeded for them, between the purge jobs.
+            extra = [iid(i) + "r" for i in range(1, 2 * RAW_SAMPLE * (ROUNDS + 1), 2)]
+            await seed(hub, range(1, 2 * RAW_SAMPLE * (ROUNDS + 1), 2), extra="r")
+            samples = iter([extra[k:k + RAW_SAMPLE] for k in range(0, len(extra), RAW_SAMPLE)])
+            raws, jobs = await _alternate(lambda: raw_delete(hub, next(samples)), lambda r: _timed_job(
+                manager, "purge", f"status = Completed AND NOT instanceId CONTAINS 'r' AND {_slice(r)}"))
+            _job_figures(figures, env, "purge", raws, jobs, "bulk: batch delete, history+row (rows)", "rows/s", 3,
+                         ">= 70% of raw batch delete")
         finally:
             await hub.delete()
     return figures

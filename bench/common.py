@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 from azure.data.tables import TransactionOperation
 from funchost.azurite import Azurite
@@ -54,6 +57,31 @@ class BenchEnv:
                  "raw Azurite rates (Azure SDK for Python, async):"]
         lines += [f"  {k:<34} {v:>10,.0f} /s" for k, v in self.raw.items()]
         return "\n".join(lines)
+
+
+FUNCPY = Path(sys.executable).parent / "funcpy"
+
+
+def cli_hub(env: BenchEnv, prefix: str) -> tuple[str, dict[str, str], list[str]]:
+    """A fresh hub name for a benchmark, the environment and the common options of ``funcpy durable`` on it."""
+    hub_name = prefix + uuid.uuid4().hex[:8]
+    root = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-{hub_name}"
+    root.mkdir(parents=True, exist_ok=True)
+    cli_env = {"AzureWebJobsStorage": env.account.connection_string}
+    return hub_name, cli_env, ["--task-hub-name", hub_name, "--script-root", str(root), "--output", "json"]
+
+
+def peak_rss_mb(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Peak RSS (MB) and wall time of ``funcpy durable <args>`` as a subprocess (output discarded)."""
+    t = time.perf_counter()
+    proc = subprocess.Popen([str(FUNCPY), "durable", *args], env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"funcpy durable {' '.join(args)} failed: {proc.stderr.read().decode()[-2000:]}")
+    proc.stderr.close()
+    return usage.ru_maxrss / 1024, elapsed
 
 
 async def _parallel(n: int, concurrency: int, make) -> float:

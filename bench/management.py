@@ -28,12 +28,10 @@ import asyncio
 import contextlib
 import os
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from azure.data.tables import TransactionOperation
 
@@ -44,14 +42,13 @@ from durable_mgmt.taskhub.history import SENTINEL_ROW_KEY, row_key
 from durable_mgmt.taskhub.instances import SUMMARY_COLUMNS
 from durable_mgmt.taskhub.names import escape_key
 
-from .common import Figure
+from .common import Figure, cli_hub, peak_rss_mb
 
 TOTAL = int(os.environ.get("BENCH_MGMT_INSTANCES", "20000"))
 EVENTS = 9                # + the sentinel = 10 history rows per instance
 RAW_SAMPLE = TOTAL // 40  # instances deleted by raw calls before, and again after, the purge
 CONCURRENCY = 32          # requests in flight, for seeding, raw deletes and the purge alike
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-FUNCPY = Path(sys.executable).parent / "funcpy"
 # Statuses of the half that is not purged; the raw samples are Terminated ones.
 OTHERS = ("Running", "Failed", "Terminated", "Pending")
 
@@ -150,19 +147,6 @@ async def cli_rate(rows: int, args: list[str], env: dict[str, str]) -> float:
     return rows / await cli_seconds(args, env)
 
 
-def peak_rss_mb(args: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Peak RSS (MB) and wall time of ``funcpy durable <args>`` as a subprocess (output discarded)."""
-    t = time.perf_counter()
-    proc = subprocess.Popen([str(FUNCPY), "durable", *args], env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - t
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"funcpy durable {' '.join(args)} failed: {proc.stderr.read().decode()[-2000:]}")
-    proc.stderr.close()
-    return usage.ru_maxrss / 1024, elapsed
-
-
 # --- raw Azurite, straight azure-data-tables calls ---------------------------------------------
 
 
@@ -210,11 +194,7 @@ async def paired(rounds: int, raw, product) -> tuple[float, float]:
 
 async def run(env) -> list[Figure]:
     figures: list[Figure] = []
-    hub_name = "Mgmt" + uuid.uuid4().hex[:8]
-    root = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-{hub_name}"
-    root.mkdir(parents=True, exist_ok=True)
-    cli_env = {"AzureWebJobsStorage": env.account.connection_string}
-    common = ["--task-hub-name", hub_name, "--script-root", str(root), "--output", "json"]
+    hub_name, cli_env, common = cli_hub(env, "Mgmt")
     listing = ["get-instances", "--all", "--runtime-status", "completed", *common]
     counting = ["count", *common]
     half = TOTAL // 2

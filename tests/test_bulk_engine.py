@@ -105,7 +105,7 @@ async def recursive_terminate_then_purge(hub, client, manager, roots: int):
     keep = await start_families(client, [f"keep-{i}" for i in range(3)], depth=1)
     leaves = roots + 3
     await until(lambda: _eq(count(manager, "customStatus = 'waiting' AND status = Running"), leaves),
-                timeout=60 + roots / 5, what=f"{leaves} waiting leaves")
+                timeout=120 + roots * 0.6, what=f"{leaves} waiting leaves")  # generous: a shared, loaded machine
 
     # Roots only: their input says depth 2 (filtered here, client-side), their ids start with fam- (pushed down).
     roots_query = "instanceId STARTS_WITH 'fam-' AND input CONTAINS '\"depth\":2'"
@@ -116,7 +116,7 @@ async def recursive_terminate_then_purge(hub, client, manager, roots: int):
     assert (info.state, info.matched, info.done, info.failed) == (JobState.COMPLETED, roots, roots, 0)
     assert {o.reason async for o in job.outcomes()} == {"terminate sent, and to 2 sub-orchestration(s)"}
     await until(lambda: _eq(count(manager, "instanceId STARTS_WITH 'fam-' AND status = Terminated"), len(family)),
-                timeout=60 + len(family) / 5, what="every family member Terminated")
+                timeout=120 + len(family) / 3, what="every family member Terminated")
     sample = family if len(family) <= 60 else family[::17]
     assert [await history_events(hub, iid, "ExecutionTerminated") for iid in sample] == [1] * len(sample)
     assert await count(manager, "instanceId STARTS_WITH 'keep-' AND status = Running") == len(keep)
@@ -144,7 +144,7 @@ async def test_recursive_terminate_and_purge_of_families(hub, client, manager, e
 
 
 @pytest.mark.soak
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(2700)
 async def test_recursive_terminate_and_purge_of_a_2000_instance_hub(hub, client, manager, engine):
     await recursive_terminate_then_purge(hub, client, manager, roots=666)  # 1,998 + 6 instances
 

@@ -66,7 +66,11 @@ async def test_bulk_terminate_reaches_each_match_once_and_records_why(hub, clien
     outcomes = {o.instance_id: o async for o in job.outcomes()}
     assert set(outcomes) == set(targets) | {"t-done"}
     assert outcomes["t-done"].outcome is Outcome.SKIPPED and "already Completed" in outcomes["t-done"].reason
-    assert all(outcomes[t].outcome is Outcome.DONE for t in targets)
+    assert all(outcomes[t].outcome is Outcome.DONE and outcomes[t].reason == "terminate sent" for t in targets)
+    # Filtered by outcome, including the done ones a checkpoint implies by its cursor instead of writing them.
+    assert {o.instance_id async for o in job.outcomes(Outcome.DONE)} == set(targets)
+    assert [o.instance_id async for o in job.outcomes(Outcome.SKIPPED, Outcome.FAILED)] == ["t-done"]
+    assert [o async for o in job.outcomes(Outcome.PENDING)] == []
     assert [j.id for j in await manager.jobs()] == [job.id]
 
 
@@ -79,14 +83,20 @@ async def test_a_stopped_job_resumes_without_repeating_finished_instances(hub, c
             job.stop()
 
     first = await job.run(stop_after_two)
-    # The second checkpoint is reported while the third batch is in flight: that batch is finished and recorded.
-    assert (first.state, first.done) == (JobState.INTERRUPTED, 15)
+    # The second checkpoint is reported while later batches are in flight (up to runner.ACTING_CHUNKS of them):
+    # those are finished and recorded, whole; nothing after them is started.
+    assert first.state is JobState.INTERRUPTED and first.done in (15, 20)
+    # The next batch was claimed ahead (pipeline) but not acted on: the claim mark went back to the cursor,
+    # so the resumed run does not take it for in doubt (and wait to see each instance's state).
+    assert await JobsTable(hub).claimed_through(job.id) == first.cursor
     # A new instance that matches now is not added: the selection was frozen when the job was created.
     await client.start("Target", instance_id="t-late")
     resumed = await (await manager.job(job.id)).run()
     assert (resumed.state, resumed.matched, resumed.done) == (JobState.COMPLETED, 25, 25)
     suspended = {iid: n for (iid, kind), n in (await drain_messages(hub)).items() if kind == "ExecutionSuspended"}
     assert suspended == {iid: 1 for iid in targets}
+    assert {(o.instance_id, o.outcome, o.reason) async for o in job.outcomes()} == {
+        (iid, Outcome.DONE, "suspend sent") for iid in targets}
     again = await (await manager.job(job.id)).run()  # a finished job does nothing more
     assert again.state is JobState.COMPLETED
     assert not [k for _, k in await drain_messages(hub) if k != "ExecutionStarted"]

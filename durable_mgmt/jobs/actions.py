@@ -33,6 +33,21 @@ from ..taskhub.family import descendants
 from .models import BulkAction, BulkRequest, InstanceOutcome, Outcome
 
 
+def usual_reason(request: BulkRequest) -> str | None:
+    """What most instances of a job that went as asked say: "terminate sent", "purged"... A checkpoint does
+    not write these outcomes (the runner records them as implied by the job's cursor: one table write per
+    instance was as costly as the operation itself); anything else is written."""
+    if request.recursive:
+        return None  # the reasons count the sub-orchestrations reached
+    return {BulkAction.TERMINATE: TERMINATE_SENT, BulkAction.PURGE: PURGED, BulkAction.SUSPEND: "suspend sent",
+            BulkAction.RESUME: "resume sent", BulkAction.REWIND: "rewound",
+            BulkAction.RAISE_EVENT: f"event {request.event_name!r} sent"}.get(request.action)
+
+
+TERMINATE_SENT = "terminate sent"
+PURGED = "purged"
+
+
 @dataclass(frozen=True)
 class Context:
     manager: Any   # InstanceManager
@@ -99,7 +114,7 @@ async def _batched(ctx: Context, instance_id: str, current: bulk_ops.BatchStatus
                 return InstanceOutcome(instance_id, Outcome.SKIPPED,
                                        f"Cannot terminate instance {instance_id!r}: it is already {status.value}.")
             await limited(lambda: bulk_ops.send_terminate(ctx.hub, instance_id, req.reason))
-            return InstanceOutcome(instance_id, Outcome.DONE, "terminate sent")
+            return InstanceOutcome(instance_id, Outcome.DONE, TERMINATE_SENT)
         if not status.is_terminal:
             return InstanceOutcome(instance_id, Outcome.SKIPPED,
                                    f"Instance {instance_id!r} is {status.value}; only Completed, Failed, Terminated "
@@ -108,7 +123,7 @@ async def _batched(ctx: Context, instance_id: str, current: bulk_ops.BatchStatus
         if not result.instances_deleted:
             return InstanceOutcome(instance_id, Outcome.SKIPPED,
                                    "it no longer exists, or it was started again since it was selected")
-        return InstanceOutcome(instance_id, Outcome.DONE, "purged")
+        return InstanceOutcome(instance_id, Outcome.DONE, PURGED)
     except DurableError as e:
         return InstanceOutcome(instance_id, Outcome.FAILED, str(e))
 
@@ -182,7 +197,7 @@ async def _act(ctx: Context, instance_id: str) -> str:
         family = await descendants(ctx.hub, instance_id) if req.recursive else []
         await m.terminate(instance_id, req.reason)
         reached = await _each_active(ctx, family, lambda iid: m.terminate(iid, req.reason))
-        return f"terminate sent, and to {reached} sub-orchestration(s)" if req.recursive else "terminate sent"
+        return f"{TERMINATE_SENT}, and to {reached} sub-orchestration(s)" if req.recursive else TERMINATE_SENT
     if action is BulkAction.SUSPEND:
         await m.suspend(instance_id, req.reason)
         return "suspend sent"
@@ -239,4 +254,4 @@ async def _purge(ctx: Context, instance_id: str) -> str:
         except InstanceNotFound:
             pass
     await m.purge_instance(instance_id)
-    return f"purged with {purged} sub-orchestration(s)" if req.recursive else "purged"
+    return f"{PURGED} with {purged} sub-orchestration(s)" if req.recursive else PURGED

@@ -10,12 +10,15 @@
    Before a chunk is acted on, the job's claim mark moves to its last key
    (one small row); the chunk is acted on (``concurrency`` in flight, at
    most ``rate`` starts per second), and its outcomes are written with the
-   job's counters and cursor in one transaction. A resumed job reads only
-   instances with no outcome, so a finished instance is never acted on
-   again; those between the cursor and the claim mark are in doubt and
-   checked first (``actions``). Between chunks, the previous checkpoint,
-   the next claim, the read of the next chunk's statuses and the cancel
-   check go together (a pipeline), so storage round trips do not stall the
+   job's counters and cursor in one transaction; outcomes as the action
+   usually ends ("terminate sent") are not written but implied by the
+   cursor (a row write per instance cost as much as the operation). A
+   resumed job reads only instances after the cursor with no outcome, so a
+   finished instance is never acted on again; those between the cursor and
+   the claim mark are in doubt and checked first (``actions``). The run is
+   a pipeline: the next chunk is read, claimed and its statuses read (with
+   the cancel check) while two chunks are acted on, and each checkpoint is
+   written while later chunks act, so storage round trips never stall the
    operations themselves.
 
 Only one process runs a job at a time: it holds a lease on the job row
@@ -31,21 +34,21 @@ lease runs out within that time and the job can be resumed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from ..errors import JobBusy
 from ..query import Query
 from ..taskhub.jobs_table import JobsTable, lease_is_live, member_key
-from ..taskhub.names import escape_key
 from ..taskhub.scan import scan
 from ..taskhub.timefmt import utcnow
 from ..taskhub.bulk_ops import BatchPurger
-from .actions import Context, act_batch, prepare_batch
+from .actions import Context, Prepared, act_batch, prepare_batch, usual_reason
 from .export import HistoryExport
 from .models import BulkAction, BulkRequest, InstanceOutcome, JobInfo, JobState, Outcome
 
@@ -58,10 +61,61 @@ MAX_CHUNK_SECONDS = 10.0  # at a rate, a chunk holds at most this much work (a l
 # runs out within a few minutes for `jobs resume`.
 UNRATED_SECONDS_PER_INSTANCE = 1.5
 LEASE_MARGIN_SECONDS = 2.0  # no operation starts this close to the end of our own lease
+ACTING_CHUNKS = 2  # chunks acted on at once without a rate (see _process)
 
 
 class _LeaseRunningOut(Exception):
     """Our lease on the job may lapse before the next operation: stop acting (another may take over)."""
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Consecutive members of a job, claimed and ready to be acted on."""
+
+    last_key: str
+    members: list[InstanceOutcome]
+    prepared: Prepared | None = None
+    canceled: bool = False  # a cancel was asked for: nothing of this chunk is acted on
+
+
+class _ChunkReader:
+    """The job's members still to act on, a chunk at a time, each claimed and prepared before it is given
+    out (``next()``, one call at a time). Members past the cursor up to the claim mark of an earlier run are
+    given as CLAIMED: that run may have acted on them."""
+
+    def __init__(self, job: "BulkJob", ctx: Context, export: HistoryExport | None, claimed: str):
+        self._job, self._ctx, self._export, self.claimed = job, ctx, export, claimed
+        self._pages = job._jobs.members(job.id, [Outcome.PENDING, Outcome.CLAIMED], after=job.info.cursor)
+        self._buffer: list = []
+        self._next_cancel_check = 0.0
+
+    async def _take(self, size: int) -> list:
+        while len(self._buffer) < size:
+            page = await anext(self._pages, None)
+            if page is None:
+                break
+            self._buffer.extend(page)
+        chunk, self._buffer = self._buffer[:size], self._buffer[size:]
+        return chunk
+
+    async def next(self) -> _Chunk | None:
+        jobs, job_id = self._job._jobs, self._job.id
+        keyed = await self._take(self._job._chunk_size())
+        if not keyed:
+            return None
+        check_cancel = time.monotonic() >= self._next_cancel_check
+        if check_cancel:
+            self._next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
+        steps: list = [jobs.cancel_requested(job_id) if check_cancel else _done()]
+        members = [InstanceOutcome(m.instance_id, Outcome.CLAIMED) if key <= self.claimed else m for key, m in keyed]
+        if self._export is None:
+            if any(m.outcome is Outcome.PENDING for m in members):
+                steps.append(jobs.claim_through(job_id, keyed[-1][0]))
+            steps.append(prepare_batch(self._ctx, members))
+        done = await asyncio.gather(*steps)
+        return _Chunk(keyed[-1][0], members, done[-1] if self._export is None else None, canceled=done[0] is True)
+
+
 ProgressCallback = Callable[[JobInfo], "Awaitable[None] | None"]
 
 _PARAMS = ("reason", "event_name", "event_data", "recursive", "terminate_first", "wait_seconds",
@@ -151,9 +205,19 @@ class BulkJob:
 
     async def outcomes(self, *only: Outcome) -> AsyncIterator[InstanceOutcome]:
         """What the job did to each instance (in key order), optionally only some outcomes."""
-        async for page in self._jobs.members(self.id, only or None):
-            for _, outcome in page:
-                yield outcome
+        info = await self.refresh()
+        # A member still stored as pending at or before the cursor of a selected job was done with the
+        # action's usual reason: checkpoints do not write those (see _process).
+        implied = info.cursor if info.params.get("selected") else ""
+        usual = usual_reason(self.request) or ""
+        wanted = set(only)
+        stored = wanted | {Outcome.PENDING} if Outcome.DONE in wanted else wanted
+        async for page in self._jobs.members(self.id, stored or None):
+            for key, outcome in page:
+                if outcome.outcome is Outcome.PENDING and key <= implied:
+                    outcome = InstanceOutcome(outcome.instance_id, Outcome.DONE, usual)
+                if not wanted or outcome.outcome in wanted:
+                    yield outcome
 
     async def progress(self) -> AsyncIterator[JobInfo]:
         """Run the job, yielding its state after each checkpoint (an alternative to a callback)."""
@@ -241,13 +305,13 @@ class BulkJob:
         async for page in scan(self._hub, query, after_key=self.info.cursor or None):
             if self._stop:
                 return
-            items = list(page.items)
-            for i in range(0, max(len(items), 1), MAX_CHUNK):
-                chunk = items[i:i + MAX_CHUNK]
-                last = i + MAX_CHUNK >= len(items)
-                cursor = page.last_key if last else escape_key(chunk[-1].instance_id)
-                self.info = replace(self.info, matched=self.info.matched + len(chunk), cursor=cursor or self.info.cursor)
-                await self._checkpoint([InstanceOutcome(s.instance_id, Outcome.PENDING) for s in chunk])
+            # A page's members are written together (several transactions in flight), then the job row moves
+            # the cursor past them; a selection stopped in between writes them again (the same rows).
+            await self._jobs.add_members(self.id, [s.instance_id for s in page.items])
+            self.info = replace(self.info, matched=self.info.matched + len(page.items),
+                                cursor=page.last_key or self.info.cursor)
+            self._etag = await self._jobs.update(self.info, self._etag, owner=self._owner,
+                                                 lease_seconds=self._lease())
             await self._notify()
         self.info = replace(self.info, state=JobState.RUNNING, cursor="", params={**self.info.params, "selected": True})
         self._etag = await self._jobs.update(self.info, self._etag, owner=self._owner, lease_seconds=self._lease())
@@ -270,7 +334,11 @@ class BulkJob:
         export = HistoryExport(self._manager, req, self.info) if req.action is BulkAction.EXPORT_HISTORY else None
         limiter = _RateLimiter(req.rate, last_start=self.info.updated if self.info.finished else None)
         sem = asyncio.Semaphore(req.concurrency)
-        size = self._chunk_size()
+        # Chunks acted on at once: two without a rate, so the operations of the next chunk fill the slots the
+        # tail of the current one frees (no idle gap at each checkpoint); one with a rate (the rate bounds the
+        # work anyway, and a chunk's time at the rate is what its lease covers) or for an export (one file).
+        window = 1 if (req.rate or export is not None) else ACTING_CHUNKS
+        usual = usual_reason(req) if export is None else None
 
         async def limited(operation):
             async with sem:
@@ -279,61 +347,93 @@ class BulkJob:
                     raise _LeaseRunningOut()
                 return await operation()
 
-        # A pipeline: while one batch is acted on, nothing else waits; between batches, the commit of the
-        # previous batch, the claim of the next, the read of its statuses and the cancel check go together.
+        async def act(chunk: _Chunk) -> list[InstanceOutcome]:
+            if export is not None:
+                return await export.write(chunk.members)
+            return await act_batch(ctx, chunk.members, chunk.prepared, limited)
+
+        # A pipeline of three stages, so storage round trips never stall the operations themselves:
+        # the next chunk is read, claimed and its statuses read (with the cancel check) while the current
+        # ones are acted on; outcomes are recorded in key order, each checkpoint while later chunks act.
+        chunks = _ChunkReader(self, ctx, export, await self._jobs.claimed_through(self.id))
+        acting: collections.deque[tuple[_Chunk, asyncio.Future]] = collections.deque()
         commit: asyncio.Future | None = None
-        next_cancel_check = 0.0
+        ahead: asyncio.Future | None = None
+        end = JobState.COMPLETED
+        recordable = True
+        acted_through = ""  # the last member key given to an operation in this run
+
+        async def record_oldest() -> bool:
+            """Record the oldest chunk acted on (after the checkpoint before it); False: stop here."""
+            nonlocal commit, recordable
+            chunk, task = acting.popleft()
+            try:
+                results = await task
+            except _LeaseRunningOut:
+                # What this chunk did is past the claim mark: a resumed run checks it first. Later chunks
+                # are not recorded either (the cursor only moves forward over recorded instances).
+                recordable = False
+                return False
+            if commit is not None:
+                await commit
+            counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
+            params = {**self.info.params, "offset": export.offset} if export is not None else self.info.params
+            self.info = replace(self.info, done=self.info.done + counts[Outcome.DONE],
+                                skipped=self.info.skipped + counts[Outcome.SKIPPED],
+                                failed=self.info.failed + counts[Outcome.FAILED], cursor=chunk.last_key,
+                                params=params)
+            # Outcomes as the action usually ends are implied by the cursor (``outcomes``); others are written.
+            written = [r for r in results if not (r.outcome is Outcome.DONE and r.reason == usual)]
+            commit = asyncio.ensure_future(self._commit_and_notify(written, self.info))
+            return True
+
         try:
             if export is not None:
                 export.open()
-            claimed = await self._jobs.claimed_through(self.id)
-            async for page in self._jobs.members(self.id, [Outcome.PENDING, Outcome.CLAIMED], after=self.info.cursor):
-                for i in range(0, len(page), size):
-                    if self._stop:
-                        return JobState.INTERRUPTED
-                    chunk = page[i:i + size]
-                    # Past the cursor, up to the claim mark, with no outcome: a stopped run may have acted on it.
-                    members = [InstanceOutcome(m.instance_id, Outcome.CLAIMED) if key <= claimed else m
-                               for key, m in chunk]
-                    fresh = any(m.outcome is Outcome.PENDING for m in members)
-                    check_cancel = time.monotonic() >= next_cancel_check
-                    if check_cancel:
-                        next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
-                    steps: list = [commit or _done(), self._jobs.cancel_requested(self.id) if check_cancel else _done()]
-                    if fresh and export is None:
-                        steps.append(self._jobs.claim_through(self.id, chunk[-1][0]))
-                    prepared = None
+            ahead = asyncio.ensure_future(chunks.next())
+            while True:
+                chunk = await ahead
+                ahead = None
+                if chunk is None:
+                    break
+                if chunk.canceled or self._stop:
+                    end = JobState.CANCELED if chunk.canceled else JobState.INTERRUPTED
                     if export is None:
-                        steps.append(prepare_batch(ctx, members))
-                    done = await asyncio.gather(*steps)
-                    commit = None
-                    if done[1] is True:
-                        return JobState.CANCELED
-                    if export is not None:
-                        results = await export.write(members)
-                        self.info = replace(self.info, params={**self.info.params, "offset": export.offset})
-                    else:
-                        prepared = done[-1]
-                        try:
-                            results = await act_batch(ctx, members, prepared, limited)
-                        except _LeaseRunningOut:
-                            # What this chunk did is past the claim mark: a resumed run checks it first.
-                            return JobState.INTERRUPTED
-                    counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
-                    self.info = replace(self.info, done=self.info.done + counts[Outcome.DONE],
-                                        skipped=self.info.skipped + counts[Outcome.SKIPPED],
-                                        failed=self.info.failed + counts[Outcome.FAILED], cursor=chunk[-1][0])
-                    commit = asyncio.ensure_future(self._commit_and_notify(results, self.info))
+                        # This chunk was claimed ahead but is not acted on: move the claim mark back, or a
+                        # resumed run would treat it as in doubt (and wait to see each instance's state).
+                        await self._jobs.claim_through(self.id, max(chunks.claimed, acted_through))
+                    break
+                acting.append((chunk, asyncio.ensure_future(act(chunk))))
+                acted_through = chunk.last_key
+                ahead = asyncio.ensure_future(chunks.next())
+                while acting and (len(acting) >= window or acting[0][1].done()):
+                    if not await record_oldest():
+                        end = JobState.INTERRUPTED
+                        break
+                if end is not JobState.COMPLETED:
+                    break
+            # The chunks still acting are recorded in order, whatever stopped the loop.
+            while acting and recordable:
+                if not await record_oldest():
+                    end = JobState.INTERRUPTED
             if commit is not None:
                 await commit
                 commit = None
         finally:
+            if ahead is not None and not ahead.done():
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
+            # Stopping on an error: operations already started finish, and what was recorded stays recorded.
+            for _, task in acting:
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(task)
             if commit is not None:
-                # Stopping: the batch already acted on must still be recorded.
+                # The chunk already acted on must still be recorded.
                 await asyncio.shield(commit)
             if export is not None:
                 export.close()
-        return JobState.COMPLETED
+        return end
 
     async def _finish(self, state: JobState) -> None:
         self.info = replace(self.info, state=state)

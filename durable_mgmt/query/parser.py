@@ -90,18 +90,18 @@ class _Parser:
         return expr
 
     def or_(self) -> Expr:
-        items = [self.and_()]
-        while self.tok.is_keyword("OR"):
-            self.advance()
-            items.append(self.and_())
-        return items[0] if len(items) == 1 else Or(tuple(items))
+        return self.joined("OR", self.and_, Or)
 
     def and_(self) -> Expr:
-        items = [self.unary()]
-        while self.tok.is_keyword("AND"):
+        return self.joined("AND", self.unary, And)
+
+    def joined(self, keyword: str, operand, node) -> Expr:
+        """``operand (keyword operand)*``: one operand as it is, several as one ``node`` (AND/OR are flat)."""
+        items = [operand()]
+        while self.tok.is_keyword(keyword):
             self.advance()
-            items.append(self.unary())
-        return items[0] if len(items) == 1 else And(tuple(items))
+            items.append(operand())
+        return items[0] if len(items) == 1 else node(tuple(items))
 
     def unary(self) -> Expr:
         tok = self.tok

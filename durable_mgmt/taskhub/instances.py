@@ -31,6 +31,34 @@ SUMMARY_COLUMNS = ["PartitionKey", "RowKey", "Name", "Version", "RuntimeStatus",
                    "TaskHubName"]
 
 
+
+async def plain_pages(pager, *, prefetch: bool = True) -> AsyncIterator[tuple[list[dict[str, Any]], Any]]:
+    """The pages of an SDK ``by_page()`` pager as plain rows, each with the service's token of the next
+    page (None after the last). With ``prefetch``, the next page is requested while the caller handles
+    this one, so storage and this process work at the same time (two pages in memory at most)."""
+    pages = pager.__aiter__()
+
+    async def fetch() -> list[dict[str, Any]] | None:
+        try:
+            page = await pages.__anext__()
+        except StopAsyncIteration:
+            return None
+        return [plain_entity(e) async for e in page]
+
+    pending = asyncio.ensure_future(fetch())
+    try:
+        while (rows := await pending) is not None:
+            token = pager.continuation_token  # read now: fetching the next page replaces it
+            pending = asyncio.ensure_future(fetch()) if prefetch and token else None
+            yield rows, token
+            if not token:
+                break
+            if pending is None:
+                pending = asyncio.ensure_future(fetch())
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+
 class InstancesTable(HubTable):
     async def get(self, instance_id: str, *, with_input: bool = True, with_output: bool = True) -> dict[str, Any] | None:
         """The row of ``instance_id`` (large values brought back), or None."""
@@ -114,32 +142,11 @@ class InstancesTable(HubTable):
                                                    results_per_page=per_page)
             else:
                 items = self._table.list_entities(select=select, results_per_page=per_page)
-            pager = items.by_page(token)
-            pages = pager.__aiter__()
-
-            async def fetch() -> list[dict[str, Any]] | None:
-                try:
-                    page = await pages.__anext__()
-                except StopAsyncIteration:
-                    return None
-                return [plain_entity(e) async for e in page]
-
-            pending = asyncio.ensure_future(fetch())
-            try:
-                while (rows := await pending) is not None:
-                    next_token = encode_continuation_token(pager.continuation_token)
-                    pending = asyncio.ensure_future(fetch()) if prefetch and next_token else None
-                    if restore:
-                        for row in rows:
-                            await self._hub.large.restore_row(row, instances_table=True)
-                    yield rows, next_token
-                    if pending is None:
-                        if not next_token:
-                            break
-                        pending = asyncio.ensure_future(fetch())
-            finally:
-                if pending is not None and not pending.done():
-                    pending.cancel()
+            async for rows, next_token in plain_pages(items.by_page(token), prefetch=prefetch):
+                if restore:
+                    for row in rows:
+                        await self._hub.large.restore_row(row, instances_table=True)
+                yield rows, encode_continuation_token(next_token)
 
     async def query(self, query: InstanceQuery) -> tuple[list[dict[str, Any]], str | None]:
         """One page of rows for ``query``: at most ``page_size``, with the next token."""

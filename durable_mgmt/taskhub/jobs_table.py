@@ -12,11 +12,14 @@ row's counters and cursor are written together or not at all.
     RowKey "claim"          ``ClaimedThrough``: the last member key a runner may have acted on; members
                             between the job's cursor and it without an outcome are in doubt on resume
     RowKey "i:<escaped id>" one instance the query matched when the job was created: its outcome
-                            (pending, claimed, done, skipped, failed) and why
+                            (pending, claimed, done, skipped, failed) and why; one still pending at or
+                            before the cursor of a selected job was done as the action usually ends
+                            (jobs.actions.usual_reason: checkpoints do not write those)
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -135,6 +138,18 @@ class JobsTable:
         except ConcurrencyConflict as e:
             raise JobBusy(f"Job {info.id!r} was taken over by another process; this one stops.") from e
         return results[-1]["etag"]
+
+    async def add_members(self, job_id: str, instance_ids: list[str]) -> None:
+        """Record instances as selected (pending), 100 per transaction, the transactions in flight together.
+        Idempotent (a merge), so a selection resumed from an older cursor may write them again."""
+        async def write(ids: list[str]) -> None:
+            ops = [(TransactionOperation.UPSERT, {"PartitionKey": job_id, "RowKey": member_key(i), "InstanceId": i,
+                                                  "Outcome": Outcome.PENDING.value}, {"mode": UpdateMode.MERGE})
+                   for i in ids]
+            with map_storage_errors(f"recording the instances of job {job_id!r}"):
+                await self._table.submit_transaction(ops)
+
+        await asyncio.gather(*(write(instance_ids[i:i + BATCH]) for i in range(0, len(instance_ids), BATCH)))
 
     async def claim_through(self, job_id: str, key: str) -> None:
         """Record that instances up to member key ``key`` may be acted on from now: those after the job's

@@ -9,14 +9,12 @@ status reads two columns, not the whole row.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import AsyncIterator, Iterable
 
 from ..models import InstanceStatus
 from ..query import Field, Query
-from .entities import plain_entity
-from .instances import MAX_PAGE, status_from_row
+from .instances import MAX_PAGE, plain_pages, status_from_row
 from .query_odata import COLUMNS, instances_query_filter, render
 from .storage import map_storage_errors
 
@@ -62,29 +60,12 @@ async def scan(hub, query: Query, *, fields: Iterable[Field] = (), after_key: st
     with map_storage_errors("querying instances"):
         pager = hub.instances.client.query_entities(f.text, parameters=f.parameters, select=select,
                                                     results_per_page=min(page_size, MAX_PAGE)).by_page()
-        pages = pager.__aiter__()
-
-        async def fetch():
-            try:
-                page = await pages.__anext__()
-            except StopAsyncIteration:
-                return None
-            return [plain_entity(e) async for e in page]
-
-        pending = asyncio.ensure_future(fetch())
-        try:
-            while (rows := await pending) is not None:
-                pending = asyncio.ensure_future(fetch()) if pager.continuation_token else None
-                items = []
-                for row in rows:
-                    if restore:
-                        await hub.large.restore_row(row, instances_table=True)
-                    status = status_from_row(row, show_input=want_input)
-                    if query.matches_client_side(status):
-                        items.append(status)
-                yield ScanPage(tuple(items), len(rows), rows[-1]["PartitionKey"] if rows else None)
-                if pending is None:
-                    break
-        finally:
-            if pending is not None and not pending.done():
-                pending.cancel()
+        async for rows, _ in plain_pages(pager):
+            items = []
+            for row in rows:
+                if restore:
+                    await hub.large.restore_row(row, instances_table=True)
+                status = status_from_row(row, show_input=want_input)
+                if query.matches_client_side(status):
+                    items.append(status)
+            yield ScanPage(tuple(items), len(rows), rows[-1]["PartitionKey"] if rows else None)
