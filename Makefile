@@ -35,9 +35,11 @@ $(STAMP_NPM): package.json package-lock.json
 run: setup
 	$(VENV)/bin/funcpy start --script-root .
 
-## make test: the whole suite against real, in-memory Azurite instances on free ports.
+## make test: the whole suite against real, in-memory Azurite instances on free ports, on TEST_WORKERS
+## pytest-xdist workers (each its own Azurite; units of work are modules: tests/conftest.py).
+TEST_WORKERS ?= 4
 test: setup browser
-	DASHBOARD_TEST_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -m "not soak" $(PYTEST_ARGS)
+	DASHBOARD_TEST_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -m "not soak" -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 ## make soak: the long crash and load tests.
 soak: setup
