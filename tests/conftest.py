@@ -2,7 +2,7 @@
 
 A test that needs storage fails (never skips) when Azurite cannot start.
 
-Under pytest-xdist (``make test`` runs ``-n 4 --dist loadscope``) each worker is its own session: its own
+Under pytest-xdist (``make test`` runs ``-n 3 --dist loadscope``) each worker is its own session: its own
 Azurite, its own dashboard hub. See ``pytest_xdist_make_scheduler`` below for how tests are split.
 """
 
