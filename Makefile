@@ -35,9 +35,14 @@ $(STAMP_NPM): package.json package-lock.json
 run: setup
 	$(VENV)/bin/funcpy start --script-root .
 
-## make test: the whole suite against real, in-memory Azurite instances on free ports.
+## make test: the whole suite against real, in-memory Azurite instances on free ports, on TEST_WORKERS
+## pytest-xdist workers (each its own Azurite; units of work are modules: tests/conftest.py). Bytecode is
+## cached even where PYTHONDONTWRITEBYTECODE is set: the suite starts hundreds of Python processes (CLI,
+## hosts, workers) that would otherwise compile the project's modules again each time.
+TEST_WORKERS ?= 3
 test: setup browser
-	DASHBOARD_TEST_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -m "not soak" $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE DASHBOARD_TEST_CHROMIUM=$(CHROMIUM) \
+		$(PY) -m pytest -q -m "not soak" -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 ## make soak: the long crash and load tests.
 soak: setup

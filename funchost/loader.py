@@ -110,6 +110,13 @@ def find_ignoring_case(functions: Mapping[str, F], name: str) -> F | None:
     return next((f for n, f in functions.items() if n.lower() == lower), None)
 
 
+def _trigger_view(trigger_type: str) -> property:
+    def view(index: "FunctionIndex") -> dict[str, FunctionInfo]:
+        return index.by_trigger(trigger_type)
+
+    return property(view, doc=f"The app's {trigger_type} functions by name.")
+
+
 @dataclass(frozen=True)
 class FunctionIndex:
     """The app's functions by name (registration order), with views by trigger type."""
@@ -124,29 +131,13 @@ class FunctionIndex:
     def by_trigger(self, trigger_type: str) -> dict[str, FunctionInfo]:
         return {n: f for n, f in self.functions.items() if f.trigger_type == trigger_type}
 
-    @property
-    def http(self) -> dict[str, FunctionInfo]:
-        return self.by_trigger(HTTP_TRIGGER)
-
-    @property
-    def queues(self) -> dict[str, FunctionInfo]:
-        return self.by_trigger(QUEUE_TRIGGER)
-
-    @property
-    def timers(self) -> dict[str, FunctionInfo]:
-        return self.by_trigger(TIMER_TRIGGER)
-
-    @property
-    def orchestrators(self) -> dict[str, FunctionInfo]:
-        return self.by_trigger(ORCHESTRATION_TRIGGER)
-
-    @property
-    def activities(self) -> dict[str, FunctionInfo]:
-        return self.by_trigger(ACTIVITY_TRIGGER)
-
-    @property
-    def entities(self) -> dict[str, FunctionInfo]:
-        return self.by_trigger(ENTITY_TRIGGER)
+    # The functions of one trigger type, by name (a read-only view per type).
+    http = _trigger_view(HTTP_TRIGGER)
+    queues = _trigger_view(QUEUE_TRIGGER)
+    timers = _trigger_view(TIMER_TRIGGER)
+    orchestrators = _trigger_view(ORCHESTRATION_TRIGGER)
+    activities = _trigger_view(ACTIVITY_TRIGGER)
+    entities = _trigger_view(ENTITY_TRIGGER)
 
     @property
     def has_durable_functions(self) -> bool:
