@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import Counter
+from contextlib import aclosing
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Sequence
 
@@ -25,12 +27,15 @@ from .errors import InstanceNotFound, InvalidInput, WaitTimeout
 from .jobs.models import BulkRequest, CountRequest, CountResult, JobInfo, QueryPlan
 from .limits import check_wait
 from .models import EntityState, InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
-from .query import Field, Query
+from .jobs.runner import BulkJob, create_job
+from .query import Field, Query, field_text, to_text
 from .taskhub import StorageAccount
+from .taskhub.jobs_table import JobsTable
+from .taskhub.names import escape_key
+from .taskhub.scan import columns_for, explain_odata, scan
 from .transports import BindingTransport, StorageTransport, Transport
 
 if TYPE_CHECKING:
-    from .jobs.runner import BulkJob
     from .taskhub.events import HistoryEvent
 
 
@@ -72,7 +77,7 @@ class InstanceManager:
     @property
     def hub_name(self) -> str | None:
         """The task hub's name where the transport knows it (storage), else None (the binding's host decides)."""
-        hub = getattr(self.transport, "hub", None)
+        hub = self.transport.hub
         return hub.name if hub is not None else None
 
     @property
@@ -274,7 +279,7 @@ class InstanceManager:
     # --- queries, counts, bulk jobs, exports (issue 13) ---------------------------
 
     def _task_hub(self, what: str):
-        hub = getattr(self.transport, "hub", None)
+        hub = self.transport.hub
         if hub is None:
             self.transport.unsupported(what, "it needs the task hub in storage: use InstanceManager.connect("
                                              "account, hub) (jobs are checkpointed in the hub's storage account).")
@@ -288,9 +293,6 @@ class InstanceManager:
     @staticmethod
     def explain(query: Query | str | None, *, fields: Iterable[Field] = ()) -> QueryPlan:
         """What storage evaluates for ``query`` (the OData filter) and what is filtered here."""
-        from .query import to_text
-        from .taskhub.scan import columns_for, explain_odata
-
         q = Query.of(query)
         return QueryPlan(q.text, to_text(q.pushed), explain_odata(q), to_text(q.client), tuple(columns_for(q, fields)))
 
@@ -299,7 +301,7 @@ class InstanceManager:
         """Every instance ``query`` matches, streamed in id order; only ``fields`` (and what the query
         needs) are read beyond the summary columns (add Field.INPUT / Field.OUTPUT to get them)."""
         q = Query.of(query)
-        hub = getattr(self.transport, "hub", None)
+        hub = self.transport.hub
         if hub is None:
             # Over the binding: list everything, filter here (the management API has no query language).
             want_input = Field.INPUT in set(fields) | q.fields()
@@ -307,7 +309,6 @@ class InstanceManager:
                 if q.matches(status):
                     yield status
             return
-        from .taskhub.scan import scan
 
         async for page in scan(hub, q, fields=fields):
             for status in page.items:
@@ -322,17 +323,13 @@ class InstanceManager:
         once ``max_scanned`` rows were read, so a selective client-side filter never makes one page scan
         the whole hub. Over the binding, each page is one page of the management API filtered here.
         """
-        from contextlib import aclosing
-
         q = Query.of(query)
-        hub = getattr(self.transport, "hub", None)
+        hub = self.transport.hub
         if hub is None:
             want_input = Field.INPUT in set(fields) | q.fields()
             page = await self.page(InstanceQuery(show_input=want_input, page_size=page_size,
                                                  continuation_token=after))
             return Page(tuple(s for s in page if q.matches(s)), page.continuation_token)
-        from .taskhub.names import escape_key
-        from .taskhub.scan import scan
 
         items: list[InstanceStatus] = []
         scanned, token = 0, None
@@ -356,9 +353,7 @@ class InstanceManager:
     async def count(self, request: CountRequest | None = None) -> CountResult:
         """How many instances match, in total and per group (status, name or customStatus), streamed:
         only the columns the query and the grouping need are read."""
-        from collections import Counter
 
-        from .query import field_text
 
         req = request or CountRequest()
         key = {Field.STATUS: lambda s: s.runtime_status.value, Field.NAME: lambda s: s.name,
@@ -376,7 +371,6 @@ class InstanceManager:
         the job is stored first, so it can be listed, resumed and canceled
         from any process (``jobs``, ``job``, ``cancel_job``).
         """
-        from .jobs.runner import create_job
 
         return await create_job(self, self._task_hub("A bulk job"), request)
 
@@ -386,14 +380,11 @@ class InstanceManager:
 
     async def jobs(self) -> list[JobInfo]:
         """Every bulk job and export of this hub, newest first."""
-        from .taskhub.jobs_table import JobsTable
 
         return await JobsTable(self._task_hub("Listing jobs")).list()
 
     async def job(self, job_id: str) -> "BulkJob":
         """A handle on an existing job (JobNotFound): show it, ``run()`` it to resume it, cancel it."""
-        from .jobs.runner import BulkJob
-        from .taskhub.jobs_table import JobsTable
 
         hub = self._task_hub("A bulk job")
         jobs = JobsTable(hub)

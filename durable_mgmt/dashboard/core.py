@@ -117,14 +117,14 @@ class Dashboard:
         flt = ListFilter.from_args(view.request.query, page_size=self.config.page_size)
         rows: tuple[InstanceStatus, ...] = ()
         next_token = None
+        manager = await self.managers()
         if flt.q_error is None:  # a query that does not parse lists nothing: its error is what the page shows
-            manager = await self.managers()
             page = await manager.find_page(flt.parsed(), page_size=flt.page_size, after=flt.token)
             rows, next_token = page.items, page.continuation_token
         return dict(flt=flt, rows=rows, next_token=next_token, now=_now(), statuses=list(RuntimeStatus),
                     ranges=RANGE_LABELS, refresh_choices=REFRESH_CHOICES, bulk_actions=BULK_ACTIONS,
                     default_rate=self.config.bulk_rate_limit, default_concurrency=bulk_jobs.DEFAULT_CONCURRENCY,
-                    over_binding=getattr((await self.managers()).transport, "hub", None) is None)
+                    over_binding=manager.transport.hub is None)
 
     async def list_page(self, view: View) -> Response:
         return _render("list.html", view, title="Instances", **await self._list(view))

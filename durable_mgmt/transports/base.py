@@ -19,6 +19,7 @@ from ..errors import NotSupportedByTransport
 from ..models import EntityState, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
 
 if TYPE_CHECKING:
+    from ..taskhub import TaskHub
     from ..taskhub.events import HistoryEvent
 
 
@@ -27,6 +28,9 @@ class Transport(ABC):
 
     #: Named in NotSupportedByTransport messages.
     description = "transport"
+    #: The task hub in storage this transport works on; None where it goes through a host (the binding).
+    #: Queries, counts and jobs use it to read storage directly.
+    hub: "TaskHub | None" = None
 
     # --- start -----------------------------------------------------------------
 
