@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..errors import InvalidInput, JobBusy
-from ..jobs.models import BulkAction, BulkRequest, JobInfo
+from ..jobs.models import MAX_BATCH_SIZE, BulkAction, BulkRequest, JobInfo
 from .filters import literal
 
 STEP_SECONDS = 2.0  # a step stops at the first checkpoint after this (a chunk is sized to ~2 s at the rate)
@@ -86,10 +86,10 @@ def build_request(action: str, query: str, *, reason: str, rate: str, concurrenc
     in_flight = parse_concurrency(concurrency)
     if rate_value is not None and rate_value > 0:
         # Chunks of about CHUNK_SECONDS at the rate: each step acts for about that long past STEP_SECONDS.
-        chunk = max(1, min(98, int(rate_value * CHUNK_SECONDS)))
+        chunk = max(1, min(MAX_BATCH_SIZE, int(rate_value * CHUNK_SECONDS)))
     else:
         # Unbounded: a few operations per slot in flight, so a step still answers within seconds.
-        chunk = max(1, min(98, max(20, in_flight * 5)))
+        chunk = min(MAX_BATCH_SIZE, max(20, in_flight * 5))
     return BulkRequest(BulkAction.parse(action), query, reason=reason.strip() or None, rate=rate_value,
                        concurrency=in_flight, batch_size=chunk)
 

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta, timezone
 
 from ..manager import InstanceManager
 from ..models import RuntimeStatus
-from ..transports import StorageTransport
 from .filters import ListFilter
 
 SCAN_PAGE = 1000
@@ -25,7 +24,7 @@ async def status_counts(manager: InstanceManager, flt: ListFilter) -> dict[Runti
     """How many instances match the filter, per runtime status."""
     query = replace(flt.query(page_size=SCAN_PAGE), continuation_token=None)
     transport = manager.transport
-    if isinstance(transport, StorageTransport) and not flt.custom_status:
+    if transport.hub is not None and not flt.custom_status:
         return await manager.count_by_status(query)
     counts = {s: 0 for s in RuntimeStatus}
     scan = replace(query, show_input=False, show_output=False)
@@ -63,7 +62,7 @@ async def histogram(manager: InstanceManager, flt: ListFilter, *, now: datetime 
         # The box's query as the list runs it: storage evaluates what it can, the rest is filtered here.
         async for status in manager.find(flt.parsed(), fields=()):
             per_minute[(int(status.created_time.timestamp()) // 60, status.runtime_status)] += 1
-    elif isinstance(transport, StorageTransport) and not flt.custom_status:
+    elif transport.hub is not None and not flt.custom_status:
         # Three columns instead of the whole summary: the scan TaskHubClient.count runs, plus the created
         # time (about 7x faster than building every status). Issue 13's grouped count can take this over.
         hub = transport.hub

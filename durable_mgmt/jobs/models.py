@@ -39,6 +39,7 @@ class GroupBy(str, Enum):
 # job's lease can sensibly cover; inf, nan and huge values would overflow the chunk size.
 MIN_RATE = 0.01
 MAX_RATE = 1_000_000.0
+MAX_BATCH_SIZE = 98  # instances per checkpoint: one transaction holds 100 operations, one is the job row
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,8 @@ class BulkRequest:
 
     def __post_init__(self) -> None:
         action = BulkAction.parse(self.action)
-        if self.batch_size is not None and (not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 98):
-            raise InvalidInput(f"Invalid batch size {self.batch_size!r}: give an integer from 1 to 98 "
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= MAX_BATCH_SIZE):
+            raise InvalidInput(f"Invalid batch size {self.batch_size!r}: give an integer from 1 to {MAX_BATCH_SIZE} "
                                "(instances recorded per checkpoint; one transaction holds 100 rows).")
         object.__setattr__(self, "action", action)
         object.__setattr__(self, "query", Query.of(self.query))

@@ -50,11 +50,10 @@ from ..taskhub.timefmt import utcnow
 from ..taskhub.bulk_ops import BatchPurger
 from .actions import Context, Prepared, act_batch, prepare_batch, usual_reason
 from .export import HistoryExport
-from .models import BulkAction, BulkRequest, InstanceOutcome, JobInfo, JobState, Outcome
+from .models import MAX_BATCH_SIZE, BulkAction, BulkRequest, InstanceOutcome, JobInfo, JobState, Outcome
 
 LEASE_SECONDS = 20.0
 CANCEL_CHECK_SECONDS = 1.0  # how often a running job looks for a cancel request
-MAX_CHUNK = 98  # instances per checkpoint: one transaction holds 100 operations, one is the job row
 MAX_CHUNK_SECONDS = 10.0  # at a rate, a chunk holds at most this much work (a longer one waits on its lease)
 # Without a rate, the lease allows this long per instance of a chunk: a slow, loaded store must not make every
 # chunk outlive its lease (the job would stop before acting, again and again), and a crashed run's lease still
@@ -320,10 +319,10 @@ class BulkJob:
     def _chunk_size(self) -> int:
         req = self.request
         if req.rate is None:
-            return req.batch_size or MAX_CHUNK
+            return req.batch_size or MAX_BATCH_SIZE
         # At a rate, at most MAX_CHUNK_SECONDS of work per checkpoint, so the lease covers a chunk (and a
         # stop is quick); by default about five seconds of it.
-        most = max(1, min(MAX_CHUNK, int(req.rate * MAX_CHUNK_SECONDS)))
+        most = max(1, min(MAX_BATCH_SIZE, int(req.rate * MAX_CHUNK_SECONDS)))
         if req.batch_size:
             return min(req.batch_size, most)
         return max(1, min(most, max(req.concurrency, int(req.rate * 5))))
