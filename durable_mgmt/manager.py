@@ -304,8 +304,7 @@ class InstanceManager:
         hub = self.transport.hub
         if hub is None:
             # Over the binding: list everything, filter here (the management API has no query language).
-            want_input = Field.INPUT in set(fields) | q.fields()
-            async for status in self.instances(InstanceQuery(show_input=want_input, page_size=1000)):
+            async for status in self.instances(_unfiltered(q, fields, page_size=1000)):
                 if q.matches(status):
                     yield status
             return
@@ -326,9 +325,7 @@ class InstanceManager:
         q = Query.of(query)
         hub = self.transport.hub
         if hub is None:
-            want_input = Field.INPUT in set(fields) | q.fields()
-            page = await self.page(InstanceQuery(show_input=want_input, page_size=page_size,
-                                                 continuation_token=after))
+            page = await self.page(_unfiltered(q, fields, page_size=page_size, continuation_token=after))
             return Page(tuple(s for s in page if q.matches(s)), page.continuation_token)
 
         items: list[InstanceStatus] = []
@@ -394,3 +391,9 @@ class InstanceManager:
     async def cancel_job(self, job_id: str) -> JobInfo:
         """Stop a job for good (a running process stops at its next checkpoint)."""
         return await (await self.job(job_id)).cancel()
+
+
+def _unfiltered(query: Query, fields: Iterable[Field], **listing: Any) -> InstanceQuery:
+    """The management API's listing a query is filtered from over the binding (it has no query language):
+    everything, with the inputs when the query or the caller needs them."""
+    return InstanceQuery(show_input=Field.INPUT in set(fields) | query.fields(), **listing)
