@@ -25,7 +25,7 @@ from . import requests as r
 from .requests import ProgressCallback
 from .errors import InstanceNotFound, InvalidInput, WaitTimeout
 from .jobs.models import BulkRequest, CountRequest, CountResult, JobInfo, QueryPlan
-from .limits import check_wait
+from .limits import check_text, check_wait
 from .models import EntityState, InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
 from .jobs.runner import BulkJob, create_job
 from .query import Field, Query, field_text, to_text
@@ -324,6 +324,8 @@ class InstanceManager:
         the whole hub. Over the binding, each page is one page of the management API filtered here.
         """
         q = Query.of(query)
+        if after is not None:  # client text (a dashboard URL): a lone surrogate cannot be sent to storage
+            check_text(after, "page token", max_length=max(len(after), 1), allow_control=True)
         hub = self.transport.hub
         if hub is None:
             want_input = Field.INPUT in set(fields) | q.fields()
