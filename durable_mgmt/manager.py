@@ -257,6 +257,10 @@ class InstanceManager:
             query = InstanceQuery(created_from, created_to, statuses)
         elif created_from is not None or created_to is not None or statuses is not None:
             raise InvalidInput("Give purge() either query= or created_from/created_to/statuses, not both.")
+        elif not isinstance(query, InstanceQuery):  # e.g. a filter Query (find's): it would fail deep inside
+            raise InvalidInput(f"purge(query=) takes an InstanceQuery (creation range, statuses, id prefix, name), "
+                               f"not {type(query).__name__}; to purge what a filter query matches, use "
+                               "bulk(BulkRequest('purge', query)).")
         return await self.transport.purge(r.PurgeInstances(query, progress))
 
     async def exists(self, instance_id: str) -> bool:
