@@ -25,7 +25,7 @@ from . import requests as r
 from .requests import ProgressCallback
 from .errors import InstanceNotFound, InvalidInput, WaitTimeout
 from .jobs.models import BulkRequest, CountRequest, CountResult, JobInfo, QueryPlan
-from .limits import check_wait
+from .limits import check_text, check_wait
 from .models import EntityState, InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
 from .jobs.runner import BulkJob, create_job
 from .query import Field, Query, field_text, to_text
@@ -257,6 +257,10 @@ class InstanceManager:
             query = InstanceQuery(created_from, created_to, statuses)
         elif created_from is not None or created_to is not None or statuses is not None:
             raise InvalidInput("Give purge() either query= or created_from/created_to/statuses, not both.")
+        elif not isinstance(query, InstanceQuery):  # e.g. a filter Query (find's): it would fail deep inside
+            raise InvalidInput(f"purge(query=) takes an InstanceQuery (creation range, statuses, id prefix, name), "
+                               f"not {type(query).__name__}; to purge what a filter query matches, use "
+                               "bulk(BulkRequest('purge', query)).")
         return await self.transport.purge(r.PurgeInstances(query, progress))
 
     async def exists(self, instance_id: str) -> bool:
@@ -323,6 +327,8 @@ class InstanceManager:
         the whole hub. Over the binding, each page is one page of the management API filtered here.
         """
         q = Query.of(query)
+        if after is not None:  # client text (a dashboard URL): a lone surrogate cannot be sent to storage
+            check_text(after, "page token", max_length=max(len(after), 1), allow_control=True)
         hub = self.transport.hub
         if hub is None:
             page = await self.page(_unfiltered(q, fields, page_size=page_size, continuation_token=after))

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from durable_mgmt import CountRequest, InstanceManager
+from durable_mgmt.errors import InvalidInput
 from durable_mgmt.query import Field, Query
 from durable_mgmt.taskhub import TaskHub, escape_key
 from durable_mgmt.transports import StorageTransport
@@ -303,3 +304,15 @@ async def test_find_page_pages_concatenate_to_find(seeded, page_size, max_scanne
                 break
             assert pages < 400, f"paging does not end: {text}"
         assert got == expected, f"query: {text}\npage size {page_size}"
+
+
+@pytest.mark.parametrize("after", ["'", "x' or true", "\x00", "~" * 3000, "\ud800", "", "@counter@k1"])
+async def test_find_page_survives_hostile_tokens(seeded, after):
+    # A token is client text (a dashboard URL): garbage must page on (or refuse clearly), never crash or inject.
+    manager, truth = seeded
+    if after == "\ud800":
+        with pytest.raises(InvalidInput, match="surrogate"):
+            await manager.find_page(None, page_size=5, after=after)
+        return
+    page = await manager.find_page(None, page_size=5, after=after)
+    assert all(escape_key(s.instance_id) > after for s in page)

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from durable_mgmt.errors import InstanceNotRunning
+from durable_mgmt.errors import InstanceNotRunning, InvalidInput
 from durable_mgmt.manager import InstanceManager
 from durable_mgmt.models import InstanceQuery, RuntimeStatus
 from durable_mgmt.taskhub import TaskHub, TaskHubClient
@@ -190,3 +190,39 @@ async def test_delete_hub(corpus):
     assert queues == [], queues
     containers = [x.name async for x in hub._blobs.list_containers(name_starts_with=hub.name.lower())]
     assert p.large_messages_container(hub.name) not in containers
+
+
+async def test_new_reads_and_query_purge_over_the_provider_hub(corpus):
+    # history, get_entity, count_by_status, find_page and purge(query=, progress=) on what the provider wrote.
+    from durable_mgmt.query import Query
+
+    c, hub, mgr = corpus
+    for iid in c.expected:
+        events = await mgr.history(iid)
+        assert events or c.expected[iid]["status"] == "Pending", iid  # pending: no history rows yet
+    assert (await mgr.get_entity("counter", "nope")).exists is False
+    counts = await mgr.count_by_status()
+    assert sum(counts.values()) == len(c.expected)
+    for status, n in counts.items():
+        assert n == sum(1 for w in c.expected.values() if w["status"] == status.value), status
+    got, token = [], None
+    while True:
+        page = await mgr.find_page(None, page_size=3, after=token)
+        got += [s.instance_id for s in page]
+        token = page.continuation_token
+        if token is None:
+            break
+    assert sorted(got) == sorted(c.expected)
+    seen = []
+    with pytest.raises(InvalidInput):  # a filter Query is not purge's InstanceQuery: refused, not AttributeError
+        await mgr.purge(query=Query.parse("status = Failed"))
+    result = await mgr.purge(query=InstanceQuery(statuses=frozenset({RuntimeStatus.FAILED, RuntimeStatus.COMPLETED}),
+                                                 instance_id_prefix="corpus-"), progress=lambda *a: seen.append(a))
+    terminal = [i for i, w in c.expected.items() if i.startswith("corpus-") and w["status"] in ("Completed", "Failed")]
+    assert result.instances_deleted == len(terminal)
+    for iid in c.expected:
+        if iid not in terminal:
+            await check_rows(hub.account, hub.name, iid, with_history=c.expected[iid]["status"] != "Pending")
+        else:
+            assert not await mgr.exists(iid)
+    assert seen  # progress was reported

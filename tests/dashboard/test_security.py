@@ -235,3 +235,65 @@ def test_the_local_host_keeps_cors_off_the_dashboard(tmp_path):
     assert guard.cors_headers("http://app.example")  # the functions' routes keep CORS
     assert not guard.cors_applies(DASHBOARD_PATH + "/") and not guard.cors_applies(DASHBOARD_PATH + "/bulk/start")
     assert guard.cors_applies("/api/hello")
+
+
+# --- hostile review of the jobs pages ---------------------------------------------------------------
+
+XSS = "\"><img src=x onerror=alert(1)><script>alert(2)</script>"
+
+
+async def test_hostile_job_text_and_ids_are_escaped_and_refused(dash_hub):
+    base = dash_hub.urls["standalone"]
+    form = {"action": "suspend", "query": f"name = '{XSS.replace(chr(39), '')}'", "reason": XSS, "rate": "50"}
+    async with aiohttp.ClientSession() as session:
+        token = await _token(session, base)
+        headers = {"X-Dashboard-Csrf": token, "Origin": _origin(base)}
+        async with session.post(base + "bulk/start", data=form, headers=headers) as r:
+            assert r.status == 200, await r.text()
+            body = await r.text()
+        job_id = re.search(r'id="job-link">([^<]+)<', body).group(1)
+        for path in (f"job?id={job_id}", "jobs"):
+            async with session.get(base + path) as r:
+                text = await r.text()
+                assert r.status == 200 and "<script>alert" not in text and "<img src=x" not in text, path
+        for hostile in ("<script>alert(1)</script>", "\"><img onerror=x>", "%ED%A0%80", "a%00b", "x" * 5000,
+                        "../../MgmtJobs", "' or ''='", "%F0%9F%98%80"):
+            async with session.get(base + "job?id=" + hostile) as r:
+                text = await r.text()
+                assert r.status in (400, 404), (hostile, r.status, text[:300])
+                assert "<script>alert" not in text and "<img onerror" not in text
+            async with session.post(base + "jobs/step", data={"id": hostile}, headers=headers) as r:
+                assert r.status in (400, 404), (hostile, r.status)
+
+
+async def test_two_steps_of_one_job_at_once_act_on_each_instance_once(dash_hub):
+    import asyncio
+
+    from durable_mgmt.jobs.models import BulkRequest
+
+    ids = [f"twin-step-{i:02}" for i in range(12)]
+    for iid in ids:
+        await dash_hub.manager.start("WaitForApproval", instance_id=iid)
+    for iid in ids:
+        await dash_hub.wait(iid, RuntimeStatus.RUNNING)
+    job = await dash_hub.manager.bulk(BulkRequest("suspend", "instanceId STARTS_WITH 'twin-step-'", rate=6))
+    base = dash_hub.urls["standalone"]
+    async with aiohttp.ClientSession() as session:
+        token = await _token(session, base)
+        headers = {"X-Dashboard-Csrf": token, "Origin": _origin(base)}
+
+        async def step():
+            async with session.post(base + "jobs/step", data={"id": job.id}, headers=headers) as r:
+                return r.status, await r.text()
+
+        answers = await asyncio.gather(step(), step())
+        assert all(s == 200 for s, _ in answers), answers
+        for _ in range(20):
+            info = await job.refresh()
+            if info.state.value in ("Completed", "Failed", "Canceled"):
+                break
+            await step()
+    info = await job.refresh()
+    outcomes = [o async for o in job.outcomes()]
+    assert sorted(o.instance_id for o in outcomes) == ids  # each once
+    assert (info.done, info.failed, info.skipped) == (12, 0, 0), (info, outcomes)
