@@ -20,7 +20,7 @@ from azure.data.tables import TransactionOperation
 
 from ..limits import check_existing_id, check_json_text, check_reason, dumps_checked, json_default
 from ..errors import (ConcurrencyConflict, InstanceAlreadyExists, InstanceNotFailed, InstanceNotFound,
-                      InstanceNotRunning, InstanceNotTerminal, InvalidInput)
+                      InstanceNotRunning, InstanceNotTerminal, InvalidInput, StorageUnavailable, TaskHubNotFound)
 from ..models import (InstanceQuery, InstanceStatus, Page, PurgeProgress, PurgeResult, RuntimeStatus,
                       purgeable_statuses)
 from .events import EventType, HistoryEvent, event, execution_started
@@ -375,10 +375,19 @@ class TaskHubClient:
                 if asyncio.iscoroutine(maybe):
                     await maybe
 
-        async for page, _ in self.hub.instances.pages(q, columns=["PartitionKey", "ExecutionId"]):
-            totals["scanned"] += len(page)
-            listed = sorted((ListedInstance.of(r) for r in page), key=lambda x: x.pk)
-            await asyncio.gather(*(run(listed[i:i + PURGE_RUN]) for i in range(0, len(listed), PURGE_RUN)))
+        try:
+            async for page, _ in self.hub.instances.pages(q, columns=["PartitionKey", "ExecutionId"]):
+                totals["scanned"] += len(page)
+                listed = sorted((ListedInstance.of(r) for r in page), key=lambda x: x.pk)
+                await asyncio.gather(*(run(listed[i:i + PURGE_RUN]) for i in range(0, len(listed), PURGE_RUN)))
+        except (TaskHubNotFound, StorageUnavailable) as e:
+            # A 404 mid-purge is a table gone (the hub deleted under the purge), wherever it surfaced (the
+            # instances' next page, a history range query): say that, and how far the purge got.
+            if (isinstance(e, StorageUnavailable) and status_of(e.__cause__) != 404) or await self.hub.exists():
+                raise
+            raise TaskHubNotFound(self.hub.name, (
+                f"Task hub {self.hub.name!r} was deleted while it was being purged, after {totals['deleted']:,} "
+                "instances were purged: nothing is left to purge.")) from e
         return PurgeResult(totals["deleted"], totals["rows"], totals["blobs"])
 
     async def history_keys(self, pks: list[str]) -> dict[str, list["_HistoryKey"]]:
