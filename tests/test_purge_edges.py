@@ -8,6 +8,7 @@ i.e. a task hub deleted under the scan, which must be named as such, not reporte
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import datetime, timezone
 
@@ -68,3 +69,15 @@ async def test_a_purge_whose_hub_is_deleted_under_it_says_so_and_how_far_it_got(
     with pytest.raises(TaskHubNotFound, match="was deleted while it was being purged, after 1,000 instances"):
         await TaskHubClient(hub).purge(InstanceQuery(statuses=[RuntimeStatus.COMPLETED]), progress=delete_the_hub)
     assert calls[-1].instances_deleted == 1000
+
+
+async def test_two_purges_racing_over_the_same_instances_count_each_one_once(hub):
+    # The SDK's TableClient.delete_entity returns quietly on a 404 (azure-data-tables, _table_client_async):
+    # without reading the status, both purges would count the rows the other one deleted first.
+    n, events = 100, 1
+    await gather_limited([hostlike_instance(hub, f"r-{i:03d}", "Completed", events=events) for i in range(n)])
+    query = InstanceQuery(statuses=[RuntimeStatus.COMPLETED])
+    first, second = await asyncio.gather(TaskHubClient(hub).purge(query), TaskHubClient(hub).purge(query))
+    assert first.instances_deleted + second.instances_deleted == n
+    assert first.rows_deleted + second.rows_deleted == n * (events + 1)  # each history row once too
+    assert [r async for r in hub.instances.client.list_entities(select=["PartitionKey"])] == []
