@@ -27,6 +27,7 @@ from .errors import InstanceNotFound, InvalidInput, WaitTimeout
 from .jobs.models import BulkRequest, CountRequest, CountResult, JobInfo, QueryPlan
 from .limits import check_text, check_wait
 from .models import EntityState, InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
+from .page_tokens import PageToken
 from .jobs.runner import BulkJob, create_job
 from .query import Field, Query, field_text, to_text
 from .taskhub import StorageAccount
@@ -322,13 +323,26 @@ class InstanceManager:
                         max_scanned: int = 5000) -> Page[InstanceStatus]:
         """One page of ``find``: at most ``page_size`` matches in id order, and the token of the next page.
 
-        ``after`` is the token of the previous page. A page stops early (possibly empty, with a token)
-        once ``max_scanned`` rows were read, so a selective client-side filter never makes one page scan
-        the whole hub. Over the binding, each page is one page of the management API filtered here.
+        ``after`` is the token of the previous page, for the same query: a token of another query is
+        refused (InvalidInput: start from the first page), never continued under this one. Give the query
+        as text to keep its relative times (``-2h``) fixed across pages: later pages parse it at the first
+        page's moment, which the token carries (``page_tokens``). A page stops early (possibly empty, with
+        a token) once ``max_scanned`` rows were read, so a selective client-side filter never makes one
+        page scan the whole hub. Over the binding, each page is one page of the management API filtered here.
         """
-        q = Query.of(query)
         if after is not None:  # client text (a dashboard URL): a lone surrogate cannot be sent to storage
             check_text(after, "page token", max_length=max(len(after), 1), allow_control=True)
+            token = PageToken.parse(after)
+            q, position = token.resolve(query), token.position
+        else:
+            q, position = Query.of(query), None
+        page = await self._find_page(q, page_size, position, fields, max_scanned)
+        next_position = page.continuation_token
+        return Page(page.items, str(PageToken.of(q, next_position)) if next_position else None)
+
+    async def _find_page(self, q: Query, page_size: int, after: str | None, fields: Iterable[Field],
+                         max_scanned: int) -> Page[InstanceStatus]:
+        """``find_page`` at a transport's own position (an escaped key, or the management API's token)."""
         hub = self.transport.hub
         if hub is None:
             page = await self.page(_unfiltered(q, fields, page_size=page_size, continuation_token=after))

@@ -20,6 +20,8 @@ from .taskhub.timefmt import parse_iso
 
 # The paging header of the management API, in requests (the page to fetch) and responses (the next page).
 CONTINUATION_HEADER = "x-ms-continuation-token"
+# The entity key segment the management API reads as the empty key (HttpApiHandler.EmptyEntityKeySymbol).
+EMPTY_ENTITY_KEY = "$"
 
 
 def get(query: Mapping[str, Any], name: str) -> str | None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 from typing import Awaitable, Callable
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 from aiohttp import web
 
@@ -37,7 +37,8 @@ from .durable_links import DurableLinks
 from .hubs import HubDirectory
 from .keys import HostKeys
 from .loader import FunctionIndex
-from durable_mgmt.query_params import CONTINUATION_HEADER, get_bool, get_int, get_seconds, get_statuses, get_time
+from durable_mgmt.query_params import (CONTINUATION_HEADER, EMPTY_ENTITY_KEY, get_bool, get_int, get_seconds,
+                                       get_statuses, get_time)
 
 from durable_mgmt.limits import MAX_WAIT_SECONDS, check_wait
 
@@ -249,9 +250,14 @@ class ManagementApi:
 
     async def get_entity(self, request: web.Request, name: str, key: str) -> web.Response:
         manager = await self._manager(request)
-        entity = await manager.get_entity(name, "" if key == "$" else key)
+        # As the extension (HttpApiHandler.HandleGetEntityRequestAsync, EmptyEntityKeySymbol): the key '$' is the
+        # empty key, so clients can name it in a URL; an entity whose key really is '$' is out of reach here.
+        empty = key == EMPTY_ENTITY_KEY
+        entity = await manager.get_entity(name, "" if empty else key)
         if not entity.exists:
-            return web.json_response(error_body(f"Entity {entity.entity_id!r} has no state.", "NotFound"), status=404)
+            said = " (the key '$' stands for the empty key, as in the extension's HTTP API)" if empty else ""
+            return web.json_response(error_body(f"Entity {entity.entity_id!r}{said} has no state.", "NotFound"),
+                                     status=404)
         return json_response(entity.state)
 
     async def entity_not_supported(self, request: web.Request) -> web.Response:
@@ -272,7 +278,7 @@ class ManagementApi:
 
     async def steer(self, request: web.Request, instance_id: str, operation: str) -> web.Response:
         """terminate, suspend, resume or rewind (``operation``, an InstanceManager method), with ?reason=."""
-        await getattr(await self._manager(request), operation)(instance_id, _query(request, "reason"))
+        await getattr(await self._manager(request), operation)(instance_id, _reason(request))
         return accepted()
 
     async def restart(self, request: web.Request, instance_id: str) -> web.StreamResponse:
@@ -327,6 +333,16 @@ def _warn_first_page_only(hub_name: str, count: int) -> None:
 
 def _code(request: web.Request) -> str | None:
     return _query(request, "code") or request.headers.get("x-functions-key")
+
+
+def _reason(request: web.Request) -> str | None:
+    """``?reason=`` as the extension reads it (HttpRequestMessageExtensions.GetQueryNameValuePairs): present
+    and empty is the empty reason, which it passes on; only a query without ``reason=`` has none (null)."""
+    for part in request.rel_url.raw_query_string.split("&"):
+        name, eq, value = part.partition("=")
+        if eq and unquote_plus(name).strip().lower() == "reason":
+            return unquote_plus(value.strip())
+    return None
 
 
 def _query(request: web.Request, name: str) -> str | None:

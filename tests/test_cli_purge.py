@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
+
 from durable_mgmt.models import InstanceQuery, RuntimeStatus
 
 from .test_cli_support import T0, cli, gather_limited, hostlike_instance  # noqa: F401 (fixture)
@@ -33,7 +35,9 @@ async def test_purge_history_of_2000_instances_with_progress(cli, hub, client):
     assert f"Purge {MATCHING + 17:,} finished instances" in declined.stderr  # 17 Failed ones match too
     assert "Error: Nothing purged: not confirmed. Pass --yes" in declined.stderr
 
-    result = await cli(*args, "--output", "json", input="y\n")
+    # Most of the test's time (100 s under a loaded xdist run): give it what pytest's 300 s leave, rather than
+    # the usual 120 s; past that, it is killed (Cli), never left purging a hub the clean-up deletes.
+    result = await cli(*args, "--output", "json", input="y\n", timeout=240)
     assert result.code == 0, str(result)
     purged = MATCHING + 17
     assert result.json == {"instancesDeleted": purged, "rowsDeleted": purged * (EVENTS + 1), "blobsDeleted": 0}
@@ -58,3 +62,13 @@ async def test_purge_history_with_nothing_to_purge_and_table_output(cli, hub):
     table = await cli.ok("purge-history", "--yes", "--name", "HelloCities", "--output", "table")
     assert "Instances deleted: 1\nRows deleted: 9" in table.stdout
     assert "Purging: 1/1 instances (100%)" in table.stderr
+
+
+async def test_a_command_past_its_timeout_is_killed_not_left_running_against_the_hub(cli, hub):
+    # The 2,000-instance purge's flake: its CLI run passed its timeout under load and was left running; the
+    # test's clean-up deleted the hub, and the orphan went on purging until the next page of instances
+    # failed with "HTTP 404" (the table was gone). Now a timed-out command is killed and reaped.
+    await hostlike_instance(hub, "one", "Completed")
+    with pytest.raises(AssertionError, match=r"get-instances did not finish in 0.01 s and was killed"):
+        await cli("get-instances", timeout=0.01)
+    assert cli.last_process is not None and cli.last_process.returncode is not None

@@ -54,16 +54,27 @@ class Cli:
         self.root = root
         self.env = env
         self.entry = entry
+        self.last_process: asyncio.subprocess.Process | None = None
 
     async def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
                        timeout: float = 120) -> CliResult:
         full_env = {**self.env, **(env or {})}
         full_env = {k: v for k, v in full_env.items() if v is not None}
-        proc = await asyncio.create_subprocess_exec(
+        proc = self.last_process = await asyncio.create_subprocess_exec(
             *self.entry, *args, cwd=self.root, env=full_env,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(input.encode() if input is not None else b""), timeout)
-        return CliResult(args, proc.returncode, out.decode(), err.decode())
+        out: list[bytes] = []
+        err: list[bytes] = []
+        try:
+            await asyncio.wait_for(_talk(proc, input.encode() if input is not None else b"", out, err), timeout)
+        except asyncio.TimeoutError:
+            # Kill it: left running, the command would outlive its test and go on against a hub the test's
+            # clean-up deletes (a purge then fails with "HTTP 404" on a table that is gone).
+            proc.kill()
+            await proc.wait()
+            raise AssertionError(f"funcpy durable {' '.join(args)} did not finish in {timeout:g} s and was killed; "
+                                 f"stderr so far:\n{b''.join(err).decode(errors='replace')}") from None
+        return CliResult(args, proc.returncode, b"".join(out).decode(), b"".join(err).decode())
 
     async def ok(self, *args: str, **kw) -> CliResult:
         result = await self(*args, **kw)
@@ -73,6 +84,25 @@ class Cli:
     async def json(self, *args: str, **kw) -> Any:
         result = await self.ok(*args, "--output", "json", **kw)
         return result.json
+
+
+async def _talk(proc: asyncio.subprocess.Process, data: bytes, out: list[bytes], err: list[bytes]) -> None:
+    """Send ``data`` on stdin, then read stdout and stderr into ``out``/``err`` (kept if this is cancelled)."""
+
+    async def read(stream: asyncio.StreamReader, into: list[bytes]) -> None:
+        while chunk := await stream.read(65536):
+            into.append(chunk)
+
+    async def write() -> None:
+        try:
+            proc.stdin.write(data)
+            await proc.stdin.drain()
+            proc.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it exited without reading its input
+
+    await asyncio.gather(write(), read(proc.stdout, out), read(proc.stderr, err))
+    await proc.wait()
 
 
 def write_script_root(root: Path, hub_ref: str = f"%{HUB_SETTING}%") -> Path:

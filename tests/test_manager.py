@@ -35,6 +35,7 @@ from durable_mgmt.errors import (DurableError, InstanceAlreadyExists, InstanceNo
 from durable_mgmt.errors import NotSupportedByTransport
 from durable_mgmt.manager import InstanceManager
 from durable_mgmt.models import EntityState, InstanceQuery, InstanceStatus, ManagementUrls, RuntimeStatus
+from durable_mgmt.query import Query
 from durable_mgmt.taskhub import TaskHubClient
 from durable_mgmt.taskhub.names import escape_key
 from durable_mgmt.taskhub.timefmt import as_utc, utcnow
@@ -316,6 +317,43 @@ async def test_get_entity_with_an_empty_key_reads_that_entity_over_both_transpor
     assert await manager.get_entity(name.upper(), "") == EntityState(f"@{name}@", True, {"only": 1})
 
 
+async def test_an_entity_whose_key_is_dollar_is_never_answered_for_by_another(managed, store):
+    # The management API reads the key '$' as the empty key (HttpApiHandler.HandleGetEntityRequestAsync,
+    # EmptyEntityKeySymbol): over the binding the entity '@name@$' cannot be addressed, and asking must be
+    # refused, not answered with the state of '@name@'. Over storage it is read as any other key.
+    manager, name = managed.manager, f"dollar{uuid.uuid4().hex[:8]}"
+    for key, state in (("", {"empty": True}), ("$", {"dollar": True})):
+        await store.hub.instances.upsert({
+            "PartitionKey": f"@{name}@{key}", "RowKey": "", "Name": f"@{name}@", "RuntimeStatus": "Running",
+            "CreatedTime": utcnow(), "LastUpdatedTime": utcnow(), "CustomStatus": "null",
+            "Input": json.dumps({"exists": True, "state": json.dumps(state)})})
+    assert await manager.get_entity(name, "") == EntityState(f"@{name}@", True, {"empty": True})
+    if managed.kind == "storage":
+        assert await manager.get_entity(name, "$") == EntityState(f"@{name}@$", True, {"dollar": True})
+    else:
+        with pytest.raises(NotSupportedByTransport, match=r"reads the key '\$' as the empty key.*connect"):
+            await manager.get_entity(name, "$")
+
+
+async def test_an_empty_reason_reaches_the_history_as_an_empty_reason_over_both_transports(manager, store):
+    # The extension reads ?reason= as "" (HttpRequestMessageExtensions.GetQueryNameValuePairs) and passes it
+    # to SuspendAsync/ResumeAsync/TerminateAsync (HttpApiHandler.Handle{Suspend,Resume,Terminate}Instance-
+    # RequestAsync); the storage transport writes "" as given: an empty reason is not "no reason" on either.
+    iid = await store.start("WaitForApproval")
+    await wait_until(store, iid, lambda s: s.custom_status == "waiting for approval")
+    await manager.suspend(iid, "")
+    await wait_for(store, iid, RuntimeStatus.SUSPENDED)
+    await manager.resume(iid, "")
+    await wait_for(store, iid, RuntimeStatus.RUNNING)
+    await manager.terminate(iid, "")
+    await wait_for(store, iid, RuntimeStatus.TERMINATED)
+    events = {e.type.name: e for e in (await store.hub.history.read(iid)).events}
+    reasons = {t: events[t].get(prop) for t, prop in (("ExecutionSuspended", "Reason"),
+                                                      ("ExecutionResumed", "Reason"),
+                                                      ("ExecutionTerminated", "Input"))}
+    assert reasons == {"ExecutionSuspended": "", "ExecutionResumed": "", "ExecutionTerminated": ""}
+
+
 # --- listing ---------------------------------------------------------------------
 
 
@@ -355,6 +393,43 @@ async def test_find_and_find_page_match_the_same_instances_over_both_transports(
         if token is None:
             break
     assert listed == expected
+
+
+async def _follow(manager, query, after: str | None, want: int) -> tuple[list[str], str | None]:
+    """Follow find_page from ``after`` until ``want`` matches (pages may be short, over the binding)."""
+    listed: list[str] = []
+    for _ in range(1000):
+        page = await manager.find_page(query, page_size=5, after=after)
+        listed += [s.instance_id for s in page]
+        after = page.continuation_token
+        if len(listed) >= want or after is None:
+            break
+    return listed, after
+
+
+async def test_find_page_tokens_are_tied_to_their_query(manager, bulk):
+    # A token of query A given with query B is refused (InvalidInput, what to do), never continued at A's
+    # position under B (durable_mgmt/page_tokens.py).
+    alpha = f"instanceId STARTS_WITH '{bulk.prefix}a'"
+    beta = f"instanceId STARTS_WITH '{bulk.prefix}b'"
+    first, token = await _follow(manager, alpha, None, 5)
+    assert first == bulk.alpha[:len(first)] and token  # over the binding a page may hold more than 5 by then
+    with pytest.raises(InvalidInput, match="belongs to another query.*start from the first page"):
+        await manager.find_page(beta, page_size=5, after=token)
+    # The same query given as a Query (parsed at another moment; no relative times) continues.
+    rest, _ = await _follow(manager, Query.parse(alpha), token, 5)
+    assert first + rest == bulk.alpha[:len(first) + len(rest)] and rest
+
+    # Relative times: as text, later pages are parsed at the first page's moment (the token carries it), so
+    # the pages continue; a Query parsed at another moment means other times and is refused.
+    recent = f"{alpha} AND createdTime >= -1h"
+    first, token = await _follow(manager, recent, None, 5)
+    rest, _ = await _follow(manager, recent, token, 5)
+    assert first + rest == bulk.alpha[:len(first) + len(rest)] and first and rest
+    with pytest.raises(InvalidInput, match="another query"):
+        await manager.find_page(Query.parse(recent, now=utcnow() + timedelta(minutes=5)), page_size=5, after=token)
+    with pytest.raises(InvalidInput, match="is not one find_page returned"):
+        await manager.find_page(alpha, page_size=5, after=escape_key(bulk.alpha[4]))  # a bare key: old style
 
 
 async def test_instances_without_filter_lists_the_whole_hub(manager, store, bulk):

@@ -19,6 +19,7 @@ import pytest
 from durable_mgmt import CountRequest, InstanceManager
 from durable_mgmt.errors import InvalidInput
 from durable_mgmt.query import Field, Query
+from durable_mgmt.page_tokens import PageToken
 from durable_mgmt.taskhub import TaskHub, escape_key
 from durable_mgmt.transports import StorageTransport
 
@@ -306,13 +307,19 @@ async def test_find_page_pages_concatenate_to_find(seeded, page_size, max_scanne
         assert got == expected, f"query: {text}\npage size {page_size}"
 
 
-@pytest.mark.parametrize("after", ["'", "x' or true", "\x00", "~" * 3000, "\ud800", "", "@counter@k1"])
+@pytest.mark.parametrize("after", ["'", "x' or true", "\x00", "~" * 3000, "\ud800", "", "@counter@k1",
+                                   "fp1.0123456789abcdef.99999999999999999999.k", "fp1.zz23456789abcdef.0.k"])
 async def test_find_page_survives_hostile_tokens(seeded, after):
-    # A token is client text (a dashboard URL): garbage must page on (or refuse clearly), never crash or inject.
+    # A token is client text (a dashboard URL): garbage is refused with what to do, never crashes or injects.
     manager, truth = seeded
-    if after == "\ud800":
-        with pytest.raises(InvalidInput, match="surrogate"):
-            await manager.find_page(None, page_size=5, after=after)
-        return
-    page = await manager.find_page(None, page_size=5, after=after)
-    assert all(escape_key(s.instance_id) > after for s in page)
+    with pytest.raises(InvalidInput, match="surrogate" if after == "\ud800" else "start from the first page"):
+        await manager.find_page(None, page_size=5, after=after)
+
+
+async def test_a_well_formed_token_around_a_hostile_position_pages_on_safely(seeded):
+    # The position inside a token is client text too: it is only ever compared as a key, never spliced.
+    manager, truth = seeded
+    for position in ("'", "x' or true", "~" * 3000, "@counter@k1"):
+        token = str(PageToken.of(Query.parse(None), position))
+        page = await manager.find_page(None, page_size=5, after=token)
+        assert all(escape_key(s.instance_id) > position for s in page)

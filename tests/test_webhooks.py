@@ -15,6 +15,8 @@ import pytest
 
 from durable_mgmt.models import InstanceQuery, RuntimeStatus
 from durable_mgmt.taskhub import TaskHubClient, escape_key
+from durable_mgmt.taskhub.events import EventType
+from durable_mgmt.taskhub.messages import TaskMessage, decode_body
 from durable_mgmt.taskhub.timefmt import utcnow
 from tests.apps.support import http, running_host
 
@@ -256,6 +258,27 @@ async def test_terminate_suspend_resume(api, host, op):
     assert (await api.call("GET", f"/instances/steer-1/{op}"))[0] == 405
 
 
+async def test_reason_present_but_empty_is_the_empty_reason_as_in_the_extension(api, host):
+    # HttpApiHandler.Handle{Terminate,Suspend}InstanceRequestAsync pass GetQueryNameValuePairs()["reason"]
+    # on: "" for ?reason= (HttpRequestMessageExtensions.GetQueryNameValuePairs), null when no "reason=" is
+    # there. The SDK always sends ?reason={quote(reason)}, so an empty reason arrives as ?reason=.
+    cases = {"why-empty": ("?reason=", ""), "why-none": ("", None), "why-bare": ("?reason", None),
+             "why-text": ("?Reason=why+not%21", "why not!")}
+    for iid, (query, _) in cases.items():
+        await started(host, iid)
+        assert (await api.call("POST", f"/instances/{iid}/terminate{query}"))[0] == 202
+    await started(host, "why-suspend")
+    assert (await api.call("POST", "/instances/why-suspend/suspend?reason="))[0] == 202
+    sent = {}
+    for iid in [*cases, "why-suspend"]:
+        for m in await host.hub.control_queue_for(iid).peek_messages(max_messages=32):
+            message = TaskMessage.from_json(decode_body(m.content))
+            if message.instance_id == iid and message.event.type in (EventType.ExecutionTerminated,
+                                                                    EventType.ExecutionSuspended):
+                sent[iid] = message.event.get("Input" if iid != "why-suspend" else "Reason")
+    assert sent == {**{iid: reason for iid, (_, reason) in cases.items()}, "why-suspend": ""}
+
+
 async def test_rewind(api, host):
     await started(host, "rw-failed", RuntimeStatus.FAILED)
     assert (await api.call("POST", "/instances/rw-failed/rewind?reason=retry"))[0] == 202
@@ -313,6 +336,18 @@ async def test_purge_by_filter(api, host):
 
 
 # --- other routes -------------------------------------------------------------------------
+
+
+async def test_the_entity_key_dollar_is_the_empty_key_as_in_the_extension_and_says_so(api, host):
+    # HttpApiHandler.HandleGetEntityRequestAsync reads the key '$' as "" (EmptyEntityKeySymbol), so a client
+    # can name the empty key in a URL; a 404 there says which entity was looked for and why.
+    status, _, body = await api.call("GET", "/entities/Solo/$")
+    assert status == 404 and "'@solo@'" in body["Message"] and "'$' stands for the empty key" in body["Message"]
+    await host.hub.instances.upsert({
+        "PartitionKey": "@solo@", "RowKey": "", "Name": "@solo@", "RuntimeStatus": "Running", "CreatedTime": utcnow(),
+        "LastUpdatedTime": utcnow(), "Input": json.dumps({"exists": True, "state": json.dumps({"n": 1})})})
+    status, _, body = await api.call("GET", "/entities/solo/$")
+    assert status == 200 and body == {"n": 1}
 
 
 async def test_unknown_routes_and_methods(api):

@@ -119,7 +119,9 @@ class Dashboard:
         next_token = None
         manager = await self.managers()
         if flt.q_error is None:  # a query that does not parse lists nothing: its error is what the page shows
-            page = await manager.find_page(flt.parsed(), page_size=flt.page_size, after=flt.token)
+            # As text: a later page parses it at the first page's moment (carried by the token), so the
+            # default range's relative time (-24h) is the same on every page and the token stays valid.
+            page = await manager.find_page(flt.text(), page_size=flt.page_size, after=flt.token)
             rows, next_token = page.items, page.continuation_token
         return dict(flt=flt, rows=rows, next_token=next_token, now=_now(), statuses=list(RuntimeStatus),
                     ranges=RANGE_LABELS, refresh_choices=REFRESH_CHOICES, bulk_actions=BULK_ACTIONS,

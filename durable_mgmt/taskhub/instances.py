@@ -16,14 +16,14 @@ from typing import Any, AsyncIterator
 from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
 
-from ..errors import InvalidFilter
+from ..errors import InvalidFilter, TaskHubNotFound
 from ..models import InstanceQuery, InstanceStatus
 from .entities import HubTable, plain_entity
 from .instance_row import InstanceRow
 from .names import escape_key, unescape_key
 from .odata import instances_filter
 from .primitives import delete_if_exists, get_or_none
-from .storage import map_storage_errors
+from .storage import ResourceNotFoundError, map_storage_errors
 
 MAX_PAGE = 1000
 SUMMARY_COLUMNS = ["PartitionKey", "RowKey", "Name", "Version", "RuntimeStatus", "CreatedTime", "LastUpdatedTime",
@@ -142,11 +142,20 @@ class InstancesTable(HubTable):
                                                    results_per_page=per_page)
             else:
                 items = self._table.list_entities(select=select, results_per_page=per_page)
-            async for rows, next_token in plain_pages(items.by_page(token), prefetch=prefetch):
-                if restore:
-                    for row in rows:
-                        await self._hub.large.restore_row(row, instances_table=True)
-                yield rows, encode_continuation_token(next_token)
+            try:
+                async for rows, next_token in plain_pages(items.by_page(token), prefetch=prefetch):
+                    if restore:
+                        for row in rows:
+                            await self._hub.large.restore_row(row, instances_table=True)
+                    yield rows, encode_continuation_token(next_token)
+            except ResourceNotFoundError as e:
+                # A query answers 404 only when the table is missing (TableNotFound; a continuation key whose
+                # row was deleted meanwhile is fine): the hub was deleted under a long scan or purge. Say so,
+                # rather than report a storage failure.
+                raise TaskHubNotFound(self._hub.name, (
+                    f"Task hub {self._hub.name!r} was deleted while its instances were being read (its Instances "
+                    "table is gone): nothing is left to list or purge. If that was not meant, check who deleted "
+                    "it (delete-task-hub, a test's clean-up).")) from e
 
     async def query(self, query: InstanceQuery) -> tuple[list[dict[str, Any]], str | None]:
         """One page of rows for ``query``: at most ``page_size``, with the next token."""

@@ -20,7 +20,7 @@ from azure.data.tables import TransactionOperation
 
 from ..limits import check_existing_id, check_json_text, check_reason, dumps_checked, json_default
 from ..errors import (ConcurrencyConflict, InstanceAlreadyExists, InstanceNotFailed, InstanceNotFound,
-                      InstanceNotRunning, InstanceNotTerminal, InvalidInput)
+                      InstanceNotRunning, InstanceNotTerminal, InvalidInput, StorageUnavailable, TaskHubNotFound)
 from ..models import (InstanceQuery, InstanceStatus, Page, PurgeProgress, PurgeResult, RuntimeStatus,
                       purgeable_statuses)
 from .events import EventType, HistoryEvent, event, execution_started
@@ -35,7 +35,7 @@ from .names import (escape_key, new_execution_id, new_instance_id, unescape_key,
                     validate_instance_id, validate_orchestrator_name)
 from .odata import Filter
 from .primitives import get_or_none
-from .storage import HttpResponseError, ResourceNotFoundError, map_storage_errors, status_of
+from .storage import HttpResponseError, map_storage_errors, status_of
 from .timefmt import as_utc, utcnow
 
 NO_INPUT = object()
@@ -375,10 +375,19 @@ class TaskHubClient:
                 if asyncio.iscoroutine(maybe):
                     await maybe
 
-        async for page, _ in self.hub.instances.pages(q, columns=["PartitionKey", "ExecutionId"]):
-            totals["scanned"] += len(page)
-            listed = sorted((ListedInstance.of(r) for r in page), key=lambda x: x.pk)
-            await asyncio.gather(*(run(listed[i:i + PURGE_RUN]) for i in range(0, len(listed), PURGE_RUN)))
+        try:
+            async for page, _ in self.hub.instances.pages(q, columns=["PartitionKey", "ExecutionId"]):
+                totals["scanned"] += len(page)
+                listed = sorted((ListedInstance.of(r) for r in page), key=lambda x: x.pk)
+                await asyncio.gather(*(run(listed[i:i + PURGE_RUN]) for i in range(0, len(listed), PURGE_RUN)))
+        except (TaskHubNotFound, StorageUnavailable) as e:
+            # A 404 mid-purge is a table gone (the hub deleted under the purge), wherever it surfaced (the
+            # instances' next page, a history range query): say that, and how far the purge got.
+            if (isinstance(e, StorageUnavailable) and status_of(e.__cause__) != 404) or await self.hub.exists():
+                raise
+            raise TaskHubNotFound(self.hub.name, (
+                f"Task hub {self.hub.name!r} was deleted while it was being purged, after {totals['deleted']:,} "
+                "instances were purged: nothing is left to purge.")) from e
         return PurgeResult(totals["deleted"], totals["rows"], totals["blobs"])
 
     async def history_keys(self, pks: list[str]) -> dict[str, list["_HistoryKey"]]:
@@ -442,15 +451,15 @@ class TaskHubClient:
         rows = await self._delete_history_rows(instance_id, listed.pk, history)
         with map_storage_errors(f"deleting instance {instance_id!r}"):
             try:
-                await self.hub.instances.client.delete_entity(
-                    listed.pk, "", etag=listed.etag,
+                ours = await _delete_row(
+                    self.hub.instances.client, listed.pk, "", etag=listed.etag,
                     match_condition=MatchConditions.IfNotModified if listed.etag else MatchConditions.Unconditionally)
-            except ResourceNotFoundError:
-                return PurgeResult(0, rows, 0)
             except HttpResponseError as e:
                 if status_of(e) != 412:
                     raise
                 return PurgeResult(0, rows, 0)  # changed since listed (a restart): its row and blobs stay
+            if not ours:  # gone already (another purge, or the hub deleted): not counted, its blobs are theirs
+                return PurgeResult(0, rows, 0)
         n_blobs = await self.hub.large.delete_names(blob_names)
         return PurgeResult(1, rows, n_blobs)
 
@@ -476,10 +485,7 @@ class TaskHubClient:
                         raise
                 for h in chunk:
                     try:
-                        await client.delete_entity(pk, h.row_key, **h.condition())
-                        deleted += 1
-                    except ResourceNotFoundError:
-                        pass
+                        deleted += await _delete_row(client, pk, h.row_key, **h.condition())
                     except HttpResponseError as e:
                         if status_of(e) != 412:
                             raise
@@ -535,6 +541,16 @@ class ListedInstance:
     @classmethod
     def of(cls, row: dict[str, Any]) -> "ListedInstance":
         return cls(row["PartitionKey"], row.get("etag"), row.get("ExecutionId"))
+
+
+async def _delete_row(client: Any, pk: str, row_key: str, **condition: Any) -> bool:
+    """Delete one row; whether this call deleted it. The SDK's ``delete_entity`` returns quietly when the
+    row is already gone (a 404), so the status is read from the response itself: a row another purge (or a
+    hub deletion) took first is not counted as deleted by this one."""
+    statuses: list[int] = []
+    await client.delete_entity(pk, row_key, raw_response_hook=lambda r: statuses.append(r.http_response.status_code),
+                               **condition)
+    return bool(statuses) and statuses[-1] != 404
 
 
 @dataclass(frozen=True)

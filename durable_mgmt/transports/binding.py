@@ -21,7 +21,7 @@ import aiohttp
 from .. import errors as e
 from .. import requests as r
 from ..models import EntityState, InstanceQuery, InstanceStatus, ManagementUrls, Page, PurgeResult, RuntimeStatus
-from ..query_params import CONTINUATION_HEADER
+from ..query_params import CONTINUATION_HEADER, EMPTY_ENTITY_KEY
 from ..taskhub.timefmt import MIN_DATETIME, parse_iso, to_iso
 from .base import Transport
 
@@ -98,8 +98,16 @@ class BindingTransport(Transport):
     async def get_entity(self, input: r.GetEntity) -> EntityState:
         # GET entities/{name}/{key}: the state's JSON, or 404 when the entity has none
         # (HttpApiHandler.HandleGetEntityRequestAsync). The empty key is sent as '$' (its EmptyEntityKeySymbol):
-        # 'entities/{name}/' with no key is the route that lists entities.
-        path = f"entities/{_segment(input.name.lower())}/{_segment(input.key or '$')}"
+        # 'entities/{name}/' with no key is the route that lists entities. So the API reads a key '$' as the
+        # empty key: an entity whose key really is '$' cannot be addressed through it, and asking would
+        # silently answer for another entity.
+        if input.key == EMPTY_ENTITY_KEY:
+            self.unsupported(f"Reading entity {input.instance_id!r} (key '$')",
+                             "the management API reads the key '$' as the empty key (HttpApiHandler's "
+                             "EmptyEntityKeySymbol), so it would answer for entity "
+                             f"'@{input.name.lower()}@' instead; read it over storage with "
+                             "InstanceManager.connect(account, hub).get_entity(name, '$').")
+        path = f"entities/{_segment(input.name.lower())}/{_segment(input.key or EMPTY_ENTITY_KEY)}"
         try:
             return EntityState(input.instance_id, True, await self._call("GET", path, input))
         except e.NotFound:
@@ -255,7 +263,10 @@ def _flag(value: bool) -> str:
 
 
 def _reason(reason: str | None) -> dict[str, str]:
-    return {"reason": reason} if reason else {}
+    # An empty reason is sent as ?reason=: the extension reads that as "" (HttpRequestMessageExtensions.
+    # GetQueryNameValuePairs) and passes it on as the reason, as the storage transport writes it; only no
+    # reason (None) is left out, which the extension reads as null.
+    return {} if reason is None else {"reason": reason}
 
 
 def _filters(q: InstanceQuery) -> dict[str, str]:

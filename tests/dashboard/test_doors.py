@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html
+import re
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
@@ -66,3 +69,36 @@ def test_selected_rows_become_an_in_query_narrowed_by_their_common_prefix():
 
     plan = InstanceManager.explain(text)
     assert "STARTS_WITH 'order-'" in plan.pushed_down and "IN (" in plan.filtered_here
+
+
+async def test_pages_of_the_default_relative_range_follow_their_tokens_and_a_foreign_token_is_named(dash_hub):
+    # The default range is "the last 24 hours" (createdTime >= -24h): each request parses it again, so the
+    # page token (InstanceManager.find_page, durable_mgmt/page_tokens.py) must carry the first page's moment,
+    # or the next page's query would differ from the token's and be refused.
+    base = dash_hub.urls["standalone"]
+    seen: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        address, token = base + "?prefix=hello-&size=2", None
+        for _ in range(5):
+            async with session.get(address) as r:
+                body = await r.text()
+                assert r.status == 200, body
+            seen += re.findall(r'<td class="id"><a href="[^"]*">(hello-\d)</a></td>', body)
+            found = re.search(r'<a href="([^"]*)" id="next-page"', body)
+            if found is None:
+                break
+            address = _absolute(base, html.unescape(found.group(1)))
+            token = parse_qs(urlsplit(address).query)["ct"][0]
+        assert seen == [f"hello-{i}" for i in range(5)]
+        assert token is not None
+        # The same token under another query: refused with what to do, no rows of some other list.
+        async with session.get(base, params={"prefix": "act-", "size": "2", "ct": token}) as r:
+            body = await r.text()
+            assert r.status == 400 and "belongs to another query" in html.unescape(body)
+            assert "start from the first page" in html.unescape(body)
+            assert '<td class="id">' not in body
+
+
+def _absolute(base: str, href: str) -> str:
+    parts = urlsplit(base)
+    return f"{parts.scheme}://{parts.netloc}{href}" if href.startswith("/") else base + href
