@@ -17,7 +17,7 @@ from ..models import PurgeResult, RuntimeStatus
 from .entities import plain_entity
 from .events import EventType, event
 from .messages import TaskMessage
-from .names import escape_key, unescape_key
+from .names import escape_key, service_order, unescape_key
 from .odata import Filter
 from .operations import ListedInstance, TaskHubClient
 from .storage import map_storage_errors
@@ -37,7 +37,7 @@ async def statuses(hub, instance_ids: Iterable[str]) -> dict[str, BatchStatus | 
     found: dict[str, BatchStatus | None] = {i: None for i in wanted.values()}
     if not wanted:
         return found
-    keys = sorted(wanted)
+    keys = sorted(wanted, key=service_order)
     f = Filter().ge("PartitionKey", keys[0]).le("PartitionKey", keys[-1])
     with map_storage_errors("reading the statuses of a batch of instances"):
         async for e in hub.instances.client.query_entities(f.text, parameters=f.parameters, results_per_page=1000,
@@ -62,7 +62,7 @@ class BatchPurger:
         self._with_blobs: bool | None = None
 
     async def history_keys(self, instance_ids: list[str]) -> dict[str, list]:
-        pks = sorted(escape_key(i) for i in instance_ids)
+        pks = sorted((escape_key(i) for i in instance_ids), key=service_order)
         if not pks:
             return {}
         found = await self._client.history_keys(pks)
