@@ -419,7 +419,7 @@ class TaskHubClient:
                         found[last].append(_HistoryKey.of(e))
                         touched.add(last)
                 if pager.continuation_token and last is not None and len(touched) < 2:
-                    rest = [pk for pk in pks if pk >= last]
+                    rest = [pk for pk in pks if service_order(pk) >= service_order(last)]
                     break
         for pk in rest:
             found[pk] = [_HistoryKey.of(r) for r in await self.hub.history.rows(unescape_key(pk), select=columns)]
