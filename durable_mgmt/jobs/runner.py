@@ -47,7 +47,7 @@ from ..errors import JobBusy
 from ..query import Query
 from ..taskhub.jobs_table import LEGACY_LAYOUT, SELECTION_LAYOUT, JobsTable, lease_is_live, member_key
 from ..taskhub.names import service_order
-from ..taskhub.scan import scan
+from ..taskhub.scan import scan_ids
 from ..taskhub.timefmt import utcnow
 from ..taskhub.bulk_ops import BatchPurger
 from .actions import Context, Prepared, act_batch, prepare_batch, usual_reason
@@ -362,15 +362,14 @@ class BulkJob:
         # Rows past the cursor were written by a selection that stopped before its cursor recorded them.
         await self._jobs.drop_selection_after(self.id, self.info.cursor)
         query = Query.parse(self.info.query, now=self.info.now)
-        async for page in scan(self._hub, query, after_key=self.info.cursor or None):
+        async for ids, last_key in scan_ids(self._hub, query, after_key=self.info.cursor or None):
             if self._stop:
                 return
             # A page's matches are written (a row or a few, in flight together), then the job row moves the
             # cursor past them.
-            if page.items:
-                await self._jobs.add_selection(self.id, [s.instance_id for s in page.items])
-            self.info = replace(self.info, matched=self.info.matched + len(page.items),
-                                cursor=page.last_key or self.info.cursor)
+            if ids:
+                await self._jobs.add_selection(self.id, ids)
+            self.info = replace(self.info, matched=self.info.matched + len(ids), cursor=last_key or self.info.cursor)
             self._etag = await self._jobs.update(self.info, self._etag, owner=self._owner,
                                                  lease_seconds=self._lease())
             await self._notify()

@@ -149,10 +149,15 @@ class JobsTable:
             ops.append((TransactionOperation.UPSERT, member, {"mode": UpdateMode.MERGE}))
         if len(ops) >= BATCH:
             raise ValueError("a checkpoint holds at most 99 instances")
-        ops.append((TransactionOperation.UPDATE, _job_row(info, owner=owner, lease_seconds=lease_seconds),
-                    {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified}))
+        row = _job_row(info, owner=owner, lease_seconds=lease_seconds)
+        conditional = {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
         try:
             with map_storage_errors(f"checkpointing job {info.id!r}"):
+                if not ops:
+                    # Usually nothing but the job row (outcomes as usual are implied by its cursor): a plain
+                    # update costs a fifth of the CPU of a one-entity transaction in the SDK.
+                    return (await self._table.update_entity(row, **conditional))["etag"]
+                ops.append((TransactionOperation.UPDATE, row, conditional))
                 results = await self._table.submit_transaction(ops)
         except ConcurrencyConflict as e:
             raise JobBusy(f"Job {info.id!r} was taken over by another process; this one stops.") from e
