@@ -264,8 +264,8 @@ async def test_bulk_purge_job_leaves_an_instance_started_again_after_its_batch_w
     olds = {iid: await hostlike_instance(hub, iid, "Completed") for iid in ("race-a", "race-b", "race-c")}
     original = actions.bulk_ops.statuses
 
-    async def read_then_restart(hub_, ids):
-        found = await original(hub_, ids)
+    async def read_then_restart(hub_, ids, **kwargs):
+        found = await original(hub_, ids, **kwargs)
         if "race-b" in found:
             await client.start("Target", {"again": True}, instance_id="race-b")
         return found

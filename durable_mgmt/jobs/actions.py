@@ -78,7 +78,9 @@ async def prepare_batch(ctx: Context, members: list[InstanceOutcome]) -> Prepare
     if not (batchable(ctx.request) and fresh):
         return Prepared()
     try:
-        current = await bulk_ops.statuses(ctx.hub, fresh)
+        # Mostly instances the action applies to: the others in the key range are not read.
+        likely = [s for s in RuntimeStatus if s.is_terminal == (ctx.request.action is BulkAction.PURGE)]
+        current = await bulk_ops.statuses(ctx.hub, fresh, likely=likely)
         keys = {}
         if ctx.request.action is BulkAction.PURGE:
             keys = await ctx.purger.history_keys([i for i in fresh if current[i] and current[i].status.is_terminal])

@@ -1,20 +1,21 @@
 """Running a bulk job: select (freeze) the matches, then act on each one once, checkpointing as it goes.
 
 1. *Selecting*: the query (its relative times fixed by the job's ``now``) is
-   scanned in PartitionKey order; the matches are written to the job's
-   partition as *pending*, each batch in one transaction with the scan
-   cursor. The set is frozen: an instance that stops matching because of
-   the action (or anything else) stays in the job, and one that starts
-   matching later is not added.
-2. *Running*: pending instances are read in key order, ``chunk`` at a time.
+   scanned in PartitionKey order; the matches of each storage page are
+   written to the job's partition as selection rows (many ids per row), then
+   the job row's scan cursor moves past them (a resumed selection first
+   drops rows past the cursor). The set is frozen: an instance that stops
+   matching because of the action (or anything else) stays in the job, and
+   one that starts matching later is not added.
+2. *Running*: the selection after the cursor is read in key order, ``chunk`` at a time.
    Before a chunk is acted on, the job's claim mark moves to its last key
    (one small row); the chunk is acted on (``concurrency`` in flight, at
    most ``rate`` starts per second), and its outcomes are written with the
    job's counters and cursor in one transaction; outcomes as the action
    usually ends ("terminate sent") are not written but implied by the
    cursor (a row write per instance cost as much as the operation). A
-   resumed job reads only instances after the cursor with no outcome, so a
-   finished instance is never acted on again; those between the cursor and
+   resumed job reads only instances after the cursor, so a finished
+   instance is never acted on again; those between the cursor and
    the claim mark are in doubt and checked first (``actions``). The run is
    a pipeline: the next chunk is read, claimed and its statuses read (with
    the cancel check) while two chunks are acted on, and each checkpoint is
@@ -44,8 +45,9 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from ..errors import JobBusy
 from ..query import Query
-from ..taskhub.jobs_table import JobsTable, lease_is_live, member_key
-from ..taskhub.scan import scan
+from ..taskhub.jobs_table import LEGACY_LAYOUT, SELECTION_LAYOUT, JobsTable, lease_is_live, member_key
+from ..taskhub.names import service_order
+from ..taskhub.scan import scan_ids
 from ..taskhub.timefmt import utcnow
 from ..taskhub.bulk_ops import BatchPurger
 from .actions import Context, Prepared, act_batch, prepare_batch, usual_reason
@@ -84,7 +86,7 @@ class _ChunkReader:
 
     def __init__(self, job: "BulkJob", ctx: Context, export: HistoryExport | None, claimed: str):
         self._job, self._ctx, self._export, self.claimed = job, ctx, export, claimed
-        self._pages = job._jobs.members(job.id, [Outcome.PENDING, Outcome.CLAIMED], after=job.info.cursor)
+        self._pages = job._pending_pages()
         self._buffer: list = []
         self._next_cancel_check = 0.0
 
@@ -106,7 +108,9 @@ class _ChunkReader:
         if check_cancel:
             self._next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
         steps: list = [jobs.cancel_requested(job_id) if check_cancel else _done()]
-        members = [InstanceOutcome(m.instance_id, Outcome.CLAIMED) if key <= self.claimed else m for key, m in keyed]
+        claimed = service_order(self.claimed)
+        members = [InstanceOutcome(m.instance_id, Outcome.CLAIMED) if service_order(key) <= claimed else m
+                   for key, m in keyed]
         if self._export is None:
             if any(m.outcome is Outcome.PENDING for m in members):
                 steps.append(jobs.claim_through(job_id, keyed[-1][0]))
@@ -123,6 +127,12 @@ _PARAMS = ("reason", "event_name", "event_data", "recursive", "terminate_first",
 
 async def _done() -> None:
     return None
+
+
+async def _flatten(pages: AsyncIterator[list]) -> AsyncIterator[Any]:
+    async for page in pages:
+        for item in page:
+            yield item
 
 
 def new_job_id() -> str:
@@ -202,9 +212,26 @@ class BulkJob:
         self.info = (await self._jobs.get(self.id))[0]
         return self.info
 
+    @property
+    def _layout(self) -> int:
+        return self.info.params.get("layout", LEGACY_LAYOUT)
+
+    async def _pending_pages(self) -> AsyncIterator[list[tuple[str, InstanceOutcome]]]:
+        """The selected instances after the cursor (in key order, pages of (member key, outcome)), as pending."""
+        if self._layout == LEGACY_LAYOUT:
+            async for page in self._jobs.members(self.id, [Outcome.PENDING, Outcome.CLAIMED], after=self.info.cursor):
+                yield page
+            return
+        async for page in self._jobs.selection(self.id, after=self.info.cursor):
+            yield [(key, InstanceOutcome(iid, Outcome.PENDING)) for key, iid in page]
+
     async def outcomes(self, *only: Outcome) -> AsyncIterator[InstanceOutcome]:
         """What the job did to each instance (in key order), optionally only some outcomes."""
         info = await self.refresh()
+        if self._layout != LEGACY_LAYOUT:
+            async for outcome in self._selection_outcomes(set(only)):
+                yield outcome
+            return
         # A member still stored as pending at or before the cursor of a selected job was done with the
         # action's usual reason: checkpoints do not write those (see _process).
         implied = info.cursor if info.params.get("selected") else ""
@@ -213,8 +240,34 @@ class BulkJob:
         stored = wanted | {Outcome.PENDING} if Outcome.DONE in wanted else wanted
         async for page in self._jobs.members(self.id, stored or None):
             for key, outcome in page:
-                if outcome.outcome is Outcome.PENDING and key <= implied:
+                if outcome.outcome is Outcome.PENDING and implied and service_order(key) <= service_order(implied):
                     outcome = InstanceOutcome(outcome.instance_id, Outcome.DONE, usual)
+                if not wanted or outcome.outcome in wanted:
+                    yield outcome
+
+    async def _selection_outcomes(self, wanted: set[Outcome]) -> AsyncIterator[InstanceOutcome]:
+        """Outcomes of a job with selection rows: the written outcomes ("i:" rows) merged, in key order, into
+        the selection; an instance without one is done as usual up to the cursor, pending after it."""
+        if wanted and wanted <= {Outcome.SKIPPED, Outcome.FAILED}:
+            async for page in self._jobs.members(self.id, wanted):  # only ever written: no need for the selection
+                for _, outcome in page:
+                    yield outcome
+            return
+        implied = self.info.cursor if self.info.params.get("selected") else ""
+        usual = InstanceOutcome("", Outcome.DONE, usual_reason(self.request) or "")
+        written = _flatten(self._jobs.members(self.id))
+        next_written = await anext(written, None)
+        async for page in self._jobs.selection(self.id):
+            for key, iid in page:
+                # Both are in key order; a written outcome always belongs to a selected instance.
+                while next_written is not None and service_order(next_written[0]) < service_order(key):
+                    next_written = await anext(written, None)
+                if next_written is not None and next_written[0] == key:
+                    outcome = next_written[1]
+                elif implied and service_order(key) <= service_order(implied):
+                    outcome = replace(usual, instance_id=iid)
+                else:
+                    outcome = InstanceOutcome(iid, Outcome.PENDING)
                 if not wanted or outcome.outcome in wanted:
                     yield outcome
 
@@ -300,15 +353,23 @@ class BulkJob:
                 await maybe
 
     async def _select(self) -> None:
+        if self._layout == LEGACY_LAYOUT:
+            # Selected by an earlier version, one row per instance, and not finished: nothing was acted on
+            # yet, so the selection starts again as selection rows.
+            await self._jobs.drop_members(self.id)
+            self.info = replace(self.info, cursor="", matched=0,
+                                params={**self.info.params, "layout": SELECTION_LAYOUT})
+        # Rows past the cursor were written by a selection that stopped before its cursor recorded them.
+        await self._jobs.drop_selection_after(self.id, self.info.cursor)
         query = Query.parse(self.info.query, now=self.info.now)
-        async for page in scan(self._hub, query, after_key=self.info.cursor or None):
+        async for ids, last_key in scan_ids(self._hub, query, after_key=self.info.cursor or None):
             if self._stop:
                 return
-            # A page's members are written together (several transactions in flight), then the job row moves
-            # the cursor past them; a selection stopped in between writes them again (the same rows).
-            await self._jobs.add_members(self.id, [s.instance_id for s in page.items])
-            self.info = replace(self.info, matched=self.info.matched + len(page.items),
-                                cursor=page.last_key or self.info.cursor)
+            # A page's matches are written (a row or a few, in flight together), then the job row moves the
+            # cursor past them.
+            if ids:
+                await self._jobs.add_selection(self.id, ids)
+            self.info = replace(self.info, matched=self.info.matched + len(ids), cursor=last_key or self.info.cursor)
             self._etag = await self._jobs.update(self.info, self._etag, owner=self._owner,
                                                  lease_seconds=self._lease())
             await self._notify()
@@ -400,7 +461,7 @@ class BulkJob:
                     if export is None:
                         # This chunk was claimed ahead but is not acted on: move the claim mark back, or a
                         # resumed run would treat it as in doubt (and wait to see each instance's state).
-                        await self._jobs.claim_through(self.id, max(chunks.claimed, acted_through))
+                        await self._jobs.claim_through(self.id, max(chunks.claimed, acted_through, key=service_order))
                     break
                 acting.append((chunk, asyncio.ensure_future(act(chunk))))
                 acted_through = chunk.last_key
@@ -446,7 +507,8 @@ async def create_job(manager: Any, hub: Any, request: BulkRequest) -> BulkJob:
     query: Query = request.query
     now = utcnow()
     info = JobInfo(id=new_job_id(), action=request.action, query=query.text, now=query.now,
-                   state=JobState.SELECTING, created=now, updated=now, params=request_params(request))
+                   state=JobState.SELECTING, created=now, updated=now,
+                   params={**request_params(request), "layout": SELECTION_LAYOUT})
     await jobs.create(info)
     return BulkJob(manager, hub, jobs, info)
 

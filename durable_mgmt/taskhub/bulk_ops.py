@@ -17,7 +17,7 @@ from ..models import PurgeResult, RuntimeStatus
 from .entities import plain_entity
 from .events import EventType, event
 from .messages import TaskMessage
-from .names import escape_key, unescape_key
+from .names import escape_key, service_order, unescape_key
 from .odata import Filter
 from .operations import ListedInstance, TaskHubClient
 from .storage import map_storage_errors
@@ -31,22 +31,42 @@ class BatchStatus:
     listed: ListedInstance
 
 
-async def statuses(hub, instance_ids: Iterable[str]) -> dict[str, BatchStatus | None]:
-    """The current runtime status of each id (None: no such instance), read with one range query."""
+async def statuses(hub, instance_ids: Iterable[str], *,
+                   likely: Iterable[RuntimeStatus] | None = None) -> dict[str, BatchStatus | None]:
+    """The current runtime status of each id (None: no such instance), read with one range query.
+
+    ``likely``: the statuses the caller expects most ids to have (those a job's action applies to). The range
+    is then read for those only, so the rows of other instances in the range are not sent and parsed (a
+    job's members are often interleaved with instances it does not touch); ids it did not find are read
+    again by their own range, whatever their status.
+    """
     wanted = {escape_key(i): i for i in instance_ids}
     found: dict[str, BatchStatus | None] = {i: None for i in wanted.values()}
+    statuses_wanted = [s.value for s in likely or ()]
+    missing = await _read_statuses(hub, wanted, found, statuses_wanted)
+    if statuses_wanted and missing:
+        await _read_statuses(hub, {pk: wanted[pk] for pk in missing}, found, [])
+    return found
+
+
+async def _read_statuses(hub, wanted: dict[str, str], found: dict[str, BatchStatus | None],
+                         only: list[str]) -> list[str]:
+    """Read the rows of ``wanted`` (escaped key: id) in their key range, with one of ``only`` (any if empty),
+    into ``found``; the keys not read."""
     if not wanted:
-        return found
-    keys = sorted(wanted)
-    f = Filter().ge("PartitionKey", keys[0]).le("PartitionKey", keys[-1])
+        return []
+    keys = sorted(wanted, key=service_order)
+    f = Filter().ge("PartitionKey", keys[0]).le("PartitionKey", keys[-1]).any_of("RuntimeStatus", only)
+    seen: set[str] = set()
     with map_storage_errors("reading the statuses of a batch of instances"):
         async for e in hub.instances.client.query_entities(f.text, parameters=f.parameters, results_per_page=1000,
                                                            select=["PartitionKey", "RuntimeStatus", "ExecutionId"]):
             iid = wanted.get(e["PartitionKey"])
             if iid is not None:
+                seen.add(e["PartitionKey"])
                 found[iid] = BatchStatus(RuntimeStatus.parse(e.get("RuntimeStatus") or "Pending"),
                                          ListedInstance.of(plain_entity(e)))
-    return found
+    return [k for k in keys if k not in seen]
 
 
 async def send_terminate(hub, instance_id: str, reason: str | None) -> None:
@@ -62,7 +82,7 @@ class BatchPurger:
         self._with_blobs: bool | None = None
 
     async def history_keys(self, instance_ids: list[str]) -> dict[str, list]:
-        pks = sorted(escape_key(i) for i in instance_ids)
+        pks = sorted((escape_key(i) for i in instance_ids), key=service_order)
         if not pks:
             return {}
         found = await self._client.history_keys(pks)

@@ -11,10 +11,19 @@ row's counters and cursor are written together or not at all.
     RowKey "cancel"         present when a cancel was asked for (never contended with the runner)
     RowKey "claim"          ``ClaimedThrough``: the last member key a runner may have acted on; members
                             between the job's cursor and it without an outcome are in doubt on resume
-    RowKey "i:<escaped id>" one instance the query matched when the job was created: its outcome
-                            (pending, claimed, done, skipped, failed) and why; one still pending at or
-                            before the cursor of a selected job was done as the action usually ends
-                            (jobs.actions.usual_reason: checkpoints do not write those)
+    RowKey "s:<escaped id>" a page of the selection: the instances the query matched when the job was
+                            created, in key order, from that first id on (``Ids0``, ``Ids1``...: one
+                            JSON list split across properties, ``Last``: the escaped last id). Up to
+                            SELECTION_ROW_IDS ids per row: one row per matching instance cost about
+                            half as much as the operation itself.
+    RowKey "i:<escaped id>" the outcome of one instance that did not end as the action usually does
+                            (skipped, failed, or done another way) and why. An instance at or before
+                            the job's cursor without one was done as the action usually ends
+                            (jobs.actions.usual_reason: checkpoints do not write those).
+
+Jobs created before selection pages (no ``layout`` in their params, LEGACY_LAYOUT) kept one
+"i:" row per selected instance, pending until its outcome was written; they are still read,
+shown and resumed that way.
 """
 
 from __future__ import annotations
@@ -42,7 +51,18 @@ CANCEL_ROW = "cancel"
 CLAIM_ROW = "claim"
 MEMBER_PREFIX = "i:"
 MEMBER_END = "i;"  # ';' follows ':': the upper bound of every member key
+SELECTION_PREFIX = "s:"
+SELECTION_END = "s;"
 BATCH = 100  # the most operations of one entity-group transaction
+
+SELECTION_LAYOUT = 2  # params["layout"] of jobs that keep their selection in "s:" pages
+LEGACY_LAYOUT = 1     # one pending "i:" row per selected instance (jobs written before selection pages)
+SELECTION_ROW_IDS = 1000
+# A string property holds at most 64 KiB of UTF-16: 16,000 characters fit even if every one needs two units.
+PROPERTY_CHARS = 16_000
+# An entity holds at most 1 MiB: of UTF-16 in the service, of the request's UTF-8 JSON (with \u escapes) in
+# Azurite. A row's ids stay under this many bytes by either measure, leaving room for the keys.
+ROW_BYTES = 900_000
 
 
 # The form jobs.runner.new_job_id gives ids (UTC start time, then 6 hex digits). Anything else is refused
@@ -120,36 +140,77 @@ class JobsTable:
         """
         ops: list[Any] = []
         for o in outcomes:
-            # A merge: InstanceId was written at selection; only what changed is sent (the SDK's batch
-            # encoding costs CPU per property).
-            member = {"PartitionKey": info.id, "RowKey": member_key(o.instance_id), "Outcome": o.outcome.value}
+            # A merge: a legacy job's member row keeps what selection wrote; only what changed is sent (the
+            # SDK's batch encoding costs CPU per property).
+            member = {"PartitionKey": info.id, "RowKey": member_key(o.instance_id), "InstanceId": o.instance_id,
+                      "Outcome": o.outcome.value}
             if o.reason:
                 member["Reason"] = o.reason[:2000]
-            if o.outcome is Outcome.PENDING:
-                member["InstanceId"] = o.instance_id
             ops.append((TransactionOperation.UPSERT, member, {"mode": UpdateMode.MERGE}))
         if len(ops) >= BATCH:
             raise ValueError("a checkpoint holds at most 99 instances")
-        ops.append((TransactionOperation.UPDATE, _job_row(info, owner=owner, lease_seconds=lease_seconds),
-                    {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified}))
+        row = _job_row(info, owner=owner, lease_seconds=lease_seconds)
+        conditional = {"mode": UpdateMode.MERGE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
         try:
             with map_storage_errors(f"checkpointing job {info.id!r}"):
+                if not ops:
+                    # Usually nothing but the job row (outcomes as usual are implied by its cursor): a plain
+                    # update costs a fifth of the CPU of a one-entity transaction in the SDK.
+                    return (await self._table.update_entity(row, **conditional))["etag"]
+                ops.append((TransactionOperation.UPDATE, row, conditional))
                 results = await self._table.submit_transaction(ops)
         except ConcurrencyConflict as e:
             raise JobBusy(f"Job {info.id!r} was taken over by another process; this one stops.") from e
         return results[-1]["etag"]
 
-    async def add_members(self, job_id: str, instance_ids: list[str]) -> None:
-        """Record instances as selected (pending), 100 per transaction, the transactions in flight together.
-        Idempotent (a merge), so a selection resumed from an older cursor may write them again."""
-        async def write(ids: list[str]) -> None:
-            ops = [(TransactionOperation.UPSERT, {"PartitionKey": job_id, "RowKey": member_key(i), "InstanceId": i,
-                                                  "Outcome": Outcome.PENDING.value}, {"mode": UpdateMode.MERGE})
-                   for i in ids]
-            with map_storage_errors(f"recording the instances of job {job_id!r}"):
-                await self._table.submit_transaction(ops)
+    async def add_selection(self, job_id: str, instance_ids: list[str]) -> None:
+        """Record matching instances (consecutive in key order, after every one recorded before) as selection
+        rows, written together. A selection resumed from an older cursor first drops the rows past it
+        (``drop_selection_after``), so no instance is recorded twice."""
+        rows = selection_rows(job_id, instance_ids)
+        with map_storage_errors(f"recording the instances of job {job_id!r}"):
+            await _all(self._table.upsert_entity(row, mode=UpdateMode.REPLACE) for row in rows)
 
-        await asyncio.gather(*(write(instance_ids[i:i + BATCH]) for i in range(0, len(instance_ids), BATCH)))
+    async def selection(self, job_id: str, *, after: str = "") -> AsyncIterator[list[tuple[str, str]]]:
+        """The selected instances after member key ``after``, in key order: pages of (member key, id)."""
+        params: dict[str, Any] = {"pk": job_id, "lo": SELECTION_PREFIX, "hi": SELECTION_END}
+        text = "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi"
+        if after:
+            # Only rows holding an id past ``after``: the one it falls in, and those after it.
+            params["after"] = after[len(MEMBER_PREFIX):]
+            text += " and Last gt @after"
+        with map_storage_errors(f"reading the instances of job {job_id!r}"):
+            # A row holds up to SELECTION_ROW_IDS ids (usually a few kilobytes): a few dozen rows per response.
+            pager = self._table.query_entities(text, parameters=params, results_per_page=32).by_page()
+            async for page in pager:
+                async for row in page:
+                    keyed = [(member_key(i), i) for i in _row_ids(row)]
+                    if after:
+                        # By position, not by comparing keys here: the service orders keys by UTF-16 code units,
+                        # Python by code points (they differ for ids with characters beyond U+FFFF).
+                        keys = [k for k, _ in keyed]
+                        if after in keys:
+                            keyed = keyed[keys.index(after) + 1:]
+                    if keyed:
+                        yield keyed
+
+    async def drop_selection_after(self, job_id: str, last_key: str) -> None:
+        """Delete the selection rows past scan key ``last_key`` ("" for all): rows written by a selection
+        that stopped before its cursor recorded them."""
+        await self._delete_rows(job_id, SELECTION_PREFIX + last_key if last_key else SELECTION_PREFIX, SELECTION_END)
+
+    async def drop_members(self, job_id: str) -> None:
+        """Delete every "i:" row of a job (a legacy selection restarted as selection pages)."""
+        await self._delete_rows(job_id, MEMBER_PREFIX, MEMBER_END)
+
+    async def _delete_rows(self, job_id: str, lo: str, hi: str) -> None:
+        with map_storage_errors(f"cleaning up job {job_id!r}"):
+            keys = [e["RowKey"] async for e in self._table.query_entities(
+                "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi", select=["RowKey"],
+                parameters={"pk": job_id, "lo": lo, "hi": hi})]
+            await _all(self._table.submit_transaction(
+                [(TransactionOperation.DELETE, {"PartitionKey": job_id, "RowKey": k}) for k in keys[i:i + BATCH]])
+                for i in range(0, len(keys), BATCH))
 
     async def claim_through(self, job_id: str, key: str) -> None:
         """Record that instances up to member key ``key`` may be acted on from now: those after the job's
@@ -200,6 +261,46 @@ class JobsTable:
                 return True
             except ResourceNotFoundError:
                 return False
+
+
+def selection_rows(job_id: str, instance_ids: list[str]) -> list[dict[str, Any]]:
+    """Selection rows holding ``instance_ids`` (in key order): up to SELECTION_ROW_IDS per row, fewer when
+    long ids would not fit one entity."""
+    rows: list[dict[str, Any]] = []
+    pending = [instance_ids[i:i + SELECTION_ROW_IDS] for i in range(0, len(instance_ids), SELECTION_ROW_IDS)]
+    while pending:
+        ids = pending.pop(0)
+        text = json.dumps(ids, ensure_ascii=False, separators=(",", ":"))
+        if _size(text) > ROW_BYTES and len(ids) > 1:
+            half = len(ids) // 2
+            pending[:0] = [ids[:half], ids[half:]]  # a key is at most 1 KiB: a single id always fits
+            continue
+        row: dict[str, Any] = {"PartitionKey": job_id, "RowKey": SELECTION_PREFIX + escape_key(ids[0]),
+                               "Last": escape_key(ids[-1]), "Count": len(ids)}
+        for n, start in enumerate(range(0, len(text), PROPERTY_CHARS)):
+            row[f"Ids{n}"] = text[start:start + PROPERTY_CHARS]
+        rows.append(row)
+    return rows
+
+
+def _size(text: str) -> int:
+    """Bytes ``text`` takes in an entity, by the larger of the service's and the emulator's measure."""
+    return max(len(text.encode("utf-16-le", "surrogatepass")), len(json.dumps(text)))
+
+
+def _row_ids(row: dict[str, Any]) -> list[str]:
+    parts = []
+    while (part := row.get(f"Ids{len(parts)}")) is not None:
+        parts.append(part)
+    return json.loads("".join(parts))
+
+
+async def _all(calls: Iterable[Any]) -> None:
+    """Await every call together; the first error is raised once all have ended (none is left running)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
 
 
 def _job_row(info: JobInfo, *, owner: str | None = None, lease_seconds: float | None = None) -> dict[str, Any]:

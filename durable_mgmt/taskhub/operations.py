@@ -31,7 +31,7 @@ from .instance_row import InstanceRow
 from .instances import status_from_row
 from .messages import TaskMessage, check_scheduled_start
 from .events import serialize_tags
-from .names import (escape_key, new_execution_id, new_instance_id, unescape_key, validate_event_name,
+from .names import (escape_key, new_execution_id, new_instance_id, service_order, unescape_key, validate_event_name,
                     validate_instance_id, validate_orchestrator_name)
 from .odata import Filter
 from .primitives import get_or_none
@@ -378,7 +378,7 @@ class TaskHubClient:
         try:
             async for page, _ in self.hub.instances.pages(q, columns=["PartitionKey", "ExecutionId"]):
                 totals["scanned"] += len(page)
-                listed = sorted((ListedInstance.of(r) for r in page), key=lambda x: x.pk)
+                listed = sorted((ListedInstance.of(r) for r in page), key=lambda x: service_order(x.pk))
                 await asyncio.gather(*(run(listed[i:i + PURGE_RUN]) for i in range(0, len(listed), PURGE_RUN)))
         except (TaskHubNotFound, StorageUnavailable) as e:
             # A 404 mid-purge is a table gone (the hub deleted under the purge), wherever it surfaced (the
@@ -428,7 +428,7 @@ class TaskHubClient:
                         found[last].append(_HistoryKey.of(e))
                         touched.add(last)
                 if pager.continuation_token and last is not None and len(touched) < 2:
-                    rest = [pk for pk in pks if pk >= last]
+                    rest = [pk for pk in pks if service_order(pk) >= service_order(last)]
                     break
         for pk in rest:
             found[pk] = [_HistoryKey.of(r) for r in await self.hub.history.rows(unescape_key(pk), select=columns)]

@@ -16,6 +16,7 @@ from ..models import InstanceStatus
 from ..query import Field, Query
 from .instances import MAX_PAGE, plain_pages, status_from_row
 from .query_odata import COLUMNS, instances_query_filter, render
+from .names import unescape_key
 from .storage import map_storage_errors
 
 # Columns every status needs to be built (cheap, short values).
@@ -69,3 +70,20 @@ async def scan(hub, query: Query, *, fields: Iterable[Field] = (), after_key: st
                 if query.matches_client_side(status):
                     items.append(status)
             yield ScanPage(tuple(items), len(rows), rows[-1]["PartitionKey"] if rows else None)
+
+
+async def scan_ids(hub, query: Query, *, after_key: str | None = None) -> AsyncIterator[tuple[list[str], str | None]]:
+    """The ids of the instances ``query`` matches, a storage page at a time with the page's last scanned key
+    (as ``ScanPage.last_key``): all a bulk job's selection needs. When storage evaluates the whole query,
+    only the key column is read (building a status per row cost as much as the rest of the selection)."""
+    if query.client is not None:
+        async for page in scan(hub, query, after_key=after_key):
+            yield [s.instance_id for s in page.items], page.last_key
+        return
+    await hub.require()
+    f = instances_query_filter(query.pushed, after_key=after_key)
+    with map_storage_errors("querying instances"):
+        pager = hub.instances.client.query_entities(f.text, parameters=f.parameters, select=["PartitionKey"],
+                                                    results_per_page=MAX_PAGE).by_page()
+        async for rows, _ in plain_pages(pager):
+            yield [unescape_key(r["PartitionKey"]) for r in rows], rows[-1]["PartitionKey"] if rows else None

@@ -1,0 +1,170 @@
+"""How a bulk job keeps its selection: many ids per row, resumable, in the table service's key order, and
+jobs stored by the earlier layout (one row per instance) still run."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from azure.data.tables import UpdateMode
+
+from durable_mgmt import BulkRequest, InstanceManager, JobState, Outcome
+from durable_mgmt.jobs.models import JobInfo
+from durable_mgmt.jobs.runner import new_job_id, request_params
+from durable_mgmt.query import Query
+from durable_mgmt.taskhub.jobs_table import (MEMBER_PREFIX, SELECTION_PREFIX, JobsTable, member_key,
+                                             selection_rows)
+from durable_mgmt.taskhub.names import escape_key
+from durable_mgmt.taskhub.timefmt import utcnow
+from durable_mgmt.transports import StorageTransport
+
+from .test_bulk_jobs import drain_messages, start_many
+from .test_cli_support import gather_limited, hostlike_instance
+
+
+@pytest.fixture
+def manager(hub) -> InstanceManager:
+    return InstanceManager(StorageTransport(hub))
+
+
+async def _rows(hub, job_id: str, prefix: str) -> list[dict]:
+    table = hub.table_service.get_table_client(hub.names.jobs_table)
+    return [e async for e in table.query_entities("PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                                                  parameters={"pk": job_id, "lo": prefix,
+                                                              "hi": prefix[:-1] + chr(ord(prefix[-1]) + 1)})]
+
+
+def _kinds(messages: Counter, kind: str) -> Counter:
+    return Counter({iid: n for (iid, k), n in messages.items() if k == kind})
+
+
+async def test_a_selection_is_stored_many_ids_to_a_row(hub, manager):
+    # 1,205 matches come in two storage pages: two selection rows, not 1,205 member rows.
+    ids = [f"m-{i:05d}" for i in range(1205)]
+    table = hub.instances.client
+    await gather_limited([table.upsert_entity({"PartitionKey": i, "RowKey": "", "Name": "Many",
+                                               "RuntimeStatus": "Completed", "CreatedTime": utcnow()})
+                          for i in ids])
+    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'"))
+    info = await job.run(lambda i: job.stop() if i.state is JobState.RUNNING else None)  # select only
+    assert (info.state, info.matched) == (JobState.INTERRUPTED, 1205)
+    rows = await _rows(hub, job.id, SELECTION_PREFIX)
+    assert [r["Count"] for r in rows] == [1000, 205]
+    assert await _rows(hub, job.id, MEMBER_PREFIX) == []
+    assert [o.instance_id async for o in job.outcomes(Outcome.PENDING)] == ids
+
+
+async def test_long_ids_beyond_the_bmp_are_split_across_rows_and_properties_within_entity_limits(hub):
+    jobs = JobsTable(hub)
+    await jobs.ensure()
+    job_id = new_job_id()
+    # 250 characters beyond U+FFFF: 1,000 bytes of UTF-16, about the most a key may hold (1 KiB).
+    ids = [f"{i:04d}" + "\U0001F600" * 246 for i in range(1000)]
+    rows = selection_rows(job_id, ids)
+    assert len(rows) > 1 and sum(r["Count"] for r in rows) == 1000
+    await jobs.add_selection(job_id, ids)
+    stored = await _rows(hub, job_id, SELECTION_PREFIX)
+    assert len(stored) == len(rows)
+    for row in stored:
+        texts = [v for k, v in row.items() if k.startswith("Ids")]
+        # Storage limits: a string property holds 64 KiB of UTF-16, an entity 1 MiB.
+        assert all(len(t.encode("utf-16-le")) <= 64 * 1024 for t in texts)
+        assert sum(len(t.encode("utf-16-le")) for t in texts) < 1024 * 1024
+        assert sum(len(json.dumps(t)) for t in texts) < 1024 * 1024  # as Azurite measures it: UTF-8 JSON
+    read = [iid async for page in jobs.selection(job_id) for _, iid in page]
+    assert read == ids
+    after = [iid async for page in jobs.selection(job_id, after=member_key(ids[600])) for _, iid in page]
+    assert after == ids[601:]
+
+
+async def test_rows_left_by_a_selection_that_stopped_before_its_cursor_moved_are_not_acted_on(hub, client, manager):
+    targets = await start_many(client, 12)
+    job = await manager.bulk(BulkRequest("terminate", "instanceId STARTS_WITH 't-'"))
+    # A selection that died after writing its rows but before the job row recorded them (one of them is an
+    # instance that has been purged since): the next run must start that page again, not add to it.
+    await JobsTable(hub).add_selection(job.id, ["t-000", "t-001", "t-0015-gone"])
+    info = await job.run()
+    assert (info.state, info.matched, info.done, info.skipped) == (JobState.COMPLETED, 12, 12, 0)
+    assert _kinds(await drain_messages(hub), "ExecutionTerminated") == {t: 1 for t in targets}
+    assert [o.instance_id async for o in job.outcomes()] == targets
+
+
+async def test_outcomes_follow_the_table_service_key_order(hub, client, manager):
+    # The service orders keys by UTF-16 code unit: U+1F600 (a surrogate pair, D83D...) comes before U+FFFD,
+    # though Python's str order puts it after. The skipped outcome is written; the other is implied.
+    smiley, replacement = "k-\U0001F600", "k-\uFFFD"
+    await client.start("Target", instance_id=smiley)
+    await hostlike_instance(hub, replacement, "Completed", name="Target")
+    job = await manager.bulk(BulkRequest("terminate", "instanceId STARTS_WITH 'k-'"))
+    info = await job.run()
+    assert (info.done, info.skipped) == (1, 1)
+    outcomes = [(o.instance_id, o.outcome) async for o in job.outcomes()]
+    assert outcomes == [(smiley, Outcome.DONE), (replacement, Outcome.SKIPPED)]
+
+
+async def _legacy_job(hub, request: BulkRequest, ids: list[str], *, selected: bool, done: int = 0) -> str:
+    """A job as the earlier layout stored it: no ``layout`` param and one "i:" row per selected instance,
+    pending (those up to the cursor done as usual: checkpoints did not write them)."""
+    jobs = JobsTable(hub)
+    await jobs.ensure()
+    query: Query = request.query
+    params = {**request_params(request), **({"selected": True} if selected else {})}
+    cursor = member_key(ids[done - 1]) if done else ""
+    info = JobInfo(id=new_job_id(), action=request.action, query=query.text, now=query.now,
+                   state=JobState.INTERRUPTED, created=utcnow(), updated=utcnow(), params=params,
+                   matched=len(ids), done=done, cursor=cursor)
+    await jobs.create(info)
+    table = hub.table_service.get_table_client(hub.names.jobs_table)
+    for iid in ids:
+        await table.upsert_entity({"PartitionKey": info.id, "RowKey": member_key(iid), "InstanceId": iid,
+                                   "Outcome": Outcome.PENDING.value}, mode=UpdateMode.MERGE)
+    return info.id
+
+
+async def test_a_job_selected_by_the_earlier_layout_resumes_where_it_stopped(hub, client, manager):
+    targets = await start_many(client, 8)
+    job_id = await _legacy_job(hub, BulkRequest("suspend", "instanceId STARTS_WITH 't-'"), targets, selected=True,
+                               done=3)
+    info = await (await manager.job(job_id)).run()
+    assert (info.state, info.matched, info.done) == (JobState.COMPLETED, 8, 8)
+    assert _kinds(await drain_messages(hub), "ExecutionSuspended") == {t: 1 for t in targets[3:]}
+    job = await manager.job(job_id)
+    assert [(o.instance_id, o.outcome, o.reason) async for o in job.outcomes()] == [
+        (t, Outcome.DONE, "suspend sent") for t in targets]
+
+
+async def test_a_job_the_earlier_layout_was_still_selecting_selects_again_in_rows(hub, client, manager):
+    targets = await start_many(client, 6)
+    # It had recorded two members (and a third that no longer matches) before it stopped.
+    job_id = await _legacy_job(hub, BulkRequest("resume", "instanceId STARTS_WITH 't-'"),
+                               targets[:2] + ["t-gone"], selected=False)
+    info = await (await manager.job(job_id)).run()
+    assert (info.state, info.matched, info.done) == (JobState.COMPLETED, 6, 6)
+    assert _kinds(await drain_messages(hub), "ExecutionResumed") == {t: 1 for t in targets}
+    job = await manager.job(job_id)
+    assert [o.instance_id async for o in job.outcomes()] == targets
+    assert json.loads(json.dumps(job.info.params))["layout"] == 2
+    assert await _rows(hub, job_id, MEMBER_PREFIX) == []
+    assert escape_key("t-gone") not in [r["RowKey"] for r in await _rows(hub, job_id, SELECTION_PREFIX)]
+
+
+async def _history_partitions(hub) -> set[str]:
+    return {e["PartitionKey"] async for e in hub.history.client.query_entities("", select=["PartitionKey"])}
+
+
+@pytest.mark.parametrize("how", ["bulk purge job", "purge by filter"])
+async def test_purges_reach_the_history_of_ids_beyond_the_bmp(hub, manager, how):
+    # Both purges read history keys by ranges taken from sorted keys: sorted as Python orders str, the range
+    # from "k-\uFFFD" to "k-\U0001F600" is empty in the service, and the history rows were left behind.
+    ids = ["k-\U0001F600", "k-\uFFFD", "k-a"]
+    for iid in ids:
+        await hostlike_instance(hub, iid, "Completed", name="Target")
+    assert {escape_key(i) for i in ids} <= await _history_partitions(hub)
+    if how == "bulk purge job":
+        info = await (await manager.bulk(BulkRequest("purge", "name = 'Target'"))).run()
+        assert (info.done, info.skipped, info.failed) == (3, 0, 0)
+    else:
+        assert (await manager.purge(statuses=["Completed"])).instances_deleted == 3
+    assert await _history_partitions(hub) == set()
+    assert [i async for i in manager.find("")] == []
