@@ -220,6 +220,32 @@ async def test_grouped_counts_equal_a_plain_tally(seeded, group_by, key, text, p
     assert list(result.groups.values()) == sorted(result.groups.values(), reverse=True)
 
 
+@pytest.mark.parametrize("fields", [(), (Field.CUSTOM_STATUS,), (Field.INPUT, Field.OUTPUT)])
+async def test_find_gives_every_value_as_written_and_as_reading_one_row_does(seeded, fields):
+    # find converts storage's entities straight to statuses (no plain copy, no InstanceRow): every value
+    # must still be the one written, and equal to what the single-row read (InstanceRow) gives.
+    manager, truth = seeded
+    hub = manager.transport.hub
+    by_id = {r["id"]: r for r in truth}
+    found = [s async for s in manager.find(None, fields=fields)]
+    assert [s.instance_id for s in found] == sorted(by_id, key=escape_key)
+    for s in found:
+        r = by_id[s.instance_id]
+        assert (s.name, s.runtime_status.value, s.created_time, s.last_updated_time) == (
+            r["name"], r["status"], r["created"], r["updated"])
+        assert s.created_time.tzinfo is timezone.utc and s.last_updated_time.tzinfo is timezone.utc
+        assert s.custom_status == (r["custom"] if Field.CUSTOM_STATUS in fields else None)
+        assert s.input == (r["input"] if Field.INPUT in fields else None)  # row 7's input comes from its blob
+        assert s.output == (r["output"] if Field.OUTPUT in fields else None)
+    for s in found[::25] + [found[[s.instance_id for s in found].index(truth[7]["id"])]]:
+        row = await hub.instances.read(s.instance_id, with_input=Field.INPUT in fields,
+                                       with_output=Field.OUTPUT in fields)
+        one = row.to_status(show_input=Field.INPUT in fields)  # every column: compare those find selected
+        assert (s.instance_id, s.name, s.runtime_status, s.created_time, s.last_updated_time, s.input,
+                s.output) == (one.instance_id, one.name, one.runtime_status, one.created_time,
+                              one.last_updated_time, one.input, one.output)
+
+
 def test_count_refuses_an_unknown_grouping():
     from durable_mgmt import InvalidInput
 

@@ -19,7 +19,7 @@ from azure.data.tables import UpdateMode
 from ..errors import InvalidFilter
 from ..models import InstanceQuery, InstanceStatus
 from .entities import HubTable, plain_entity
-from .instance_row import InstanceRow
+from .instance_row import InstanceRow, status_from_entity
 from .names import escape_key, unescape_key
 from .odata import instances_filter
 from .primitives import delete_if_exists, get_or_none
@@ -32,10 +32,13 @@ SUMMARY_COLUMNS = ["PartitionKey", "RowKey", "Name", "Version", "RuntimeStatus",
 
 
 
-async def plain_pages(pager, *, prefetch: bool = True) -> AsyncIterator[tuple[list[dict[str, Any]], Any]]:
+async def plain_pages(pager, *, prefetch: bool = True, plain: bool = True,
+                      ) -> AsyncIterator[tuple[list[dict[str, Any]], Any]]:
     """The pages of an SDK ``by_page()`` pager as plain rows, each with the service's token of the next
     page (None after the last). With ``prefetch``, the next page is requested while the caller handles
-    this one, so storage and this process work at the same time (two pages in memory at most)."""
+    this one, so storage and this process work at the same time (two pages in memory at most).
+    ``plain=False`` gives the SDK's entities as they are, for a caller that converts each row once
+    itself (``status_from_entity``) rather than copying it into a plain dict first."""
     pages = pager.__aiter__()
 
     async def fetch() -> list[dict[str, Any]] | None:
@@ -43,7 +46,9 @@ async def plain_pages(pager, *, prefetch: bool = True) -> AsyncIterator[tuple[li
             page = await pages.__anext__()
         except StopAsyncIteration:
             return None
-        return [plain_entity(e) async for e in page]
+        if plain:
+            return [plain_entity(e) async for e in page]
+        return [e async for e in page]
 
     pending = asyncio.ensure_future(fetch())
     try:
@@ -200,4 +205,4 @@ _TOKEN_VALUE = re.compile(r"[\x21-\x7e]{1,1024}")
 
 def status_from_row(row: dict[str, Any], *, show_input: bool = True) -> InstanceStatus:
     """An ``InstanceStatus`` from an Instances entity (large values already restored)."""
-    return InstanceRow.from_entity(row).to_status(show_input=show_input)
+    return status_from_entity(row, show_input=show_input)

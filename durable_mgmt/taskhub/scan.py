@@ -14,7 +14,8 @@ from typing import AsyncIterator, Iterable
 
 from ..models import InstanceStatus
 from ..query import Field, Query
-from .instances import MAX_PAGE, plain_pages, status_from_row
+from .instance_row import status_from_entity
+from .instances import MAX_PAGE, plain_pages
 from .query_odata import COLUMNS, instances_query_filter, render
 from .storage import map_storage_errors
 
@@ -57,15 +58,18 @@ async def scan(hub, query: Query, *, fields: Iterable[Field] = (), after_key: st
     select = columns_for(query, fields)
     restore = "Input" in select or "Output" in select
     want_input = "Input" in select
+    matches = None if query.client is None else query.matches_client_side  # nothing left to check here
     with map_storage_errors("querying instances"):
         pager = hub.instances.client.query_entities(f.text, parameters=f.parameters, select=select,
                                                     results_per_page=min(page_size, MAX_PAGE)).by_page()
-        async for rows, _ in plain_pages(pager):
+        # The SDK's entities are converted straight to statuses (no plain copy of each row first), except
+        # where offloaded Input/Output values are brought back in place.
+        async for rows, _ in plain_pages(pager, plain=restore):
             items = []
             for row in rows:
                 if restore:
                     await hub.large.restore_row(row, instances_table=True)
-                status = status_from_row(row, show_input=want_input)
-                if query.matches_client_side(status):
+                status = status_from_entity(row, show_input=want_input)
+                if matches is None or matches(status):
                     items.append(status)
             yield ScanPage(tuple(items), len(rows), rows[-1]["PartitionKey"] if rows else None)
