@@ -210,7 +210,14 @@ async def test_escaped_ids_entities_and_blobs(seeded, text, predicate):
                                           ("customStatus", lambda r: _text(r["custom"]))])
 @pytest.mark.parametrize("text,predicate", [("", lambda r: True),
                                             ("createdTime > -5d AND customStatus != 'waiting'",
-                                             lambda r: r["created"] > NOW - timedelta(days=5) and r["custom"] != "waiting")])
+                                             lambda r: r["created"] > NOW - timedelta(days=5) and r["custom"] != "waiting"),
+                                            # client-side only: the inputs (one in a blob) and an id substring
+                                            (f"input CONTAINS '\"tag\":\"a\"' OR input CONTAINS '{NEEDLE}' "
+                                             "OR instanceId CONTAINS '#'",
+                                             lambda r: '"tag":"a"' in _text(r["input"]) or NEEDLE in _text(r["input"])
+                                             or "#" in r["id"]),
+                                            ("lastUpdatedTime > -2d",
+                                             lambda r: r["updated"] > NOW - timedelta(days=2))])
 async def test_grouped_counts_equal_a_plain_tally(seeded, group_by, key, text, predicate):
     manager, truth = seeded
     result = await manager.count(CountRequest(Query.parse(text, now=NOW), group_by))

@@ -122,7 +122,7 @@ class InstancesTable(HubTable):
                                       f"deleting instance {instance_id!r}")
 
     async def pages(self, query: InstanceQuery, *, columns: list[str] | None = None, prefetch: bool = False,
-                    ) -> AsyncIterator[tuple[list[dict[str, Any]], str | None]]:
+                    plain: bool = True) -> AsyncIterator[tuple[list[dict[str, Any]], str | None]]:
         """Rows matching ``query``, one storage page at a time, each with the token of the next.
 
         Pages hold at most ``query.page_size`` rows and may hold fewer (the
@@ -131,7 +131,9 @@ class InstancesTable(HubTable):
         times cheaper to fetch. With ``prefetch``, the request for the next
         page is in flight while the caller handles the current one, so the
         storage service and this process work at the same time (two pages in
-        memory at most); use it when the caller reads to the end.
+        memory at most); use it when the caller reads to the end. ``plain=False`` gives the SDK's
+        entities (times already aware UTC, Int64/binary values still wrapped) to a caller that converts
+        each row itself; rows whose offloaded values are brought back are always plain.
         """
         f = instances_filter(created_from=query.created_from, created_to=query.created_to,
                              statuses=[s.value for s in query.statuses],
@@ -147,7 +149,7 @@ class InstancesTable(HubTable):
                                                    results_per_page=per_page)
             else:
                 items = self._table.list_entities(select=select, results_per_page=per_page)
-            async for rows, next_token in plain_pages(items.by_page(token), prefetch=prefetch):
+            async for rows, next_token in plain_pages(items.by_page(token), prefetch=prefetch, plain=plain or restore):
                 if restore:
                     for row in rows:
                         await self._hub.large.restore_row(row, instances_table=True)
