@@ -253,6 +253,24 @@ async def test_find_gives_every_value_as_written_and_as_reading_one_row_does(see
                               one.last_updated_time, one.input, one.output)
 
 
+async def test_the_next_page_is_requested_before_the_caller_works_on_this_one(seeded):
+    # plain_pages' prefetch: the request for page n+1 must leave before the caller's (synchronous) work on
+    # page n, not when the caller comes back for page n+1 (it did, so nothing overlapped).
+    from durable_mgmt.taskhub.instances import plain_pages
+
+    manager, _ = seeded
+    events: list[str] = []
+    pager = manager.transport.hub.instances.client.query_entities(
+        "RuntimeStatus ne @s", parameters={"s": "-"}, select=["PartitionKey"], results_per_page=50,
+        raw_request_hook=lambda _: events.append("request")).by_page()
+    async for rows, _ in plain_pages(pager, plain=False):
+        events.append("work")
+    pages = events.count("work")
+    assert pages >= 4
+    # Page 1 asked for; then each next page asked for before the work on the one before it.
+    assert events == ["request"] + ["request", "work"] * (pages - 1) + ["work"]
+
+
 def test_count_refuses_an_unknown_grouping():
     from durable_mgmt import InvalidInput
 

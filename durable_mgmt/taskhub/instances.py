@@ -55,6 +55,11 @@ async def plain_pages(pager, *, prefetch: bool = True, plain: bool = True,
         while (rows := await pending) is not None:
             token = pager.continuation_token  # read now: fetching the next page replaces it
             pending = asyncio.ensure_future(fetch()) if prefetch and token else None
+            if pending is not None:
+                # Let the new task run up to its first wait, so its request is sent now: a task only runs
+                # when this one awaits, and a caller converting the page synchronously never does, so the
+                # request would otherwise leave only once the caller came back for the next page.
+                await asyncio.sleep(0)
             yield rows, token
             if not token:
                 break
