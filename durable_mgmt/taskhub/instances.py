@@ -154,7 +154,8 @@ class InstancesTable(HubTable):
                                                    results_per_page=per_page)
             else:
                 items = self._table.list_entities(select=select, results_per_page=per_page)
-            async for rows, next_token in plain_pages(items.by_page(token), prefetch=prefetch, plain=plain or restore):
+            pages = plain_pages(items.by_page(token), prefetch=prefetch, plain=plain or restore)
+            async for rows, next_token in pages:
                 if restore:
                     for row in rows:
                         await self._hub.large.restore_row(row, instances_table=True)

@@ -181,7 +181,8 @@ class TaskHubClient:
         and this process busy at the same time.
         """
         await self.hub.require()
-        async for rows, token in self.hub.instances.pages(query, prefetch=True, plain=False):  # converted once, here
+        # The SDK's entities, converted once by status_from_row (no plain copy of each row first).
+        async for rows, token in self.hub.instances.pages(query, prefetch=True, plain=False):
             yield Page(tuple(status_from_row(r, show_input=query.show_input) for r in rows), token)
 
     async def count(self, query: InstanceQuery | None = None) -> dict[RuntimeStatus, int]:
