@@ -33,7 +33,7 @@ from .query import Field, Query, field_text, to_text
 from .taskhub import StorageAccount
 from .taskhub.jobs_table import JobsTable
 from .taskhub.names import escape_key
-from .taskhub.scan import columns_for, explain_odata, scan
+from .taskhub.scan import columns_for, count_groups, explain_odata, scan
 from .transports import BindingTransport, StorageTransport, Transport
 
 if TYPE_CHECKING:
@@ -373,11 +373,15 @@ class InstanceManager:
 
 
         req = request or CountRequest()
-        key = {Field.STATUS: lambda s: s.runtime_status.value, Field.NAME: lambda s: s.name,
-               Field.CUSTOM_STATUS: lambda s: field_text(s.custom_status)}[req.group_by.field]
-        tally: Counter[str] = Counter()
-        async for status in self.find(req.query, fields=(req.group_by.field,)):
-            tally[key(status)] += 1
+        hub = self.transport.hub
+        if hub is not None:  # in storage: read only the grouped column (and what the query needs)
+            tally = await count_groups(hub, Query.of(req.query), req.group_by.field)
+        else:
+            key = {Field.STATUS: lambda s: s.runtime_status.value, Field.NAME: lambda s: s.name,
+                   Field.CUSTOM_STATUS: lambda s: field_text(s.custom_status)}[req.group_by.field]
+            tally = Counter()
+            async for status in self.find(req.query, fields=(req.group_by.field,)):
+                tally[key(status)] += 1
         groups = dict(sorted(tally.items(), key=lambda kv: (-kv[1], kv[0])))
         return CountResult(sum(tally.values()), req.group_by, groups)
 

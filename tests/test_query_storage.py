@@ -211,7 +211,14 @@ async def test_escaped_ids_entities_and_blobs(seeded, text, predicate):
                                           ("customStatus", lambda r: _text(r["custom"]))])
 @pytest.mark.parametrize("text,predicate", [("", lambda r: True),
                                             ("createdTime > -5d AND customStatus != 'waiting'",
-                                             lambda r: r["created"] > NOW - timedelta(days=5) and r["custom"] != "waiting")])
+                                             lambda r: r["created"] > NOW - timedelta(days=5) and r["custom"] != "waiting"),
+                                            # client-side only: the inputs (one in a blob) and an id substring
+                                            (f"input CONTAINS '\"tag\":\"a\"' OR input CONTAINS '{NEEDLE}' "
+                                             "OR instanceId CONTAINS '#'",
+                                             lambda r: '"tag":"a"' in _text(r["input"]) or NEEDLE in _text(r["input"])
+                                             or "#" in r["id"]),
+                                            ("lastUpdatedTime > -2d",
+                                             lambda r: r["updated"] > NOW - timedelta(days=2))])
 async def test_grouped_counts_equal_a_plain_tally(seeded, group_by, key, text, predicate):
     manager, truth = seeded
     result = await manager.count(CountRequest(Query.parse(text, now=NOW), group_by))
@@ -219,6 +226,50 @@ async def test_grouped_counts_equal_a_plain_tally(seeded, group_by, key, text, p
     assert result.groups == dict(tally)
     assert result.total == sum(tally.values())
     assert list(result.groups.values()) == sorted(result.groups.values(), reverse=True)
+
+
+@pytest.mark.parametrize("fields", [(), (Field.CUSTOM_STATUS,), (Field.INPUT, Field.OUTPUT)])
+async def test_find_gives_every_value_as_written_and_as_reading_one_row_does(seeded, fields):
+    # find converts storage's entities straight to statuses (no plain copy, no InstanceRow): every value
+    # must still be the one written, and equal to what the single-row read (InstanceRow) gives.
+    manager, truth = seeded
+    hub = manager.transport.hub
+    by_id = {r["id"]: r for r in truth}
+    found = [s async for s in manager.find(None, fields=fields)]
+    assert [s.instance_id for s in found] == sorted(by_id, key=escape_key)
+    for s in found:
+        r = by_id[s.instance_id]
+        assert (s.name, s.runtime_status.value, s.created_time, s.last_updated_time) == (
+            r["name"], r["status"], r["created"], r["updated"])
+        assert s.created_time.tzinfo is timezone.utc and s.last_updated_time.tzinfo is timezone.utc
+        assert s.custom_status == (r["custom"] if Field.CUSTOM_STATUS in fields else None)
+        assert s.input == (r["input"] if Field.INPUT in fields else None)  # row 7's input comes from its blob
+        assert s.output == (r["output"] if Field.OUTPUT in fields else None)
+    for s in found[::25] + [found[[s.instance_id for s in found].index(truth[7]["id"])]]:
+        row = await hub.instances.read(s.instance_id, with_input=Field.INPUT in fields,
+                                       with_output=Field.OUTPUT in fields)
+        one = row.to_status(show_input=Field.INPUT in fields)  # every column: compare those find selected
+        assert (s.instance_id, s.name, s.runtime_status, s.created_time, s.last_updated_time, s.input,
+                s.output) == (one.instance_id, one.name, one.runtime_status, one.created_time,
+                              one.last_updated_time, one.input, one.output)
+
+
+async def test_the_next_page_is_requested_before_the_caller_works_on_this_one(seeded):
+    # plain_pages' prefetch: the request for page n+1 must leave before the caller's (synchronous) work on
+    # page n, not when the caller comes back for page n+1 (it did, so nothing overlapped).
+    from durable_mgmt.taskhub.instances import plain_pages
+
+    manager, _ = seeded
+    events: list[str] = []
+    pager = manager.transport.hub.instances.client.query_entities(
+        "RuntimeStatus ne @s", parameters={"s": "-"}, select=["PartitionKey"], results_per_page=50,
+        raw_request_hook=lambda _: events.append("request")).by_page()
+    async for rows, _ in plain_pages(pager, plain=False):
+        events.append("work")
+    pages = events.count("work")
+    assert pages >= 4
+    # Page 1 asked for; then each next page asked for before the work on the one before it.
+    assert events == ["request"] + ["request", "work"] * (pages - 1) + ["work"]
 
 
 def test_count_refuses_an_unknown_grouping():

@@ -22,6 +22,17 @@ def plain_entity(entity) -> dict[str, Any]:
     return row
 
 
+def plain_value(value: Any) -> Any:
+    """One property as ``plain_entity`` makes it plain: a time in UTC, a typed property unwrapped."""
+    if value is None or type(value) is str:  # nearly every property: no further checks
+        return value
+    if isinstance(value, datetime):
+        return as_utc(value)
+    if hasattr(value, "value") and type(value).__name__ == "EntityProperty":
+        return value.value
+    return value
+
+
 class HubTable:
     """One table of a task hub: the hub it belongs to and its SDK client."""
 
@@ -35,4 +46,4 @@ class HubTable:
         return self._table
 
 
-__all__ = ["plain_entity", "HubTable"]
+__all__ = ["plain_entity", "plain_value", "HubTable"]

@@ -19,7 +19,7 @@ from azure.data.tables import UpdateMode
 from ..errors import InvalidFilter, TaskHubNotFound
 from ..models import InstanceQuery, InstanceStatus
 from .entities import HubTable, plain_entity
-from .instance_row import InstanceRow
+from .instance_row import InstanceRow, status_from_entity
 from .names import escape_key, unescape_key
 from .odata import instances_filter
 from .primitives import delete_if_exists, get_or_none
@@ -32,10 +32,13 @@ SUMMARY_COLUMNS = ["PartitionKey", "RowKey", "Name", "Version", "RuntimeStatus",
 
 
 
-async def plain_pages(pager, *, prefetch: bool = True) -> AsyncIterator[tuple[list[dict[str, Any]], Any]]:
+async def plain_pages(pager, *, prefetch: bool = True, plain: bool = True,
+                      ) -> AsyncIterator[tuple[list[dict[str, Any]], Any]]:
     """The pages of an SDK ``by_page()`` pager as plain rows, each with the service's token of the next
     page (None after the last). With ``prefetch``, the next page is requested while the caller handles
-    this one, so storage and this process work at the same time (two pages in memory at most)."""
+    this one, so storage and this process work at the same time (two pages in memory at most).
+    ``plain=False`` gives the SDK's entities as they are, for a caller that converts each row once
+    itself (``status_from_entity``) rather than copying it into a plain dict first."""
     pages = pager.__aiter__()
 
     async def fetch() -> list[dict[str, Any]] | None:
@@ -43,13 +46,20 @@ async def plain_pages(pager, *, prefetch: bool = True) -> AsyncIterator[tuple[li
             page = await pages.__anext__()
         except StopAsyncIteration:
             return None
-        return [plain_entity(e) async for e in page]
+        if plain:
+            return [plain_entity(e) async for e in page]
+        return [e async for e in page]
 
     pending = asyncio.ensure_future(fetch())
     try:
         while (rows := await pending) is not None:
             token = pager.continuation_token  # read now: fetching the next page replaces it
             pending = asyncio.ensure_future(fetch()) if prefetch and token else None
+            if pending is not None:
+                # Let the new task run up to its first wait, so its request is sent now: a task only runs
+                # when this one awaits, and a caller converting the page synchronously never does, so the
+                # request would otherwise leave only once the caller came back for the next page.
+                await asyncio.sleep(0)
             yield rows, token
             if not token:
                 break
@@ -117,7 +127,7 @@ class InstancesTable(HubTable):
                                       f"deleting instance {instance_id!r}")
 
     async def pages(self, query: InstanceQuery, *, columns: list[str] | None = None, prefetch: bool = False,
-                    ) -> AsyncIterator[tuple[list[dict[str, Any]], str | None]]:
+                    plain: bool = True) -> AsyncIterator[tuple[list[dict[str, Any]], str | None]]:
         """Rows matching ``query``, one storage page at a time, each with the token of the next.
 
         Pages hold at most ``query.page_size`` rows and may hold fewer (the
@@ -126,7 +136,9 @@ class InstancesTable(HubTable):
         times cheaper to fetch. With ``prefetch``, the request for the next
         page is in flight while the caller handles the current one, so the
         storage service and this process work at the same time (two pages in
-        memory at most); use it when the caller reads to the end.
+        memory at most); use it when the caller reads to the end. ``plain=False`` gives the SDK's
+        entities (times already aware UTC, Int64/binary values still wrapped) to a caller that converts
+        each row itself; rows whose offloaded values are brought back are always plain.
         """
         f = instances_filter(created_from=query.created_from, created_to=query.created_to,
                              statuses=[s.value for s in query.statuses],
@@ -143,7 +155,8 @@ class InstancesTable(HubTable):
             else:
                 items = self._table.list_entities(select=select, results_per_page=per_page)
             try:
-                async for rows, next_token in plain_pages(items.by_page(token), prefetch=prefetch):
+                pages = plain_pages(items.by_page(token), prefetch=prefetch, plain=plain or restore)
+                async for rows, next_token in pages:
                     if restore:
                         for row in rows:
                             await self._hub.large.restore_row(row, instances_table=True)
@@ -209,4 +222,4 @@ _TOKEN_VALUE = re.compile(r"[\x21-\x7e]{1,1024}")
 
 def status_from_row(row: dict[str, Any], *, show_input: bool = True) -> InstanceStatus:
     """An ``InstanceStatus`` from an Instances entity (large values already restored)."""
-    return InstanceRow.from_entity(row).to_status(show_input=show_input)
+    return status_from_entity(row, show_input=show_input)

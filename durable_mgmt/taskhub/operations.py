@@ -181,7 +181,8 @@ class TaskHubClient:
         and this process busy at the same time.
         """
         await self.hub.require()
-        async for rows, token in self.hub.instances.pages(query, prefetch=True):
+        # The SDK's entities, converted once by status_from_row (no plain copy of each row first).
+        async for rows, token in self.hub.instances.pages(query, prefetch=True, plain=False):
             yield Page(tuple(status_from_row(r, show_input=query.show_input) for r in rows), token)
 
     async def count(self, query: InstanceQuery | None = None) -> dict[RuntimeStatus, int]:
@@ -192,7 +193,8 @@ class TaskHubClient:
                           show_input=False, show_output=False, page_size=1000)
         # Tally the stored texts and parse each distinct one once: per-row parsing was a sixth of the time.
         texts: Counter[str] = Counter()
-        async for rows, _ in self.hub.instances.pages(q, columns=["PartitionKey", "RuntimeStatus"], prefetch=True):
+        async for rows, _ in self.hub.instances.pages(q, columns=["PartitionKey", "RuntimeStatus"], prefetch=True,
+                                                      plain=False):  # two plain strings: no copy needed
             texts.update(r.get("RuntimeStatus") or "Pending" for r in rows)
         counts = {s: 0 for s in RuntimeStatus}
         for text, n in texts.items():

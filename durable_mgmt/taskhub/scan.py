@@ -9,14 +9,17 @@ status reads two columns, not the whole row.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import AsyncIterator, Iterable
 
-from ..models import InstanceStatus
-from ..query import Field, Query
-from .instances import MAX_PAGE, plain_pages, status_from_row
-from .query_odata import COLUMNS, instances_query_filter, render
+from ..models import InstanceStatus, RuntimeStatus, parse_json_text
+from ..query import Field, Query, field_text
+from .entities import plain_value
+from .instance_row import status_from_entity
+from .instances import MAX_PAGE, plain_pages
 from .names import unescape_key
+from .query_odata import COLUMNS, instances_query_filter, render
 from .storage import map_storage_errors
 
 # Columns every status needs to be built (cheap, short values).
@@ -53,23 +56,74 @@ async def scan(hub, query: Query, *, fields: Iterable[Field] = (), after_key: st
     ``after_key`` resumes after that PartitionKey (the escaped id of the last
     instance handled).
     """
+    select = columns_for(query, fields)
+    want_input = "Input" in select
+    matches = None if query.client is None else query.matches_client_side  # nothing left to check here
+    async for rows in _rows(hub, query, select, after_key=after_key, page_size=page_size):
+        items = []
+        for row in rows:
+            status = status_from_entity(row, show_input=want_input)
+            if matches is None or matches(status):
+                items.append(status)
+        yield ScanPage(tuple(items), len(rows), rows[-1]["PartitionKey"] if rows else None)
+
+
+async def count_groups(hub, query: Query, group_by: Field) -> Counter[str]:
+    """How many instances match ``query`` per value of ``group_by`` (status, name or customStatus), the
+    value as ``field_value`` gives it (a status's name; JSON text as the query language compares it).
+
+    Only the keys, the grouped column and what the client-side filter needs are read: no summary
+    columns, so storage sends less and the SDK parses no times the count does not look at. Statuses are
+    built only for the client-side filter; the stored texts are tallied, each distinct one made a key once.
+    """
+    column = COLUMNS[group_by]
+    needed = set(query.fields("client"))
+    if Field.LAST_UPDATED_TIME in needed:
+        needed.add(Field.CREATED_TIME)  # a row without the column is taken to be updated when it was created
+    select = ["PartitionKey"] + [COLUMNS[f] for f in Field if f in needed and COLUMNS[f] != "PartitionKey"]
+    if column not in select:
+        select.append(column)
+    want_input = "Input" in select
+    matches = None if query.client is None else query.matches_client_side
+    stored: Counter = Counter()
+    async for rows in _rows(hub, query, select):
+        if matches is None:
+            stored.update(row.get(column) for row in rows)
+        else:
+            stored.update(row.get(column) for row in rows
+                          if matches(status_from_entity(row, show_input=want_input)))
+    tally: Counter[str] = Counter()
+    for value, n in stored.items():
+        tally[_group_key(group_by, plain_value(value))] += n
+    return tally
+
+
+def _group_key(group_by: Field, value) -> str:
+    # As field_value reads the status find() would give: status_from_entity's defaults, field_text's JSON text.
+    if group_by is Field.STATUS:
+        return (RuntimeStatus.parse(value) if value else RuntimeStatus.PENDING).value
+    if group_by is Field.NAME:
+        return value or ""
+    return field_text(parse_json_text(value))
+
+
+async def _rows(hub, query: Query, select: list[str], *, after_key: str | None = None,
+                page_size: int = MAX_PAGE) -> AsyncIterator[list]:
+    """The storage pages of the pushed-down half of ``query``, ``select`` columns, offloaded Input/Output
+    values brought back; the next page is read while the caller handles this one."""
     await hub.require()
     f = instances_query_filter(query.pushed, after_key=after_key)
-    select = columns_for(query, fields)
     restore = "Input" in select or "Output" in select
-    want_input = "Input" in select
     with map_storage_errors("querying instances"):
         pager = hub.instances.client.query_entities(f.text, parameters=f.parameters, select=select,
                                                     results_per_page=min(page_size, MAX_PAGE)).by_page()
-        async for rows, _ in plain_pages(pager):
-            items = []
-            for row in rows:
-                if restore:
+        # The SDK's entities go to the caller as they are (converted once there, not copied into plain
+        # dicts first), except where offloaded values are brought back in place.
+        async for rows, _ in plain_pages(pager, plain=restore):
+            if restore:
+                for row in rows:
                     await hub.large.restore_row(row, instances_table=True)
-                status = status_from_row(row, show_input=want_input)
-                if query.matches_client_side(status):
-                    items.append(status)
-            yield ScanPage(tuple(items), len(rows), rows[-1]["PartitionKey"] if rows else None)
+            yield rows
 
 
 async def scan_ids(hub, query: Query, *, after_key: str | None = None) -> AsyncIterator[tuple[list[str], str | None]]:
@@ -80,10 +134,5 @@ async def scan_ids(hub, query: Query, *, after_key: str | None = None) -> AsyncI
         async for page in scan(hub, query, after_key=after_key):
             yield [s.instance_id for s in page.items], page.last_key
         return
-    await hub.require()
-    f = instances_query_filter(query.pushed, after_key=after_key)
-    with map_storage_errors("querying instances"):
-        pager = hub.instances.client.query_entities(f.text, parameters=f.parameters, select=["PartitionKey"],
-                                                    results_per_page=MAX_PAGE).by_page()
-        async for rows, _ in plain_pages(pager):
-            yield [unescape_key(r["PartitionKey"]) for r in rows], rows[-1]["PartitionKey"] if rows else None
+    async for rows in _rows(hub, query, ["PartitionKey"], after_key=after_key):
+        yield [unescape_key(r["PartitionKey"]) for r in rows], rows[-1]["PartitionKey"] if rows else None
