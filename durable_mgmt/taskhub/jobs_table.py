@@ -42,7 +42,7 @@ from ..errors import ConcurrencyConflict, JobBusy, JobNotFound
 from ..jobs.models import BulkAction, InstanceOutcome, JobInfo, JobState, Outcome
 from .entities import plain_entity
 from .primitives import create_if_missing
-from .names import escape_key
+from .names import escape_key, service_order
 from .storage import map_storage_errors
 from .timefmt import utcnow
 
@@ -78,7 +78,30 @@ def check_job_id(job_id: object) -> str:
 
 
 def member_key(instance_id: str) -> str:
+    """The key of an instance within a job, as cursors and claim marks hold it (properties: any length)."""
     return MEMBER_PREFIX + escape_key(instance_id)
+
+
+# A key holds at most 1 KiB of UTF-16 (Azurite refuses longer ones too). An instance's own key can take all of
+# it (the extension allows ids of 256 characters, and escaping doubles '^'), so "s:"/"i:" plus that key may not.
+KEY_UNITS = 512
+
+
+def row_key(key: str) -> str:
+    """``key`` as a RowKey: cut to KEY_UNITS UTF-16 units (never inside a surrogate pair). A cut keeps the
+    service's order (a <= b gives cut(a) <= cut(b)); two keys agree once cut only if their first 510 units
+    after the prefix do, which no pair of ids within the extension's 256 characters can do unless both are
+    nearly all '^'."""
+    units = len(key) + sum(1 for c in key if ord(c) > 0xFFFF)
+    if units <= KEY_UNITS:
+        return key
+    out, units = [], 0
+    for c in key:
+        units += 2 if ord(c) > 0xFFFF else 1
+        if units > KEY_UNITS:
+            break
+        out.append(c)
+    return "".join(out)
 
 
 class JobsTable:
@@ -142,7 +165,7 @@ class JobsTable:
         for o in outcomes:
             # A merge: a legacy job's member row keeps what selection wrote; only what changed is sent (the
             # SDK's batch encoding costs CPU per property).
-            member = {"PartitionKey": info.id, "RowKey": member_key(o.instance_id), "InstanceId": o.instance_id,
+            member = {"PartitionKey": info.id, "RowKey": row_key(member_key(o.instance_id)), "InstanceId": o.instance_id,
                       "Outcome": o.outcome.value}
             if o.reason:
                 member["Reason"] = o.reason[:2000]
@@ -182,15 +205,20 @@ class JobsTable:
         with map_storage_errors(f"reading the instances of job {job_id!r}"):
             # A row holds up to SELECTION_ROW_IDS ids (usually a few kilobytes): a few dozen rows per response.
             pager = self._table.query_entities(text, parameters=params, results_per_page=32).by_page()
+            # Only ids past the last one given (in the service's order, not Python's: they differ beyond U+FFFF):
+            # the row ``after`` falls in starts before it, and a runner that went on writing after its lease
+            # ran out (another took the job over) can leave a row overlapping the next one; an id read twice
+            # would be acted on twice.
+            last = service_order(after) if after else b""
             async for page in pager:
                 async for row in page:
-                    keyed = [(member_key(i), i) for i in _row_ids(row)]
-                    if after:
-                        # By position, not by comparing keys here: the service orders keys by UTF-16 code units,
-                        # Python by code points (they differ for ids with characters beyond U+FFFF).
-                        keys = [k for k, _ in keyed]
-                        if after in keys:
-                            keyed = keyed[keys.index(after) + 1:]
+                    keyed = []
+                    for i in _row_ids(row):
+                        key = member_key(i)
+                        order = service_order(key)
+                        if order > last:
+                            keyed.append((key, i))
+                            last = order
                     if keyed:
                         yield keyed
 
@@ -244,7 +272,9 @@ class JobsTable:
             async for page in pager:
                 rows = [e async for e in page]
                 if rows:
-                    yield [(r["RowKey"], InstanceOutcome(r["InstanceId"], Outcome(r["Outcome"]), r.get("Reason") or ""))
+                    # The key from the id, not the RowKey: a RowKey may be cut short (``row_key``).
+                    yield [(member_key(r["InstanceId"]), InstanceOutcome(r["InstanceId"], Outcome(r["Outcome"]),
+                                                                          r.get("Reason") or ""))
                            for r in rows]
 
     # --- cancel --------------------------------------------------------------
@@ -275,7 +305,7 @@ def selection_rows(job_id: str, instance_ids: list[str]) -> list[dict[str, Any]]
             half = len(ids) // 2
             pending[:0] = [ids[:half], ids[half:]]  # a key is at most 1 KiB: a single id always fits
             continue
-        row: dict[str, Any] = {"PartitionKey": job_id, "RowKey": SELECTION_PREFIX + escape_key(ids[0]),
+        row: dict[str, Any] = {"PartitionKey": job_id, "RowKey": row_key(SELECTION_PREFIX + escape_key(ids[0])),
                                "Last": escape_key(ids[-1]), "Count": len(ids)}
         for n, start in enumerate(range(0, len(text), PROPERTY_CHARS)):
             row[f"Ids{n}"] = text[start:start + PROPERTY_CHARS]
