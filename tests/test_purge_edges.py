@@ -52,6 +52,23 @@ async def test_a_hub_deleted_under_a_scan_is_named_not_reported_as_a_storage_fai
     assert not isinstance(caught.value, StorageUnavailable) and caught.value.hub_name == hub.name
 
 
+async def test_a_hub_deleted_under_a_query_language_scan_is_named_too(hub):
+    # find, count, bulk selection and export read through taskhub.scan, not InstancesTable.pages: the same
+    # 404 was reported as "Azure Storage failed while querying instances: HTTP 404". (scan_ids, the selection's
+    # reader when storage evaluates the whole query, reads pages of 1,000 keys: it maps the 404 the same way.)
+    from durable_mgmt.query import Query
+    from durable_mgmt.taskhub.scan import scan
+
+    await _seed(hub, 12)
+    pages = scan(hub, Query.parse("status = 'Completed' AND input != 'nothing'"), page_size=5)
+    assert len((await anext(pages)).items) == 5
+    await hub.delete()
+    with pytest.raises(TaskHubNotFound, match="was deleted while its instances were being read") as caught:
+        async for _ in pages:  # the page after this one was already asked for (prefetch): the next one fails
+            pass
+    assert not isinstance(caught.value, StorageUnavailable) and caught.value.hub_name == hub.name
+
+
 async def test_a_purge_whose_hub_is_deleted_under_it_says_so_and_how_far_it_got(hub):
     # More than one page of the Instances table (1,000 rows), so the purge reads on after the deletion. Rows
     # only (no history), the cheapest instances a purge takes; the hub goes once the first page is purged.

@@ -14,10 +14,10 @@ from typing import AsyncIterator, Iterable
 
 from ..models import InstanceStatus
 from ..query import Field, Query
-from .instances import MAX_PAGE, plain_pages, status_from_row
+from .instances import MAX_PAGE, deleted_while_reading, plain_pages, status_from_row
 from .query_odata import COLUMNS, instances_query_filter, render
 from .names import unescape_key
-from .storage import map_storage_errors
+from .storage import ResourceNotFoundError, map_storage_errors
 
 # Columns every status needs to be built (cheap, short values).
 BASE_COLUMNS = ("PartitionKey", "Name", "RuntimeStatus", "CreatedTime", "LastUpdatedTime")
@@ -61,15 +61,18 @@ async def scan(hub, query: Query, *, fields: Iterable[Field] = (), after_key: st
     with map_storage_errors("querying instances"):
         pager = hub.instances.client.query_entities(f.text, parameters=f.parameters, select=select,
                                                     results_per_page=min(page_size, MAX_PAGE)).by_page()
-        async for rows, _ in plain_pages(pager):
-            items = []
-            for row in rows:
-                if restore:
-                    await hub.large.restore_row(row, instances_table=True)
-                status = status_from_row(row, show_input=want_input)
-                if query.matches_client_side(status):
-                    items.append(status)
-            yield ScanPage(tuple(items), len(rows), rows[-1]["PartitionKey"] if rows else None)
+        try:
+            async for rows, _ in plain_pages(pager):
+                items = []
+                for row in rows:
+                    if restore:
+                        await hub.large.restore_row(row, instances_table=True)
+                    status = status_from_row(row, show_input=want_input)
+                    if query.matches_client_side(status):
+                        items.append(status)
+                yield ScanPage(tuple(items), len(rows), rows[-1]["PartitionKey"] if rows else None)
+        except ResourceNotFoundError as e:
+            raise deleted_while_reading(hub.name) from e
 
 
 async def scan_ids(hub, query: Query, *, after_key: str | None = None) -> AsyncIterator[tuple[list[str], str | None]]:
@@ -85,5 +88,8 @@ async def scan_ids(hub, query: Query, *, after_key: str | None = None) -> AsyncI
     with map_storage_errors("querying instances"):
         pager = hub.instances.client.query_entities(f.text, parameters=f.parameters, select=["PartitionKey"],
                                                     results_per_page=MAX_PAGE).by_page()
-        async for rows, _ in plain_pages(pager):
-            yield [unescape_key(r["PartitionKey"]) for r in rows], rows[-1]["PartitionKey"] if rows else None
+        try:
+            async for rows, _ in plain_pages(pager):
+                yield [unescape_key(r["PartitionKey"]) for r in rows], rows[-1]["PartitionKey"] if rows else None
+        except ResourceNotFoundError as e:
+            raise deleted_while_reading(hub.name) from e
