@@ -90,6 +90,19 @@ async def test_rows_left_by_a_selection_that_stopped_before_its_cursor_moved_are
     assert [o.instance_id async for o in job.outcomes()] == targets
 
 
+async def test_a_job_still_selecting_shows_only_what_its_cursor_recorded(hub, client, manager):
+    targets = await start_many(client, 4)
+    job = await manager.bulk(BulkRequest("terminate", "instanceId STARTS_WITH 't-'"))
+    # Rows of a selection that stopped before its cursor recorded them (the next run drops them): not part of
+    # the job yet, so `jobs show` must not list them as pending (one is an instance the query does not match).
+    await JobsTable(hub).add_selection(job.id, ["t-000", "t-001", "x-other"])
+    assert [o async for o in job.outcomes()] == []
+    assert [o async for o in job.outcomes(Outcome.PENDING)] == []
+    info = await job.run()
+    assert (info.state, info.matched, info.done) == (JobState.COMPLETED, 4, 4)
+    assert [o.instance_id async for o in job.outcomes()] == targets
+
+
 async def test_outcomes_follow_the_table_service_key_order(hub, client, manager):
     # The service orders keys by UTF-16 code unit: U+1F600 (a surrogate pair, D83D...) comes before U+FFFD,
     # though Python's str order puts it after. The skipped outcome is written; the other is implied.

@@ -45,7 +45,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from ..errors import JobBusy
 from ..query import Query
-from ..taskhub.jobs_table import LEGACY_LAYOUT, SELECTION_LAYOUT, JobsTable, lease_is_live, member_key
+from ..taskhub.jobs_table import (LEGACY_LAYOUT, MEMBER_PREFIX, SELECTION_LAYOUT, JobsTable, lease_is_live,
+                                  member_key)
 from ..taskhub.names import service_order
 from ..taskhub.scan import scan_ids
 from ..taskhub.timefmt import utcnow
@@ -253,12 +254,17 @@ class BulkJob:
                 for _, outcome in page:
                     yield outcome
             return
-        implied = self.info.cursor if self.info.params.get("selected") else ""
+        selected = bool(self.info.params.get("selected"))
+        implied = self.info.cursor if selected else ""
+        # Still selecting: the cursor is the scan's; rows past it are a stopped selection's, not the job's yet.
+        recorded = None if selected else service_order(MEMBER_PREFIX + self.info.cursor) if self.info.cursor else b""
         usual = InstanceOutcome("", Outcome.DONE, usual_reason(self.request) or "")
         written = _flatten(self._jobs.members(self.id))
         next_written = await anext(written, None)
         async for page in self._jobs.selection(self.id):
             for key, iid in page:
+                if recorded is not None and service_order(key) > recorded:
+                    return
                 # Both are in key order; a written outcome always belongs to a selected instance.
                 while next_written is not None and service_order(next_written[0]) < service_order(key):
                     next_written = await anext(written, None)
