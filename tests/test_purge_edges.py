@@ -98,3 +98,22 @@ async def test_two_purges_racing_over_the_same_instances_count_each_one_once(hub
     assert first.instances_deleted + second.instances_deleted == n
     assert first.rows_deleted + second.rows_deleted == n * (events + 1)  # each history row once too
     assert [r async for r in hub.instances.client.list_entities(select=["PartitionKey"])] == []
+
+
+async def test_a_purge_by_id_prefix_ending_in_u_d7ff_purges_only_that_prefix(hub):
+    # The service orders keys by UTF-16 code unit: after U+D7FF come the surrogates, i.e. every character
+    # beyond U+FFFF, and only then U+E000. A prefix range ending at "...\uE000" took in "p-\U0001F600" too,
+    # and the purge deleted an instance the prefix does not name.
+    from durable_mgmt import InstanceManager
+    from durable_mgmt.transports import StorageTransport
+
+    ids = ["p-\ud7ff", "p-\ud7ffz", "p-\U0001F600", "p-\U00010000", "p-\ue000"]
+    await gather_limited([hostlike_instance(hub, iid, "Completed", events=1) for iid in ids])
+    manager = InstanceManager(StorageTransport(hub))
+    listed = [s.instance_id async for s in manager.instances(InstanceQuery(instance_id_prefix="p-\ud7ff"))]
+    assert sorted(listed) == ["p-\ud7ff", "p-\ud7ffz"]
+    result = await manager.purge(query=InstanceQuery(instance_id_prefix="p-\ud7ff",
+                                                     statuses=[RuntimeStatus.COMPLETED]))
+    assert result.instances_deleted == 2
+    left = {s.instance_id async for s in manager.instances(InstanceQuery(instance_id_prefix="p-"))}
+    assert left == {"p-\U0001F600", "p-\U00010000", "p-\ue000"}
