@@ -119,19 +119,22 @@ async def test_outcomes_follow_the_table_service_key_order(hub, client, manager)
 async def test_ids_whose_keys_fill_the_key_limit_are_selected_acted_on_and_reported(hub, client, manager):
     # A key holds at most 1 KiB (512 UTF-16 units; Azurite refuses longer ones as the service does). The
     # extension allows ids of 256 characters (DurableClient.MaxInstanceIdLength) and escapes '^' as '^^'
-    # (KeySanitation.EscapePartitionKey): these two keys are 512 and 511 units, so "s:"/"i:" plus the key
-    # did not fit and every job selecting them failed ("refused the request while recording the instances").
-    running, completed = "^" * 256, "^" * 255 + "x"
+    # (KeySanitation.EscapePartitionKey): these keys are 512 and 511 units, so "s:"/"i:" plus the key did not
+    # fit and every job selecting them failed ("refused the request while recording the instances"). Cut to
+    # fit, the two skipped ones would share one outcome row: a transaction of both was refused.
+    running, completed = "^" * 256, ["^" * 255 + "x", "^" * 255 + "y"]
     await client.start("Target", instance_id=running)
-    await hostlike_instance(hub, completed, "Completed", name="Target")
-    assert [len(escape_key(i)) for i in (running, completed)] == [512, 511]
+    for iid in completed:
+        await hostlike_instance(hub, iid, "Completed", name="Target")
+    assert [len(escape_key(i)) for i in (running, *completed)] == [512, 511, 511]
     job = await manager.bulk(BulkRequest("terminate", "name = 'Target'"))
     info = await job.run()
-    assert (info.state, info.matched, info.done, info.skipped, info.failed) == (JobState.COMPLETED, 2, 1, 1, 0)
+    assert (info.state, info.matched, info.done, info.skipped, info.failed) == (JobState.COMPLETED, 3, 1, 2, 0)
     assert _kinds(await drain_messages(hub), "ExecutionTerminated") == {running: 1}
     assert [(o.instance_id, o.outcome) async for o in job.outcomes()] == [
-        (running, Outcome.DONE), (completed, Outcome.SKIPPED)]
-    assert [o.instance_id async for o in job.outcomes(Outcome.SKIPPED)] == [completed]
+        (running, Outcome.DONE), (completed[0], Outcome.SKIPPED), (completed[1], Outcome.SKIPPED)]
+    skipped = [o async for o in job.outcomes(Outcome.SKIPPED)]
+    assert [o.instance_id for o in skipped] == completed and all("already Completed" in o.reason for o in skipped)
     for row in await _rows(hub, job.id, SELECTION_PREFIX) + await _rows(hub, job.id, MEMBER_PREFIX):
         assert len(row["RowKey"].encode("utf-16-le", "surrogatepass")) <= 1024
 

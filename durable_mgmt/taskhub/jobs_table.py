@@ -29,6 +29,7 @@ shown and resumed that way.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -84,24 +85,42 @@ def member_key(instance_id: str) -> str:
 
 # A key holds at most 1 KiB of UTF-16 (Azurite refuses longer ones too). An instance's own key can take all of
 # it (the extension allows ids of 256 characters, and escaping doubles '^'), so "s:"/"i:" plus that key may not.
-KEY_UNITS = 512
+KEY_BYTES = 1024
+# Where a key too long for a RowKey is cut: what follows is "~" and 16 hex digits of its hash (outcome rows).
+GROUP_BYTES = KEY_BYTES - 2 * 17
+
+
+def _cut(order: bytes, size: int) -> bytes:
+    """The first ``size`` bytes of a key's UTF-16 (``service_order``), never ending inside a surrogate pair."""
+    if len(order) <= size:
+        return order
+    if 0xD8 <= order[size - 2] <= 0xDB:  # the last unit kept would be a high surrogate: leave the pair out
+        size -= 2
+    return order[:size]
 
 
 def row_key(key: str) -> str:
-    """``key`` as a RowKey: cut to KEY_UNITS UTF-16 units (never inside a surrogate pair). A cut keeps the
-    service's order (a <= b gives cut(a) <= cut(b)); two keys agree once cut only if their first 510 units
-    after the prefix do, which no pair of ids within the extension's 256 characters can do unless both are
-    nearly all '^'."""
-    units = len(key) + sum(1 for c in key if ord(c) > 0xFFFF)
-    if units <= KEY_UNITS:
+    """A selection row's RowKey for its first member key: the key, cut to 1 KiB if longer. A cut keeps the
+    service's order (a <= b gives cut(a) <= cut(b)); two rows' first keys agree once cut only if their first
+    510 units after the prefix do, i.e. hundreds of 256-character ids nearly all '^' and alike."""
+    order = service_order(key)
+    return key if len(order) <= KEY_BYTES else _cut(order, KEY_BYTES).decode("utf-16-be", "surrogatepass")
+
+
+def outcome_row_key(key: str) -> str:
+    """An outcome row's RowKey for member key ``key``: the key, or if longer than 1 KiB its first GROUP_BYTES
+    and a hash of the rest (ids of 256 '^' and of 255 '^' and 'x' would agree once cut). Rows so keyed are
+    in key order by ``key_group`` only; within a group ``members`` readers match by member key."""
+    order = service_order(key)
+    if len(order) <= KEY_BYTES:
         return key
-    out, units = [], 0
-    for c in key:
-        units += 2 if ord(c) > 0xFFFF else 1
-        if units > KEY_UNITS:
-            break
-        out.append(c)
-    return "".join(out)
+    digest = hashlib.sha256(order).hexdigest()[:16]
+    return _cut(order, GROUP_BYTES).decode("utf-16-be", "surrogatepass") + "~" + digest
+
+
+def key_group(key: str) -> bytes:
+    """The order outcome rows are stored in (see ``outcome_row_key``): a member key's first GROUP_BYTES."""
+    return _cut(service_order(key), GROUP_BYTES)
 
 
 class JobsTable:
@@ -165,7 +184,8 @@ class JobsTable:
         for o in outcomes:
             # A merge: a legacy job's member row keeps what selection wrote; only what changed is sent (the
             # SDK's batch encoding costs CPU per property).
-            member = {"PartitionKey": info.id, "RowKey": row_key(member_key(o.instance_id)), "InstanceId": o.instance_id,
+            member = {"PartitionKey": info.id, "RowKey": outcome_row_key(member_key(o.instance_id)),
+                      "InstanceId": o.instance_id,
                       "Outcome": o.outcome.value}
             if o.reason:
                 member["Reason"] = o.reason[:2000]
