@@ -90,6 +90,19 @@ async def test_rows_left_by_a_selection_that_stopped_before_its_cursor_moved_are
     assert [o.instance_id async for o in job.outcomes()] == targets
 
 
+async def test_a_job_still_selecting_shows_only_what_its_cursor_recorded(hub, client, manager):
+    targets = await start_many(client, 4)
+    job = await manager.bulk(BulkRequest("terminate", "instanceId STARTS_WITH 't-'"))
+    # Rows of a selection that stopped before its cursor recorded them (the next run drops them): not part of
+    # the job yet, so `jobs show` must not list them as pending (one is an instance the query does not match).
+    await JobsTable(hub).add_selection(job.id, ["t-000", "t-001", "x-other"])
+    assert [o async for o in job.outcomes()] == []
+    assert [o async for o in job.outcomes(Outcome.PENDING)] == []
+    info = await job.run()
+    assert (info.state, info.matched, info.done) == (JobState.COMPLETED, 4, 4)
+    assert [o.instance_id async for o in job.outcomes()] == targets
+
+
 async def test_outcomes_follow_the_table_service_key_order(hub, client, manager):
     # The service orders keys by UTF-16 code unit: U+1F600 (a surrogate pair, D83D...) comes before U+FFFD,
     # though Python's str order puts it after. The skipped outcome is written; the other is implied.
@@ -101,6 +114,44 @@ async def test_outcomes_follow_the_table_service_key_order(hub, client, manager)
     assert (info.done, info.skipped) == (1, 1)
     outcomes = [(o.instance_id, o.outcome) async for o in job.outcomes()]
     assert outcomes == [(smiley, Outcome.DONE), (replacement, Outcome.SKIPPED)]
+
+
+async def test_ids_whose_keys_fill_the_key_limit_are_selected_acted_on_and_reported(hub, client, manager):
+    # A key holds at most 1 KiB (512 UTF-16 units; Azurite refuses longer ones as the service does). The
+    # extension allows ids of 256 characters (DurableClient.MaxInstanceIdLength) and escapes '^' as '^^'
+    # (KeySanitation.EscapePartitionKey): these keys are 512 and 511 units, so "s:"/"i:" plus the key did not
+    # fit and every job selecting them failed ("refused the request while recording the instances"). Cut to
+    # fit, the two skipped ones would share one outcome row: a transaction of both was refused.
+    running, completed = "^" * 256, ["^" * 255 + "x", "^" * 255 + "y"]
+    await client.start("Target", instance_id=running)
+    for iid in completed:
+        await hostlike_instance(hub, iid, "Completed", name="Target")
+    assert [len(escape_key(i)) for i in (running, *completed)] == [512, 511, 511]
+    job = await manager.bulk(BulkRequest("terminate", "name = 'Target'"))
+    info = await job.run()
+    assert (info.state, info.matched, info.done, info.skipped, info.failed) == (JobState.COMPLETED, 3, 1, 2, 0)
+    assert _kinds(await drain_messages(hub), "ExecutionTerminated") == {running: 1}
+    assert [(o.instance_id, o.outcome) async for o in job.outcomes()] == [
+        (running, Outcome.DONE), (completed[0], Outcome.SKIPPED), (completed[1], Outcome.SKIPPED)]
+    skipped = [o async for o in job.outcomes(Outcome.SKIPPED)]
+    assert [o.instance_id for o in skipped] == completed and all("already Completed" in o.reason for o in skipped)
+    for row in await _rows(hub, job.id, SELECTION_PREFIX) + await _rows(hub, job.id, MEMBER_PREFIX):
+        assert len(row["RowKey"].encode("utf-16-le", "surrogatepass")) <= 1024
+
+
+async def test_a_selection_row_left_by_a_runner_that_lost_its_lease_never_repeats_an_instance(hub, client, manager):
+    targets = await start_many(client, 6)
+    job = await manager.bulk(BulkRequest("terminate", "instanceId STARTS_WITH 't-'"))
+    info = await job.run(lambda i: job.stop() if i.state is JobState.RUNNING else None)  # select only
+    assert (info.state, info.matched) == (JobState.INTERRUPTED, 6)
+    # A runner paused past its lease (another took the job over and selected) writes its rows when it wakes,
+    # before its job row update is refused: its page began at an instance gone since ("t-0"), so its row
+    # overlaps the new owner's instead of replacing it. Rows are written without the job row's ETag.
+    await JobsTable(hub).add_selection(job.id, ["t-0", *targets])
+    info = await (await manager.job(job.id)).run()
+    assert info.state is JobState.COMPLETED
+    assert _kinds(await drain_messages(hub), "ExecutionTerminated") == {t: 1 for t in targets}
+    assert [o.instance_id async for o in job.outcomes()] == ["t-0", *targets]
 
 
 async def _legacy_job(hub, request: BulkRequest, ids: list[str], *, selected: bool, done: int = 0) -> str:

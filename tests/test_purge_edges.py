@@ -52,6 +52,23 @@ async def test_a_hub_deleted_under_a_scan_is_named_not_reported_as_a_storage_fai
     assert not isinstance(caught.value, StorageUnavailable) and caught.value.hub_name == hub.name
 
 
+async def test_a_hub_deleted_under_a_query_language_scan_is_named_too(hub):
+    # find, count, bulk selection and export read through taskhub.scan, not InstancesTable.pages: the same
+    # 404 was reported as "Azure Storage failed while querying instances: HTTP 404". (scan_ids, the selection's
+    # reader when storage evaluates the whole query, reads pages of 1,000 keys: it maps the 404 the same way.)
+    from durable_mgmt.query import Query
+    from durable_mgmt.taskhub.scan import scan
+
+    await _seed(hub, 12)
+    pages = scan(hub, Query.parse("status = 'Completed' AND input != 'nothing'"), page_size=5)
+    assert len((await anext(pages)).items) == 5
+    await hub.delete()
+    with pytest.raises(TaskHubNotFound, match="was deleted while its instances were being read") as caught:
+        async for _ in pages:  # the page after this one was already asked for (prefetch): the next one fails
+            pass
+    assert not isinstance(caught.value, StorageUnavailable) and caught.value.hub_name == hub.name
+
+
 async def test_a_purge_whose_hub_is_deleted_under_it_says_so_and_how_far_it_got(hub):
     # More than one page of the Instances table (1,000 rows), so the purge reads on after the deletion. Rows
     # only (no history), the cheapest instances a purge takes; the hub goes once the first page is purged.
@@ -81,3 +98,22 @@ async def test_two_purges_racing_over_the_same_instances_count_each_one_once(hub
     assert first.instances_deleted + second.instances_deleted == n
     assert first.rows_deleted + second.rows_deleted == n * (events + 1)  # each history row once too
     assert [r async for r in hub.instances.client.list_entities(select=["PartitionKey"])] == []
+
+
+async def test_a_purge_by_id_prefix_ending_in_u_d7ff_purges_only_that_prefix(hub):
+    # The service orders keys by UTF-16 code unit: after U+D7FF come the surrogates, i.e. every character
+    # beyond U+FFFF, and only then U+E000. A prefix range ending at "...\uE000" took in "p-\U0001F600" too,
+    # and the purge deleted an instance the prefix does not name.
+    from durable_mgmt import InstanceManager
+    from durable_mgmt.transports import StorageTransport
+
+    ids = ["p-\ud7ff", "p-\ud7ffz", "p-\U0001F600", "p-\U00010000", "p-\ue000"]
+    await gather_limited([hostlike_instance(hub, iid, "Completed", events=1) for iid in ids])
+    manager = InstanceManager(StorageTransport(hub))
+    listed = [s.instance_id async for s in manager.instances(InstanceQuery(instance_id_prefix="p-\ud7ff"))]
+    assert sorted(listed) == ["p-\ud7ff", "p-\ud7ffz"]
+    result = await manager.purge(query=InstanceQuery(instance_id_prefix="p-\ud7ff",
+                                                     statuses=[RuntimeStatus.COMPLETED]))
+    assert result.instances_deleted == 2
+    left = {s.instance_id async for s in manager.instances(InstanceQuery(instance_id_prefix="p-"))}
+    assert left == {"p-\U0001F600", "p-\U00010000", "p-\ue000"}

@@ -45,7 +45,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from ..errors import JobBusy
 from ..query import Query
-from ..taskhub.jobs_table import LEGACY_LAYOUT, SELECTION_LAYOUT, JobsTable, lease_is_live, member_key
+from ..taskhub.jobs_table import (LEGACY_LAYOUT, MEMBER_PREFIX, SELECTION_LAYOUT, JobsTable, key_group,
+                                  lease_is_live, member_key)
 from ..taskhub.names import service_order
 from ..taskhub.scan import scan_ids
 from ..taskhub.timefmt import utcnow
@@ -249,21 +250,42 @@ class BulkJob:
         """Outcomes of a job with selection rows: the written outcomes ("i:" rows) merged, in key order, into
         the selection; an instance without one is done as usual up to the cursor, pending after it."""
         if wanted and wanted <= {Outcome.SKIPPED, Outcome.FAILED}:
-            async for page in self._jobs.members(self.id, wanted):  # only ever written: no need for the selection
-                for _, outcome in page:
-                    yield outcome
+            # Only ever written: no need for the selection. Stored in key order by group (``key_group``): a
+            # group's rows (nearly always one) are put in key order here.
+            group: list[tuple[str, InstanceOutcome]] = []
+            async for key, outcome in _flatten(self._jobs.members(self.id, wanted)):
+                if group and key_group(key) != key_group(group[0][0]):
+                    for _, o in sorted(group, key=lambda kv: service_order(kv[0])):
+                        yield o
+                    group = []
+                group.append((key, outcome))
+            for _, o in sorted(group, key=lambda kv: service_order(kv[0])):
+                yield o
             return
-        implied = self.info.cursor if self.info.params.get("selected") else ""
+        selected = bool(self.info.params.get("selected"))
+        implied = self.info.cursor if selected else ""
+        # Still selecting: the cursor is the scan's; rows past it are a stopped selection's, not the job's yet.
+        recorded = None if selected else service_order(MEMBER_PREFIX + self.info.cursor) if self.info.cursor else b""
         usual = InstanceOutcome("", Outcome.DONE, usual_reason(self.request) or "")
         written = _flatten(self._jobs.members(self.id))
         next_written = await anext(written, None)
+        group: bytes | None = None
+        in_group: dict[str, InstanceOutcome] = {}
         async for page in self._jobs.selection(self.id):
             for key, iid in page:
-                # Both are in key order; a written outcome always belongs to a selected instance.
-                while next_written is not None and service_order(next_written[0]) < service_order(key):
-                    next_written = await anext(written, None)
-                if next_written is not None and next_written[0] == key:
-                    outcome = next_written[1]
+                if recorded is not None and service_order(key) > recorded:
+                    return
+                # Both are in key order, written outcomes by ``key_group`` (a key too long for a RowKey is cut and
+                # hashed): take those of this key's group, then match by key. A written outcome always belongs
+                # to a selected instance.
+                if (g := key_group(key)) != group:
+                    group, in_group = g, {}
+                    while next_written is not None and (wg := key_group(next_written[0])) <= g:
+                        if wg == g:
+                            in_group[next_written[0]] = next_written[1]
+                        next_written = await anext(written, None)
+                if key in in_group:
+                    outcome = in_group[key]
                 elif implied and service_order(key) <= service_order(implied):
                     outcome = replace(usual, instance_id=iid)
                 else:

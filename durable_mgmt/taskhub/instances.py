@@ -69,6 +69,16 @@ async def plain_pages(pager, *, prefetch: bool = True, plain: bool = True,
         if pending is not None and not pending.done():
             pending.cancel()
 
+def deleted_while_reading(hub_name: str) -> TaskHubNotFound:
+    """What a query of the Instances table answering 404 means: only a missing table does (TableNotFound; a
+    continuation key whose row was deleted meanwhile is fine), so the hub was deleted under a long scan or
+    purge. Said so, rather than reported as a storage failure."""
+    return TaskHubNotFound(hub_name, (
+        f"Task hub {hub_name!r} was deleted while its instances were being read (its Instances table is gone): "
+        "nothing is left to list or purge. If that was not meant, check who deleted it (delete-task-hub, a "
+        "test's clean-up)."))
+
+
 class InstancesTable(HubTable):
     async def get(self, instance_id: str, *, with_input: bool = True, with_output: bool = True) -> dict[str, Any] | None:
         """The row of ``instance_id`` (large values brought back), or None."""
@@ -162,13 +172,7 @@ class InstancesTable(HubTable):
                             await self._hub.large.restore_row(row, instances_table=True)
                     yield rows, encode_continuation_token(next_token)
             except ResourceNotFoundError as e:
-                # A query answers 404 only when the table is missing (TableNotFound; a continuation key whose
-                # row was deleted meanwhile is fine): the hub was deleted under a long scan or purge. Say so,
-                # rather than report a storage failure.
-                raise TaskHubNotFound(self._hub.name, (
-                    f"Task hub {self._hub.name!r} was deleted while its instances were being read (its Instances "
-                    "table is gone): nothing is left to list or purge. If that was not meant, check who deleted "
-                    "it (delete-task-hub, a test's clean-up).")) from e
+                raise deleted_while_reading(self._hub.name) from e
 
     async def query(self, query: InstanceQuery) -> tuple[list[dict[str, Any]], str | None]:
         """One page of rows for ``query``: at most ``page_size``, with the next token."""

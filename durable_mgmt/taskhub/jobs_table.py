@@ -29,6 +29,7 @@ shown and resumed that way.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -42,7 +43,7 @@ from ..errors import ConcurrencyConflict, JobBusy, JobNotFound
 from ..jobs.models import BulkAction, InstanceOutcome, JobInfo, JobState, Outcome
 from .entities import plain_entity
 from .primitives import create_if_missing
-from .names import escape_key
+from .names import escape_key, service_order
 from .storage import map_storage_errors
 from .timefmt import utcnow
 
@@ -78,7 +79,48 @@ def check_job_id(job_id: object) -> str:
 
 
 def member_key(instance_id: str) -> str:
+    """The key of an instance within a job, as cursors and claim marks hold it (properties: any length)."""
     return MEMBER_PREFIX + escape_key(instance_id)
+
+
+# A key holds at most 1 KiB of UTF-16 (Azurite refuses longer ones too). An instance's own key can take all of
+# it (the extension allows ids of 256 characters, and escaping doubles '^'), so "s:"/"i:" plus that key may not.
+KEY_BYTES = 1024
+# Where a key too long for a RowKey is cut: what follows is "~" and 16 hex digits of its hash (outcome rows).
+GROUP_BYTES = KEY_BYTES - 2 * 17
+
+
+def _cut(order: bytes, size: int) -> bytes:
+    """The first ``size`` bytes of a key's UTF-16 (``service_order``), never ending inside a surrogate pair."""
+    if len(order) <= size:
+        return order
+    if 0xD8 <= order[size - 2] <= 0xDB:  # the last unit kept would be a high surrogate: leave the pair out
+        size -= 2
+    return order[:size]
+
+
+def row_key(key: str) -> str:
+    """A selection row's RowKey for its first member key: the key, cut to 1 KiB if longer. A cut keeps the
+    service's order (a <= b gives cut(a) <= cut(b)); two rows' first keys agree once cut only if their first
+    510 units after the prefix do, i.e. hundreds of 256-character ids nearly all '^' and alike."""
+    order = service_order(key)
+    return key if len(order) <= KEY_BYTES else _cut(order, KEY_BYTES).decode("utf-16-be", "surrogatepass")
+
+
+def outcome_row_key(key: str) -> str:
+    """An outcome row's RowKey for member key ``key``: the key, or if longer than 1 KiB its first GROUP_BYTES
+    and a hash of the rest (ids of 256 '^' and of 255 '^' and 'x' would agree once cut). Rows so keyed are
+    in key order by ``key_group`` only; within a group ``members`` readers match by member key."""
+    order = service_order(key)
+    if len(order) <= KEY_BYTES:
+        return key
+    digest = hashlib.sha256(order).hexdigest()[:16]
+    return _cut(order, GROUP_BYTES).decode("utf-16-be", "surrogatepass") + "~" + digest
+
+
+def key_group(key: str) -> bytes:
+    """The order outcome rows are stored in (see ``outcome_row_key``): a member key's first GROUP_BYTES."""
+    return _cut(service_order(key), GROUP_BYTES)
 
 
 class JobsTable:
@@ -142,7 +184,8 @@ class JobsTable:
         for o in outcomes:
             # A merge: a legacy job's member row keeps what selection wrote; only what changed is sent (the
             # SDK's batch encoding costs CPU per property).
-            member = {"PartitionKey": info.id, "RowKey": member_key(o.instance_id), "InstanceId": o.instance_id,
+            member = {"PartitionKey": info.id, "RowKey": outcome_row_key(member_key(o.instance_id)),
+                      "InstanceId": o.instance_id,
                       "Outcome": o.outcome.value}
             if o.reason:
                 member["Reason"] = o.reason[:2000]
@@ -182,15 +225,20 @@ class JobsTable:
         with map_storage_errors(f"reading the instances of job {job_id!r}"):
             # A row holds up to SELECTION_ROW_IDS ids (usually a few kilobytes): a few dozen rows per response.
             pager = self._table.query_entities(text, parameters=params, results_per_page=32).by_page()
+            # Only ids past the last one given (in the service's order, not Python's: they differ beyond U+FFFF):
+            # the row ``after`` falls in starts before it, and a runner that went on writing after its lease
+            # ran out (another took the job over) can leave a row overlapping the next one; an id read twice
+            # would be acted on twice.
+            last = service_order(after) if after else b""
             async for page in pager:
                 async for row in page:
-                    keyed = [(member_key(i), i) for i in _row_ids(row)]
-                    if after:
-                        # By position, not by comparing keys here: the service orders keys by UTF-16 code units,
-                        # Python by code points (they differ for ids with characters beyond U+FFFF).
-                        keys = [k for k, _ in keyed]
-                        if after in keys:
-                            keyed = keyed[keys.index(after) + 1:]
+                    keyed = []
+                    for i in _row_ids(row):
+                        key = member_key(i)
+                        order = service_order(key)
+                        if order > last:
+                            keyed.append((key, i))
+                            last = order
                     if keyed:
                         yield keyed
 
@@ -244,7 +292,9 @@ class JobsTable:
             async for page in pager:
                 rows = [e async for e in page]
                 if rows:
-                    yield [(r["RowKey"], InstanceOutcome(r["InstanceId"], Outcome(r["Outcome"]), r.get("Reason") or ""))
+                    # The key from the id, not the RowKey: a RowKey may be cut short (``row_key``).
+                    yield [(member_key(r["InstanceId"]), InstanceOutcome(r["InstanceId"], Outcome(r["Outcome"]),
+                                                                          r.get("Reason") or ""))
                            for r in rows]
 
     # --- cancel --------------------------------------------------------------
@@ -275,7 +325,7 @@ def selection_rows(job_id: str, instance_ids: list[str]) -> list[dict[str, Any]]
             half = len(ids) // 2
             pending[:0] = [ids[:half], ids[half:]]  # a key is at most 1 KiB: a single id always fits
             continue
-        row: dict[str, Any] = {"PartitionKey": job_id, "RowKey": SELECTION_PREFIX + escape_key(ids[0]),
+        row: dict[str, Any] = {"PartitionKey": job_id, "RowKey": row_key(SELECTION_PREFIX + escape_key(ids[0])),
                                "Last": escape_key(ids[-1]), "Count": len(ids)}
         for n, start in enumerate(range(0, len(text), PROPERTY_CHARS)):
             row[f"Ids{n}"] = text[start:start + PROPERTY_CHARS]

@@ -52,7 +52,8 @@ class Filter:
 
     def prefix(self, column: str, prefix: str) -> "Filter":
         """Rows whose ``column`` starts with ``prefix``: a range scan, as the provider does."""
-        upper = prefix[:-1] + _next_char(prefix[-1]) if ord(prefix[-1]) < 0xFFFF else prefix + "\uffff"
+        # U+FFFF is the last code unit: no character follows it, so prefix + U+FFFF bounds the range instead.
+        upper = prefix[:-1] + _next_char(prefix[-1]) if ord(prefix[-1]) != 0xFFFF else prefix + "\uffff"
         self.clauses.append(f"{column} ge {self._param(prefix)} and {column} lt {self._param(upper)}")
         return self
 
@@ -67,10 +68,16 @@ class Filter:
 
 
 def _next_char(ch: str) -> str:
-    # The character after U+D7FF is U+E000 as far as text goes: U+D800..U+DFFF alone are not text, and a
-    # bound made of one cannot be sent (it has no UTF-8 form).
-    code = ord(ch) + 1
-    return chr(0xE000 if 0xD800 <= code <= 0xDFFF else code)
+    """The least character after ``ch`` in the service's key order (UTF-16 code units), as a bound that can be
+    sent (a lone surrogate cannot: it has no UTF-8 form). After U+D7FF come the surrogates, i.e. every
+    character beyond U+FFFF, the least of them U+10000: U+E000 would take them all into a prefix's range.
+    After U+10FFFF (DBFF DFFF) comes U+E000."""
+    code = ord(ch)
+    if code == 0xD7FF:
+        return "\U00010000"
+    if code == 0x10FFFF:
+        return "\ue000"
+    return chr(code + 1)
 
 
 def instances_filter(*, created_from: datetime | None = None, created_to: datetime | None = None,

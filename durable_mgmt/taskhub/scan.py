@@ -17,10 +17,10 @@ from ..models import InstanceStatus, RuntimeStatus, parse_json_text
 from ..query import Field, Query, field_text
 from .entities import plain_value
 from .instance_row import status_from_entity
-from .instances import MAX_PAGE, plain_pages
+from .instances import MAX_PAGE, deleted_while_reading, plain_pages
 from .names import unescape_key
 from .query_odata import COLUMNS, instances_query_filter, render
-from .storage import map_storage_errors
+from .storage import ResourceNotFoundError, map_storage_errors
 
 # Columns every status needs to be built (cheap, short values).
 BASE_COLUMNS = ("PartitionKey", "Name", "RuntimeStatus", "CreatedTime", "LastUpdatedTime")
@@ -119,11 +119,14 @@ async def _rows(hub, query: Query, select: list[str], *, after_key: str | None =
                                                     results_per_page=min(page_size, MAX_PAGE)).by_page()
         # The SDK's entities go to the caller as they are (converted once there, not copied into plain
         # dicts first), except where offloaded values are brought back in place.
-        async for rows, _ in plain_pages(pager, plain=restore):
-            if restore:
-                for row in rows:
-                    await hub.large.restore_row(row, instances_table=True)
-            yield rows
+        try:
+            async for rows, _ in plain_pages(pager, plain=restore):
+                if restore:
+                    for row in rows:
+                        await hub.large.restore_row(row, instances_table=True)
+                yield rows
+        except ResourceNotFoundError as e:
+            raise deleted_while_reading(hub.name) from e
 
 
 async def scan_ids(hub, query: Query, *, after_key: str | None = None) -> AsyncIterator[tuple[list[str], str | None]]:
