@@ -69,6 +69,7 @@ async def plain_pages(pager, *, prefetch: bool = True, plain: bool = True,
         if pending is not None and not pending.done():
             pending.cancel()
 
+
 def deleted_while_reading(hub_name: str) -> TaskHubNotFound:
     """What a query of the Instances table answering 404 means: only a missing table does (TableNotFound; a
     continuation key whose row was deleted meanwhile is fine), so the hub was deleted under a long scan or
