@@ -219,7 +219,7 @@ def _growth(figures: list[Figure], what: str, half: int, sizes: tuple[float, flo
 
 
 async def run(env) -> list[Figure]:
-    figures: list[Figure] = []
+    figures = env.figures()
     hub_name, cli_env, common = cli_hub(env, "Bulk")
     counting = ["count", "-q", "createdTime > 2025-12-31", "--group-by", "name", *common]
     listing = ["get-instances", "-q", "status = Completed AND customStatus CONTAINS 'step'", "--all",
