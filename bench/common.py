@@ -51,6 +51,10 @@ class BenchEnv:
     def account(self):
         return self.azurite.account
 
+    def figures(self) -> LiveFigures:
+        """An empty list of figures for a benchmark: each is printed as it is appended."""
+        return LiveFigures(self)
+
     def describe(self) -> str:
         lines = [f"date {date.today().isoformat()}, {platform.node()}: {os.cpu_count()} cores, "
                  f"Python {platform.python_version()}, {platform.machine()}",
@@ -147,14 +151,35 @@ async def measure_raw_rates(account) -> dict[str, float]:
     return raw
 
 
+def figure_line(f: Figure, env: BenchEnv) -> str:
+    line = f"  {f.name:<48} {f.value:>10,.1f} {f.unit}"
+    if f.raw:
+        rate = env.raw[f.raw]
+        line += f"   ({f.value / rate:.1%} of raw {f.raw}: {rate:,.0f}/s)"
+    if f.target:
+        line += f"   target {f.target}"
+    if f.note:
+        line += f"   {f.note}"
+    return line
+
+
+class LiveFigures(list):
+    """A benchmark's figures, each printed the moment it is appended (with the raw rate it is compared
+    with, which must already be in ``env.raw``): a run stopped midway still shows what it measured."""
+
+    def __init__(self, env: BenchEnv):
+        super().__init__()
+        self._env = env
+
+    def append(self, f: Figure) -> None:
+        super().append(f)
+        print(figure_line(f, self._env), flush=True)
+
+    def extend(self, figures) -> None:
+        for f in figures:
+            self.append(f)
+
+
 def print_report(figures: list[Figure], env: BenchEnv) -> None:
     for f in figures:
-        line = f"  {f.name:<48} {f.value:>10,.1f} {f.unit}"
-        if f.raw:
-            rate = env.raw[f.raw]
-            line += f"   ({f.value / rate:.1%} of raw {f.raw}: {rate:,.0f}/s)"
-        if f.target:
-            line += f"   target {f.target}"
-        if f.note:
-            line += f"   {f.note}"
-        print(line, flush=True)
+        print(figure_line(f, env), flush=True)

@@ -108,7 +108,8 @@ async def run(env) -> list[Figure]:
     env.raw["dashboard: raw status scan (rows)"] = raw_rate
     env.raw["dashboard: raw status scan, last 24 h (rows)"] = filtered_rate
     count_s = statistics.median(counts)
-    return [
+    figures = env.figures()
+    figures.extend([
         Figure(f"first list page ({TOTAL:,} instances, 50 rows)", 1000 * statistics.median(first_page), "ms",
                target="< 500 ms"),
         Figure("overview status counts", 1000 * count_s, "ms", target="< 2000 ms",
@@ -117,4 +118,5 @@ async def run(env) -> list[Figure]:
                     f"one ({raw_rate:,.0f}/s)"),
         Figure("overview histogram data", 1000 * statistics.median(hist), "ms",
                note=f"= {TOTAL / statistics.median(hist):,.0f} rows/s (summary columns)"),
-    ]
+    ])
+    return figures

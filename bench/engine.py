@@ -53,7 +53,7 @@ async def wait_done(client: TaskHubClient, iid: str, timeout: float = 300, poll:
 async def run(env) -> list[Figure]:
     counter = RequestCounter()
     account = env.account.with_response_hook(counter)
-    figures: list[Figure] = []
+    figures = env.figures()
     index = load_app(APP)
     async with TaskHub(account, "Bench" + uuid.uuid4().hex[:8]) as hub, \
             TaskHub(env.account, hub.name) as client_hub:

@@ -193,7 +193,7 @@ async def paired(rounds: int, raw, product) -> tuple[float, float]:
 
 
 async def run(env) -> list[Figure]:
-    figures: list[Figure] = []
+    figures = env.figures()
     hub_name, cli_env, common = cli_hub(env, "Mgmt")
     listing = ["get-instances", "--all", "--runtime-status", "completed", *common]
     counting = ["count", *common]
