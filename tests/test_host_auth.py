@@ -11,7 +11,7 @@ import pytest
 
 from funchost.keys import DURABLE_SYSTEM_KEY, SECRETS_CONTAINER
 from durable_mgmt.taskhub import TaskHubClient
-from tests.apps.support import APPS, funcpy_process, http, running_host, unique
+from tests.apps.support import APPS, STOP_SECONDS, funcpy_process, http, running_host, unique
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_no_key_appears_in_the_output_of_funcpy_start(connection_string, tmp_pat
                           202, method="POST")
         assert keys["system"] in started  # handed to the caller, as the extension does...
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        assert proc.wait(STOP_SECONDS) == 0
     output = log.read_text()
     assert "Functions:" in output and "secret: [" in output and "Executing 'Functions.secret'" in output
     for value in keys.values():

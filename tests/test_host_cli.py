@@ -9,7 +9,7 @@ import urllib.request
 
 from funchost.azurite import free_port, is_listening
 from durable_mgmt.taskhub.storage import DEV_ACCOUNT, DEV_KEY
-from tests.apps.support import APPS, funcpy_process
+from tests.apps.support import APPS, STOP_SECONDS, funcpy_process
 
 
 def dev_storage(ports: dict[str, int]) -> str:
@@ -45,7 +45,7 @@ def test_own_azurite_is_started_persisted_and_stopped(tmp_path):
         base = f"http://127.0.0.1:{port}/runtime/webhooks/durabletask"
         instance = post(f"{base}/orchestrators/hello_orchestrator/persisted-1")["id"]
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        assert proc.wait(STOP_SECONDS) == 0
     first = log.read_text()
     assert f"Started Azurite on 127.0.0.1 (data in {app / '.azurite'})" in first and "Stopped Azurite." in first
     assert not any(is_listening("127.0.0.1", p) for p in ports.values())
@@ -64,7 +64,7 @@ def test_own_azurite_is_started_persisted_and_stopped(tmp_path):
         status, body = get(f"http://127.0.0.1:{port}/runtime/webhooks/durabletask/instances/{instance}")
         assert status in (200, 202) and body["input"] == {"city": "Lima"}  # it survived the restart
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0
+        assert proc.wait(STOP_SECONDS) == 0
     assert "Stopped Azurite." in log.read_text()
     assert not any(is_listening("127.0.0.1", p) for p in ports.values())
 
@@ -73,7 +73,7 @@ def test_azurite_already_listening_is_reused_and_left_running(connection_string,
     env = {"AzureWebJobsStorage": connection_string, "TaskHubName": "CliReuse"}
     with funcpy_process(APPS / "http_app", env) as (proc, port, log):
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        assert proc.wait(STOP_SECONDS) == 0
     output = log.read_text()
     assert "Using the Azurite already listening on 127.0.0.1." in output and "Stopped Azurite" not in output
     assert is_listening("127.0.0.1", azurite.ports["table"])

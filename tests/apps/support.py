@@ -50,6 +50,12 @@ def funcpy_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "funchost", "start", *args]
 
 
+# How long a test waits for `funcpy start` to exit after SIGTERM. The host drains in stages (triggers and
+# HTTP, then running episodes, then activities: up to 10 s each, funchost/host.py LocalHost.stop), so on a
+# loaded 2-core machine 30 s was once not enough; the tests assert a clean exit, not its speed.
+STOP_SECONDS = 90
+
+
 @contextlib.contextmanager
 def funcpy_process(script_root: Path, env: Mapping[str, str], *args: str,
                    timeout: float = 30.0) -> Iterator[tuple[subprocess.Popen, int, Path]]:
