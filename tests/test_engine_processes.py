@@ -14,6 +14,7 @@ import pytest
 from durable_mgmt.models import RuntimeStatus
 from durable_mgmt.taskhub.events import EventType
 
+from .apps.support import STOP_SECONDS
 from .engine_support import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +35,12 @@ class Worker:
     def stop(self) -> str:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            out, _ = self.proc.communicate(timeout=30)
+            try:
+                # The engine drains in stages of up to 10 s (Engine.stop); 30 s was once not enough in CI.
+                out, _ = self.proc.communicate(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError(f"the worker did not stop within {STOP_SECONDS} s of SIGTERM") from None
             return out
         return ""
 
