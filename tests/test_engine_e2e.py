@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -277,3 +278,29 @@ async def test_a_failed_instances_row_write_is_repaired_from_history(account, hu
         finally:
             await engine.stop()
             await hub.delete()
+
+
+async def test_a_stop_that_cannot_finish_is_abandoned_after_its_time_and_loses_nothing(hub, index, client, caplog):
+    # A stage that never returns (as one did, once, in CI): the stop gives up after its time instead of hanging
+    # the host's shutdown, and says so. What it held reappears: a new engine finishes the instance.
+    e = Engine(hub, index, worker_id="stuck-worker", lease_tick_seconds=1.0, visibility_seconds=3)
+    await e.start()
+    iid = await client.start("HelloSequence")
+    never = asyncio.Event()
+
+    async def stuck() -> None:
+        await never.wait()
+
+    e.leases.stop = stuck
+    started = time.monotonic()
+    await e.stop(timeout=1.0)
+    assert time.monotonic() - started < 5
+    assert "did not stop within 1 s" in caplog.text
+    await e.leases.protocol.release_all()  # what the abandoned stage would have done: let the next take over
+    again = Engine(hub, index, worker_id="next-worker", lease_tick_seconds=1.0)
+    await again.start()
+    try:
+        status = await wait_for(client, iid, timeout=60)
+        assert status.runtime_status == RuntimeStatus.COMPLETED
+    finally:
+        await again.stop()

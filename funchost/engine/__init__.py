@@ -13,6 +13,7 @@ released so another worker takes over at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -29,6 +30,9 @@ from .orchestrations import OrchestrationDispatcher
 from .router import LocalRouter
 
 log = logging.getLogger("funchost.engine")
+
+# The longest a stop waits in all: its stages wait up to 10 s each for running work, then release the leases.
+STOP_SECONDS = 40.0
 
 
 class Engine:
@@ -91,16 +95,33 @@ class Engine:
         log.info("durable engine started: worker %s, hub %s, partitions %s", self.worker_id, self.hub.name,
                  self.owned_partitions)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = STOP_SECONDS) -> None:
+        """Stop reading, let running work finish (each stage waits a bounded time), hand the partitions over.
+
+        The whole stop is bounded too: in CI a stop once never returned (the process idle, no request in
+        flight; cause not yet found), and a host must not hang on shutdown. Past ``timeout`` the stages
+        still running are abandoned, as a crash would abandon them: messages held reappear when their
+        invisibility ends and leases expire, so nothing is lost (what the SIGKILL tests check).
+        """
         if not self._started:
             return
         self._started = False
-        await self.orchestrations.stop()  # stop reading, let running episodes commit
-        await self.activities.stop()
-        await self.leases.stop()          # then hand the partitions over
+        stopping = asyncio.ensure_future(self._stop_in_order())
+        done, _ = await asyncio.wait({stopping}, timeout=timeout)
+        if not done:
+            stopping.cancel()  # not awaited: whatever it waits on may never answer
+            log.error("The durable engine did not stop within %.0f s; abandoning its running work (held "
+                      "messages reappear when their invisibility ends, leases expire).", timeout)
+        else:
+            stopping.result()
         self.router.close()
         if self._own_executor:
             self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _stop_in_order(self) -> None:
+        await self.orchestrations.stop()  # stop reading, let running episodes commit
+        await self.activities.stop()
+        await self.leases.stop()          # then hand the partitions over
 
     async def __aenter__(self) -> "Engine":
         await self.start()
