@@ -109,11 +109,13 @@ class Engine:
         stopping = asyncio.ensure_future(self._stop_in_order())
         done, _ = await asyncio.wait({stopping}, timeout=timeout)
         if not done:
-            stopping.cancel()  # not awaited: whatever it waits on may never answer
+            # Left as it is, as a crash would leave it: the stop goes on in the background while this process
+            # lives, and nothing is torn down under running work (shutting the executor down made a running
+            # activity record a failure: "cannot schedule new futures after shutdown").
             log.error("The durable engine did not stop within %.0f s; abandoning its running work (held "
                       "messages reappear when their invisibility ends, leases expire).", timeout)
-        else:
-            stopping.result()
+            return
+        stopping.result()
         self.router.close()
         if self._own_executor:
             self.executor.shutdown(wait=False, cancel_futures=True)
