@@ -17,9 +17,9 @@ from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
 
 from ..errors import InvalidFilter, TaskHubNotFound
-from ..models import InstanceQuery, InstanceStatus
+from ..models import InstanceQuery
 from .entities import HubTable, plain_entity
-from .instance_row import InstanceRow, status_from_entity
+from .instance_row import InstanceRow
 from .names import escape_key, unescape_key
 from .odata import instances_filter
 from .primitives import delete_if_exists, get_or_none
@@ -223,8 +223,3 @@ def decode_continuation_token(token: str | None) -> Any:
 
 
 _TOKEN_VALUE = re.compile(r"[\x21-\x7e]{1,1024}")
-
-
-def status_from_row(row: dict[str, Any], *, show_input: bool = True) -> InstanceStatus:
-    """An ``InstanceStatus`` from an Instances entity (large values already restored)."""
-    return status_from_entity(row, show_input=show_input)

@@ -28,7 +28,7 @@ from .history import SENTINEL_ROW_KEY
 from .history_view import render_history
 from .hub import TaskHub
 from .instance_row import InstanceRow
-from .instances import status_from_row
+from .instance_row import status_from_entity
 from .messages import TaskMessage, check_scheduled_start
 from .events import serialize_tags
 from .names import (escape_key, new_execution_id, new_instance_id, service_order, unescape_key, validate_event_name,
@@ -165,7 +165,7 @@ class TaskHubClient:
         """One page of instances matching ``query`` and the token of the next page."""
         await self.hub.require()
         rows, token = await self.hub.instances.query(query)
-        return Page(tuple(status_from_row(r, show_input=query.show_input) for r in rows), token)
+        return Page(tuple(status_from_entity(r, show_input=query.show_input) for r in rows), token)
 
     async def iter_instances(self, query: InstanceQuery) -> AsyncIterator[InstanceStatus]:
         """Every instance matching ``query``, following continuation tokens; one page in memory at a time."""
@@ -181,9 +181,9 @@ class TaskHubClient:
         and this process busy at the same time.
         """
         await self.hub.require()
-        # The SDK's entities, converted once by status_from_row (no plain copy of each row first).
+        # The SDK's entities, converted once by status_from_entity (no plain copy of each row first).
         async for rows, token in self.hub.instances.pages(query, prefetch=True, plain=False):
-            yield Page(tuple(status_from_row(r, show_input=query.show_input) for r in rows), token)
+            yield Page(tuple(status_from_entity(r, show_input=query.show_input) for r in rows), token)
 
     async def count(self, query: InstanceQuery | None = None) -> dict[RuntimeStatus, int]:
         """How many instances match, per runtime status (a scan of status columns only)."""
