@@ -246,47 +246,45 @@ class BulkJob:
                 if not wanted or outcome.outcome in wanted:
                     yield outcome
 
+    async def _written_outcomes(self, only: set[Outcome] | None = None) -> AsyncIterator[tuple[str, InstanceOutcome]]:
+        """The written outcomes ("i:" rows) as (member key, outcome) in the service's key order. Rows are stored
+        in order by ``key_group`` (a key too long for a RowKey is cut and hashed): a group's rows, nearly
+        always one, are put in key order here."""
+        group: list[tuple[str, InstanceOutcome]] = []
+        async for key, outcome in _flatten(self._jobs.members(self.id, only)):
+            if group and key_group(key) != key_group(group[0][0]):
+                for item in sorted(group, key=lambda kv: service_order(kv[0])):
+                    yield item
+                group = []
+            group.append((key, outcome))
+        for item in sorted(group, key=lambda kv: service_order(kv[0])):
+            yield item
+
     async def _selection_outcomes(self, wanted: set[Outcome]) -> AsyncIterator[InstanceOutcome]:
-        """Outcomes of a job with selection rows: the written outcomes ("i:" rows) merged, in key order, into
-        the selection; an instance without one is done as usual up to the cursor, pending after it."""
+        """Outcomes of a job with selection rows: the written outcomes merged, in key order, into the
+        selection; an instance without one is done as usual up to the cursor, pending after it."""
         if wanted and wanted <= {Outcome.SKIPPED, Outcome.FAILED}:
-            # Only ever written: no need for the selection. Stored in key order by group (``key_group``): a
-            # group's rows (nearly always one) are put in key order here.
-            group: list[tuple[str, InstanceOutcome]] = []
-            async for key, outcome in _flatten(self._jobs.members(self.id, wanted)):
-                if group and key_group(key) != key_group(group[0][0]):
-                    for _, o in sorted(group, key=lambda kv: service_order(kv[0])):
-                        yield o
-                    group = []
-                group.append((key, outcome))
-            for _, o in sorted(group, key=lambda kv: service_order(kv[0])):
-                yield o
+            async for _, outcome in self._written_outcomes(wanted):  # only ever written: no selection needed
+                yield outcome
             return
         selected = bool(self.info.params.get("selected"))
-        implied = self.info.cursor if selected else ""
+        implied = service_order(self.info.cursor) if selected and self.info.cursor else None
         # Still selecting: the cursor is the scan's; rows past it are a stopped selection's, not the job's yet.
         recorded = None if selected else service_order(MEMBER_PREFIX + self.info.cursor) if self.info.cursor else b""
         usual = InstanceOutcome("", Outcome.DONE, usual_reason(self.request) or "")
-        written = _flatten(self._jobs.members(self.id))
+        written = self._written_outcomes()
         next_written = await anext(written, None)
-        group: bytes | None = None
-        in_group: dict[str, InstanceOutcome] = {}
         async for page in self._jobs.selection(self.id):
             for key, iid in page:
-                if recorded is not None and service_order(key) > recorded:
+                order = service_order(key)
+                if recorded is not None and order > recorded:
                     return
-                # Both are in key order, written outcomes by ``key_group`` (a key too long for a RowKey is cut and
-                # hashed): take those of this key's group, then match by key. A written outcome always belongs
-                # to a selected instance.
-                if (g := key_group(key)) != group:
-                    group, in_group = g, {}
-                    while next_written is not None and (wg := key_group(next_written[0])) <= g:
-                        if wg == g:
-                            in_group[next_written[0]] = next_written[1]
-                        next_written = await anext(written, None)
-                if key in in_group:
-                    outcome = in_group[key]
-                elif implied and service_order(key) <= service_order(implied):
+                # Both in key order; a written outcome always belongs to a selected instance.
+                while next_written is not None and service_order(next_written[0]) < order:
+                    next_written = await anext(written, None)
+                if next_written is not None and next_written[0] == key:
+                    outcome = next_written[1]
+                elif implied is not None and order <= implied:
                     outcome = replace(usual, instance_id=iid)
                 else:
                     outcome = InstanceOutcome(iid, Outcome.PENDING)
