@@ -55,6 +55,36 @@ async def test_a_selection_is_stored_many_ids_to_a_row(hub, manager):
     assert [o.instance_id async for o in job.outcomes(Outcome.PENDING)] == ids
 
 
+@pytest.mark.parametrize("query", [
+    "customStatus CONTAINS 'b'",
+    "input CONTAINS 'x' OR status = Failed",
+    "output CONTAINS 'ok' AND NOT name STARTS_WITH 'B'",
+    "instanceId >= 'c-05' AND name = 'A'",
+    "lastUpdatedTime < '2026-03-01' OR output CONTAINS 'ok'",
+])
+async def test_a_selection_filtered_here_reads_the_columns_its_filter_needs(hub, manager, query):
+    # The selection reads only the key and the columns the client-side half of the query looks at
+    # (scan.scan_ids): it must select exactly what find() matches, whichever columns that half needs,
+    # including a row without LastUpdatedTime (taken as updated when created).
+    created = utcnow().replace(year=2026, month=1, day=1)
+    rows = []
+    for i in range(12):
+        row = {"PartitionKey": f"c-{i:02d}", "RowKey": "", "Name": "AB"[i % 2],
+               "RuntimeStatus": ["Completed", "Failed", "Running"][i % 3], "CreatedTime": created,
+               "CustomStatus": json.dumps("ab"[i % 2 == 0 and i % 4 == 0]), "Input": json.dumps("x" * (i % 3)),
+               "Output": json.dumps("ok" if i % 5 == 0 else "no")}
+        if i % 4:
+            row["LastUpdatedTime"] = created.replace(month=1 + i)
+        rows.append(row)
+    await gather_limited([hub.instances.client.upsert_entity(r) for r in rows])
+    expected = [s.instance_id async for s in manager.find(query)]
+    assert expected and len(expected) < 12  # the query tells rows apart
+    job = await manager.bulk(BulkRequest("suspend", query))
+    info = await job.run(lambda i: job.stop() if i.state is JobState.RUNNING else None)  # select only
+    assert info.matched == len(expected)
+    assert [o.instance_id async for o in job.outcomes(Outcome.PENDING)] == expected
+
+
 async def test_long_ids_beyond_the_bmp_are_split_across_rows_and_properties_within_entity_limits(hub):
     jobs = JobsTable(hub)
     await jobs.ensure()

@@ -77,10 +77,7 @@ async def count_groups(hub, query: Query, group_by: Field) -> Counter[str]:
     built only for the client-side filter; the stored texts are tallied, each distinct one made a key once.
     """
     column = COLUMNS[group_by]
-    needed = set(query.fields("client"))
-    if Field.LAST_UPDATED_TIME in needed:
-        needed.add(Field.CREATED_TIME)  # a row without the column is taken to be updated when it was created
-    select = ["PartitionKey"] + [COLUMNS[f] for f in Field if f in needed and COLUMNS[f] != "PartitionKey"]
+    select = _filter_columns(query)
     if column not in select:
         select.append(column)
     want_input = "Input" in select
@@ -96,6 +93,14 @@ async def count_groups(hub, query: Query, group_by: Field) -> Counter[str]:
     for value, n in stored.items():
         tally[_group_key(group_by, plain_value(value))] += n
     return tally
+
+
+def _filter_columns(query: Query) -> list[str]:
+    """The key and the columns the client-side half of ``query`` looks at (in a fixed order)."""
+    needed = set(query.fields("client"))
+    if Field.LAST_UPDATED_TIME in needed:
+        needed.add(Field.CREATED_TIME)  # a row without the column is taken to be updated when it was created
+    return ["PartitionKey"] + [COLUMNS[f] for f in Field if f in needed and COLUMNS[f] != "PartitionKey"]
 
 
 def _group_key(group_by: Field, value) -> str:
@@ -131,11 +136,17 @@ async def _rows(hub, query: Query, select: list[str], *, after_key: str | None =
 
 async def scan_ids(hub, query: Query, *, after_key: str | None = None) -> AsyncIterator[tuple[list[str], str | None]]:
     """The ids of the instances ``query`` matches, a storage page at a time with the page's last scanned key
-    (as ``ScanPage.last_key``): all a bulk job's selection needs. When storage evaluates the whole query,
-    only the key column is read (building a status per row cost as much as the rest of the selection)."""
-    if query.client is not None:
-        async for page in scan(hub, query, after_key=after_key):
-            yield [s.instance_id for s in page.items], page.last_key
+    (as ``ScanPage.last_key``): all a bulk job's selection needs. Only the key and the columns the
+    client-side half of the query looks at are read (just the key when storage evaluates it all): building
+    a whole status per row cost as much as the rest of the selection."""
+    select = _filter_columns(query)
+    if query.client is None:
+        async for rows in _rows(hub, query, select, after_key=after_key):
+            yield [unescape_key(r["PartitionKey"]) for r in rows], rows[-1]["PartitionKey"] if rows else None
         return
-    async for rows in _rows(hub, query, ["PartitionKey"], after_key=after_key):
-        yield [unescape_key(r["PartitionKey"]) for r in rows], rows[-1]["PartitionKey"] if rows else None
+    want_input = "Input" in select
+    matches = query.matches_client_side
+    async for rows in _rows(hub, query, select, after_key=after_key):
+        # A status of the columns read: the client-side half looks at nothing else.
+        ids = [s.instance_id for s in (status_from_entity(row, show_input=want_input) for row in rows) if matches(s)]
+        yield ids, rows[-1]["PartitionKey"] if rows else None
