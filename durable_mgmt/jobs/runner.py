@@ -185,6 +185,7 @@ class BulkJob:
         self._owner = uuid.uuid4().hex
         self._stop = False
         self._lease_deadline = 0.0  # time.monotonic() when our lease may have run out
+        self._request: tuple[tuple, BulkRequest] | None = None
 
     @property
     def id(self) -> str:
@@ -192,7 +193,13 @@ class BulkJob:
 
     @property
     def request(self) -> BulkRequest:
-        return request_of(self.info)
+        # Parsed again only when what it is made of changes: a run reads it at every chunk and checkpoint,
+        # and parsing the query each time showed in profiles.
+        info = self.info
+        made_of = (info.action, info.query, info.now, [info.params.get(name) for name in _PARAMS])
+        if self._request is None or self._request[0] != made_of:
+            self._request = (made_of, request_of(info))
+        return self._request[1]
 
     def stop(self) -> None:
         """Stop after the batch in flight is recorded (the job can be resumed)."""
