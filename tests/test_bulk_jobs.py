@@ -74,6 +74,42 @@ async def test_bulk_terminate_reaches_each_match_once_and_records_why(hub, clien
     assert [j.id for j in await manager.jobs()] == [job.id]
 
 
+async def test_statuses_read_for_several_chunks_at_once_still_tell_each_instance_apart(hub, client, manager):
+    # Without a rate, one status read covers five chunks (runner.READ_AHEAD_CHUNKS): 40 targets in chunks of 3
+    # take three reads, and finished instances sit in each of them, at the edges of reads and chunks.
+    targets = await start_many(client, 40)
+    finished = ["t-000a", "t-014a", "t-029a", "t-039a"]
+    for iid in finished:
+        await hostlike_instance(hub, iid, "Completed", name="Target")
+    job = await manager.bulk(BulkRequest("terminate", "name = 'Target'", batch_size=3, concurrency=4))
+    info = await job.run()
+    assert (info.state, info.matched, info.done, info.skipped) == (JobState.COMPLETED, 44, 40, 4)
+    assert _terminated(await drain_messages(hub)) == {t: 1 for t in targets}
+    assert [o.instance_id async for o in job.outcomes(Outcome.SKIPPED)] == finished
+
+
+async def test_at_a_rate_each_chunk_reads_the_statuses_it_acts_on(hub, client, manager):
+    # At a rate a chunk acts long after the one before it, so its statuses are read just before it acts, not
+    # ahead: an instance that finishes while the job runs is skipped, not sent a terminate.
+    targets = await start_many(client, 8)
+    table = hub.instances.client
+
+    async def finish_the_last_one(info):
+        if info.state is JobState.RUNNING and info.finished == 2:
+            await table.update_entity({"PartitionKey": targets[-1], "RowKey": "", "RuntimeStatus": "Completed"})
+
+    job = await manager.bulk(BulkRequest("terminate", "instanceId STARTS_WITH 't-'", rate=40, batch_size=2))
+    info = await job.run(finish_the_last_one)
+    assert (info.done, info.skipped) == (7, 1)
+    (skipped,) = [o async for o in job.outcomes(Outcome.SKIPPED)]
+    assert skipped.instance_id == targets[-1] and "already Completed" in skipped.reason
+    assert _terminated(await drain_messages(hub)) == {t: 1 for t in targets[:-1]}
+
+
+def _terminated(messages) -> dict[str, int]:
+    return {iid: n for (iid, kind), n in messages.items() if kind == "ExecutionTerminated"}
+
+
 async def test_a_stopped_job_resumes_without_repeating_finished_instances(hub, client, manager):
     targets = await start_many(client, 25)
     job = await manager.bulk(BulkRequest("suspend", "instanceId STARTS_WITH 't-'", batch_size=5))
