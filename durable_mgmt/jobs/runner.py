@@ -93,6 +93,7 @@ class _ChunkReader:
 
     def __init__(self, job: "BulkJob", ctx: Context, export: HistoryExport | None, claimed: str, *, ahead: int = 1):
         self._job, self._ctx, self._export, self.claimed = job, ctx, export, claimed
+        self._claimed_order = service_order(claimed)
         self._ahead = ahead
         self._pages = job._pending_pages()
         self._buffer: list = []
@@ -113,8 +114,11 @@ class _ChunkReader:
         return chunk
 
     def _as_member(self, key: str, member: InstanceOutcome) -> InstanceOutcome:
-        claimed = service_order(self.claimed)
-        return InstanceOutcome(member.instance_id, Outcome.CLAIMED) if service_order(key) <= claimed else member
+        if not self.claimed:  # nothing claimed by an earlier run: every member is as read
+            return member
+        if service_order(key) <= self._claimed_order:
+            return InstanceOutcome(member.instance_id, Outcome.CLAIMED)
+        return member
 
     async def _prepare(self, members: list[InstanceOutcome], size: int) -> Prepared:
         """What ``members`` need before acting: from the read made for earlier chunks when it covered them,
