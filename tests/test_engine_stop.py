@@ -32,10 +32,14 @@ async def _owners(hub) -> list[str]:
     return [lease.current_owner for lease in await PartitionTable(hub).read() if lease.current_owner]
 
 
-def _assert_nothing_runs(engine: Engine) -> None:
+def _assert_nothing_runs_but_the_host_pool(engine: Engine) -> None:
     assert not engine.running
     assert engine._tasks() == [], [t.get_name() for t in engine._tasks()]
     assert engine.router._stops == [], "the router still observes sends"
+
+
+def _assert_nothing_runs(engine: Engine) -> None:
+    _assert_nothing_runs_but_the_host_pool(engine)
     assert engine.executor._shutdown, "the engine's own thread pool was not shut down"
 
 
@@ -124,3 +128,38 @@ async def test_a_stop_right_after_local_wake_ups_ends_on_time(hub, index, caplog
     await e.stop(timeout=20)
     assert "did not stop within" not in caplog.text
     _assert_nothing_runs(e)
+
+
+async def test_a_host_stopped_while_it_starts_its_engine_waits_then_stops_everything(connection_string, hub_name):
+    # LocalHost knew its engine only once the engine had started: a stop meanwhile closed storage under the
+    # start, which then left an engine running with nobody to stop it.
+    import os
+
+    from funchost.host import LocalHost
+    from tests.apps.support import APPS, _answers
+
+    reached, go = asyncio.Event(), asyncio.Event()
+    engines: list[Engine] = []
+
+    class Gated(LocalHost):
+        async def _start_engine(self, invoker) -> None:
+            reached.set()
+            await go.wait()
+            await super()._start_engine(invoker)
+            engines.append(self.engine)
+
+    host = Gated(APPS / "client_app", port=0, connection_string=connection_string, hub_name=hub_name,
+                 environ=dict(os.environ), drain_timeout=2.0)
+    starting = asyncio.create_task(host.start())
+    await reached.wait()
+    stopping = asyncio.create_task(host.stop())
+    await asyncio.sleep(0.1)
+    assert not stopping.done(), "the host's stop did not wait for its start"
+    go.set()
+    await asyncio.gather(starting, stopping)
+    assert host.engine is None and len(engines) == 1
+    _assert_nothing_runs_but_the_host_pool(engines[0])
+    assert not await asyncio.to_thread(_answers, host.port)
+    async with TaskHub(host.hub.account, hub_name) as h:
+        assert await _owners(h) == []
+        await h.delete()
