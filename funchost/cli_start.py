@@ -22,6 +22,7 @@ from durable_mgmt.settings import load_settings
 
 from .azurite import Azurite, AzuriteError
 from .config import HostConfig
+from .diagnostics import install_stack_dump
 from .errors import AppLoadError, HostError
 from .host import SCRIPT_FILE_SETTING, LocalHost, plan_triggers
 from .loader import load_app
@@ -114,6 +115,7 @@ async def _serve(host: LocalHost) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    install_stack_dump(loop)  # kill -USR1: what every task awaits, should a stop ever hang
     try:
         await host.start()
         _say(render(host, show_keys=sys.stdout.isatty()))

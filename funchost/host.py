@@ -107,6 +107,7 @@ class LocalHost:
         self._admin: AdminFunctions | None = None
         self._sockets: list[socket.socket] = []
         self.management_api: ManagementApi | None = None
+        self._start_settled: asyncio.Event | None = None  # set once the latest start() has ended, either way
 
     # --- public surface ---------------------------------------------------------
 
@@ -157,11 +158,14 @@ class LocalHost:
 
     async def start(self) -> None:
         """Start everything; on any failure, whatever was started is stopped again."""
+        settled = self._start_settled = asyncio.Event()
         try:
             await self._start()
         except BaseException:
-            await self.stop()
+            await self._stop()
             raise
+        finally:
+            settled.set()
 
     async def _start(self) -> None:
         self.settings = load_settings(self.script_root, environ=self._environ)
@@ -206,7 +210,7 @@ class LocalHost:
         await self._serve("rpc", self._rpc_app(), rpc_sock)
         await self._serve("public", self._public_app(invoker), public_sock)
         await self._start_triggers(invoker)
-        self.engine = await self._start_engine(invoker)
+        await self._start_engine(invoker)
 
     def _configure_triggers(self) -> None:
         # funcpy start plans before starting Azurite (to fail fast) and hands its plan over: no second check.
@@ -299,23 +303,31 @@ class LocalHost:
         for listener in self._listeners:
             await listener.start()
 
-    async def _start_engine(self, invoker: Invoker) -> Any:
+    async def _start_engine(self, invoker: Invoker) -> None:
         if not self.run_orchestrations or not self.index.has_durable_functions:
-            return None
+            return
         from funchost.engine import Engine
 
         async def run_activity(info, value):  # activities get output bindings and logs like any function
             return await invoker.invoke(info, value, reason="Activity scheduled by an orchestration.")
 
-        engine = Engine(self.hub, self.index, activity_runner=run_activity,
-                        executor=self._executor)
-        await engine.start()
-        return engine
+        # Known before it starts, so that a stop (this host's, when the start fails half-way) stops it too.
+        self.engine = Engine(self.hub, self.index, activity_runner=run_activity, executor=self._executor)
+        await self.engine.start()
 
     # --- stop ---------------------------------------------------------------------
 
     async def stop(self) -> None:
-        """Stop in order: triggers and public HTTP drain, engine, internal endpoint, storage. Idempotent."""
+        """Stop in order: triggers and public HTTP drain, engine, internal endpoint, storage. Idempotent.
+
+        A stop that arrives while ``start`` runs waits for it, then stops all it started: stopping parts
+        under a start still creating them would leave the ones it creates next (the engine) running.
+        """
+        if self._start_settled is not None:
+            await self._start_settled.wait()
+        await self._stop()
+
+    async def _stop(self) -> None:
         listeners, self._listeners = self._listeners, []
         public = self._runners.pop("public", None)
         admin_runs = self._admin.drain(self.drain_timeout) if self._admin else _nothing()

@@ -46,10 +46,18 @@ class Poller:
         self.delay = self.minimum
 
     async def idle(self) -> None:
-        """Wait before the next poll after an empty one; returns early when woken."""
+        """Wait before the next poll after an empty one; returns early when woken.
+
+        Not ``asyncio.wait_for``: on Python 3.11 it swallows a cancel that arrives while the awaited wake-up
+        is already done (CPython gh-86296, fixed in 3.12). A reader woken by a local send in the same moment
+        its stop cancels it then polled on forever, and the stop awaiting it never returned.
+        """
+        woken = asyncio.ensure_future(self._event.wait())
         try:
-            await asyncio.wait_for(self._event.wait(), self.delay)
-        except asyncio.TimeoutError:
+            await asyncio.wait({woken}, timeout=self.delay)
+        finally:
+            woken.cancel()
+        if not self._event.is_set():
             self.delay = min(self.maximum, self.delay * 2)
         self._event.clear()
 

@@ -11,6 +11,7 @@ import signal
 import sys
 
 from durable_mgmt.taskhub import StorageAccount, TaskHub
+from funchost.diagnostics import install_stack_dump
 from funchost.engine import Engine
 from funchost.loader import load_app
 
@@ -22,6 +23,7 @@ async def main(hub_name: str, worker_id: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+    install_stack_dump(loop)
     async with TaskHub(account, hub_name) as hub:
         engine = Engine(hub, load_app(ENGINE_APP), worker_id=worker_id, lease_tick_seconds=1.0,
                         visibility_seconds=int(os.environ.get("WORKER_VISIBILITY", "5")))

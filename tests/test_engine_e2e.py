@@ -281,8 +281,9 @@ async def test_a_failed_instances_row_write_is_repaired_from_history(account, hu
 
 
 async def test_a_stop_that_cannot_finish_is_abandoned_after_its_time_and_loses_nothing(hub, index, client, caplog):
-    # A stage that never returns (as one did, once, in CI): the stop gives up after its time instead of hanging
-    # the host's shutdown, and says so. What it held reappears: a new engine finishes the instance.
+    # A stage that never returns (as one did in CI, awaiting a reader that ignored its cancel: see
+    # tests/test_queue_consumer.py): the stop gives up after its time instead of hanging the host's shutdown,
+    # cancels the engine's work as a crash would, and says so. What it held reappears: a new engine finishes it.
     e = Engine(hub, index, worker_id="stuck-worker", lease_tick_seconds=1.0, visibility_seconds=3)
     await e.start()
     iid = await client.start("HelloSequence")

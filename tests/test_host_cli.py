@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import time
 import urllib.request
 
 from funchost.azurite import free_port, is_listening
@@ -72,6 +73,11 @@ def test_own_azurite_is_started_persisted_and_stopped(tmp_path):
 def test_azurite_already_listening_is_reused_and_left_running(connection_string, azurite):
     env = {"AzureWebJobsStorage": connection_string, "TaskHubName": "CliReuse"}
     with funcpy_process(APPS / "http_app", env) as (proc, port, log):
+        proc.send_signal(signal.SIGUSR1)  # funchost/diagnostics.py: a hung stop would explain itself
+        deadline = time.monotonic() + 30
+        while "--- end of stacks" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "in _serve" in log.read_text() and proc.poll() is None  # the main task's wait; it runs on
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(STOP_SECONDS) == 0
     output = log.read_text()

@@ -33,6 +33,10 @@ log = logging.getLogger("funchost.engine")
 
 # The longest a stop waits in all: its stages wait up to 10 s each for running work, then release the leases.
 STOP_SECONDS = 40.0
+# How long a stop that ran out of time waits for the work it cancels to end (a cancel lands at once).
+CANCEL_SECONDS = 5.0
+
+_NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED = "new", "starting", "running", "stopping", "stopped"
 
 
 class Engine:
@@ -65,7 +69,12 @@ class Engine:
                                              visibility_seconds=visibility_seconds, stats=self.stats)
         self.leases = LeaseManager(hub, self.worker_id, self.orchestrations.acquire, self.orchestrations.release,
                                    lease_seconds=lease_seconds, tick_seconds=lease_tick_seconds)
-        self._started = False
+        self._phase = _NEW
+        self._stop_requested = False
+        self._start_settled = asyncio.Event()
+        self._stopping: asyncio.Task | None = None
+        self._abandoned = False  # a stop ran out of time and cancelled the engine's work
+        self._torn_down = False
 
     @staticmethod
     def _invoker(orchestrators: dict[str, Any]):
@@ -83,47 +92,124 @@ class Engine:
     def owned_partitions(self) -> list[int]:
         return sorted(self.leases.owned)
 
+    @property
+    def running(self) -> bool:
+        """Started and not (yet) told to stop."""
+        return self._phase == _RUNNING
+
     async def start(self) -> None:
-        await self.hub.create_if_not_exists()
-        self.activities.start()
+        """Open the hub, start reading work items, take partitions. An engine starts once.
+
+        A stop that arrives meanwhile is not lost: it waits for this start, and if it gave up waiting, this
+        start stops the engine itself once it is up, so it ends in a stopped engine, never one left running.
+        """
+        if self._phase != _NEW:
+            raise RuntimeError("This engine was started or stopped before; an Engine starts once.")
+        self._phase = _STARTING
         try:
-            await self.leases.start()  # may refuse a hub another worker's blob leases hold
+            await self.hub.create_if_not_exists()
+            self.activities.start()
+            try:
+                await self.leases.start()  # may refuse a hub another worker's blob leases hold
+            except BaseException:
+                await self.activities.stop()
+                raise
         except BaseException:
-            await self.activities.stop()
+            self._phase = _STOPPED
+            self._tear_down()
             raise
-        self._started = True
+        finally:
+            self._start_settled.set()
+        self._phase = _RUNNING
+        if self._stop_requested:
+            log.info("durable engine %s: a stop arrived while it started; stopping", self.worker_id)
+            await self.stop()
+            return
         log.info("durable engine started: worker %s, hub %s, partitions %s", self.worker_id, self.hub.name,
                  self.owned_partitions)
 
     async def stop(self, timeout: float = STOP_SECONDS) -> None:
         """Stop reading, let running work finish (each stage waits a bounded time), hand the partitions over.
 
-        The whole stop is bounded too: in CI a stop once never returned (the process idle, no request in
-        flight; cause not yet found), and a host must not hang on shutdown. Past ``timeout`` the stages
-        still running are abandoned, as a crash would abandon them: messages held reappear when their
-        invisibility ends and leases expire, so nothing is lost (what the SIGKILL tests check).
+        Safe to call at any time and more than once; a stop during ``start`` waits for it (see ``start``).
+        The whole stop is bounded: past ``timeout`` whatever still runs is cancelled, as a crash would end
+        it (messages held reappear when their invisibility ends, leases expire: nothing is lost), so no
+        engine work goes on over storage the caller closes next.
         """
-        if not self._started:
+        self._stop_requested = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._phase == _STARTING:
+            settled = asyncio.ensure_future(self._start_settled.wait())
+            try:
+                done, _ = await asyncio.wait({settled}, timeout=timeout)
+            finally:
+                settled.cancel()
+            if not done:
+                log.error("The durable engine did not finish starting within %.0f s; it stops as soon as its "
+                          "start ends.", timeout)
+                return
+        if self._phase in (_NEW, _STOPPED) and self._stopping is None:  # never ran, or its start failed
+            self._phase = _STOPPED
+            self._tear_down()
             return
-        self._started = False
-        stopping = asyncio.ensure_future(self._stop_in_order())
-        done, _ = await asyncio.wait({stopping}, timeout=timeout)
-        if not done:
-            # Left as it is, as a crash would leave it: the stop goes on in the background while this process
-            # lives, and nothing is torn down under running work (shutting the executor down made a running
-            # activity record a failure: "cannot schedule new futures after shutdown").
-            log.error("The durable engine did not stop within %.0f s; abandoning its running work (held "
-                      "messages reappear when their invisibility ends, leases expire).", timeout)
-            return
-        stopping.result()
-        self.router.close()
-        if self._own_executor:
-            self.executor.shutdown(wait=False, cancel_futures=True)
+        if self._stopping is None:
+            self._phase = _STOPPING
+            self._stopping = asyncio.create_task(self._stop_in_order(), name=f"engine-stop {self.worker_id}")
+        done, _ = await asyncio.wait({self._stopping}, timeout=max(0.0, deadline - loop.time()))
+        if not done or self._abandoned:
+            if not done:
+                log.error("The durable engine did not stop within %.0f s; cancelling its running work as a "
+                          "crash would end it (held messages reappear when their invisibility ends, leases "
+                          "expire).", timeout)
+            self._abandoned = True
+            if not await self._cancel_all():
+                return  # something ignores its cancel: a later stop cancels again and then tears down
+        self._phase = _STOPPED
+        self._tear_down()
+        if not self._stopping.cancelled() and self._stopping.exception() is not None:
+            raise self._stopping.exception()
 
     async def _stop_in_order(self) -> None:
         await self.orchestrations.stop()  # stop reading, let running episodes commit
         await self.activities.stop()
         await self.leases.stop()          # then hand the partitions over
+
+    def _tasks(self) -> list[asyncio.Task]:
+        """Every task the engine runs: its stop, readers, episodes, activities, renewals and lease rounds."""
+        tasks = [*self.orchestrations.tasks(), *self.activities.tasks(), *self.leases.tasks()]
+        if self._stopping is not None:
+            tasks.append(self._stopping)
+        return [t for t in tasks if not t.done()]
+
+    async def _cancel_all(self) -> bool:
+        """Cancel all the engine's work and wait (briefly) for it to end; False when something still runs.
+
+        Cancelling is what a crash does to each stage, and each is built to survive a crash: an episode
+        cut short commits nothing past its last durable write and its messages come back, an activity's
+        work item reappears (a sync function's thread finishes, its result unused), leases expire.
+        """
+        tasks = self._tasks()
+        for task in tasks:
+            task.cancel()
+        if not tasks:
+            return True
+        _, pending = await asyncio.wait(tasks, timeout=CANCEL_SECONDS)
+        if pending:
+            log.error("The durable engine's tasks %s did not end when cancelled; the engine is left as it is.",
+                      sorted(t.get_name() for t in pending))
+        return not pending
+
+    def _tear_down(self) -> None:
+        """Once, when nothing of the engine runs any more: no more wake-ups, and the own thread pool ends.
+        (Never under running work: an activity still running would record 'cannot schedule new futures
+        after shutdown' as its failure.)"""
+        if self._torn_down:
+            return
+        self._torn_down = True
+        self.router.close()
+        if self._own_executor:
+            self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def __aenter__(self) -> "Engine":
         await self.start()

@@ -54,8 +54,15 @@ class ActivityDispatcher:
         if self.running:
             # Unfinished work items reappear when their visibility runs out: nothing is lost.
             await asyncio.wait(self.running, timeout=drain_seconds)
-            for t in self.running:
+            leftover = list(self.running)
+            for t in leftover:
                 t.cancel()
+            # Awaited, so that nothing of ours runs once the engine shuts its thread pool down.
+            await asyncio.gather(*leftover, return_exceptions=True)
+
+    def tasks(self) -> list[asyncio.Task]:
+        """Everything this dispatcher runs: its reader and the running work items."""
+        return [*([self._reader] if self._reader else []), *self.running]
 
     async def _read(self) -> None:
         name = self.hub.names.workitem_queue

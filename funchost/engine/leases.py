@@ -84,6 +84,10 @@ class LeaseManager:
         if self.protocol is not None:
             await self.protocol.release_all()
 
+    def tasks(self) -> list[asyncio.Task]:
+        """The background lease rounds, while they run."""
+        return [self._task] if self._task else []
+
     async def _run(self) -> None:
         failures = 0
         while not self._stopping:

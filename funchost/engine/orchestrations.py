@@ -93,14 +93,21 @@ class OrchestrationDispatcher:
     def owns(self, instance_id: str) -> bool:
         return self.hub.names.partition_of(instance_id) in self._owned
 
-    async def stop(self) -> None:
+    async def stop(self, drain_seconds: float = 10) -> None:
         for p in list(self.readers):
             await self.release(p)
         if self.running:
-            await asyncio.wait(self.running, timeout=10)
-        if self._renewer:
-            self._renewer.cancel()
-            await asyncio.gather(self._renewer, return_exceptions=True)
+            await asyncio.wait(self.running, timeout=drain_seconds)
+        # Episodes still running are cut short as a crash would: their messages were not deleted, so they
+        # come back and the episode is replayed (what it already committed is recognised as done).
+        leftover = [*self.running, *([self._renewer] if self._renewer else [])]
+        for task in leftover:
+            task.cancel()
+        await asyncio.gather(*leftover, return_exceptions=True)
+
+    def tasks(self) -> list[asyncio.Task]:
+        """Everything this dispatcher runs: readers, episodes and message deletes, the renewals."""
+        return [*self.readers.values(), *self.running, *([self._renewer] if self._renewer else [])]
 
     async def _renew_held(self) -> None:
         """Keep messages we still hold (waiting in an inbox or in a running episode) hidden."""
