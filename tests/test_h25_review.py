@@ -1,0 +1,164 @@
+"""Hostile review of issue 13 (h25): bulk jobs reading statuses for several chunks at once, the selection
+reading only the columns its client-side filter needs, the job's request parsed once."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from durable_mgmt import BulkRequest, DurableError, InstanceManager, JobState, Outcome
+from durable_mgmt.jobs import actions, runner
+from durable_mgmt.taskhub.jobs_table import JobsTable
+from durable_mgmt.transports import StorageTransport
+
+from .test_bulk_jobs import drain_messages, start_many
+from .test_cli_support import hostlike_instance
+
+
+@pytest.fixture
+def manager(hub) -> InstanceManager:
+    return InstanceManager(StorageTransport(hub))
+
+
+def _terminated(messages) -> dict[str, int]:
+    return {iid: n for (iid, kind), n in messages.items() if kind == "ExecutionTerminated"}
+
+
+async def _select_only(manager, request: BulkRequest):
+    job = await manager.bulk(request)
+    await job.run(lambda i: job.stop() if i.state is JobState.RUNNING else None)
+    return job
+
+
+async def test_a_purge_read_ahead_leaves_an_instance_restarted_before_its_chunk_acts(hub, client, manager,
+                                                                                    monkeypatch):
+    # Statuses and history keys of chunks 1-5 are read when chunk 1 is prepared; an instance of chunk 4 is
+    # started again after that read (after the first checkpoint). The ETag-checked purge must leave the new
+    # run whole and say so, and every other instance is purged once.
+    ids = [f"p-{i:02d}" for i in range(12)]
+    for iid in ids:
+        await hostlike_instance(hub, iid, "Completed", name="Target")
+    reads: list[list[str]] = []
+    original = actions.bulk_ops.statuses
+
+    async def counted(hub_, instance_ids, **kwargs):
+        reads.append(list(instance_ids))
+        return await original(hub_, instance_ids, **kwargs)
+
+    monkeypatch.setattr(actions.bulk_ops, "statuses", counted)
+    restarted = "p-07"  # chunk 4 of chunks of 2
+    job = await manager.bulk(BulkRequest("purge", "name = 'Target'", batch_size=2, concurrency=2))
+
+    async def restart_once(info):
+        if info.state is JobState.RUNNING and info.finished == 2:
+            await client.start("Target", {"again": True}, instance_id=restarted)
+
+    info = await job.run(restart_once)
+    assert restarted in reads[0]  # read ahead, before the restart
+    assert (info.state, info.done, info.skipped, info.failed) == (JobState.COMPLETED, 11, 1, 0)
+    skipped = [o async for o in job.outcomes(Outcome.SKIPPED)]
+    assert [o.instance_id for o in skipped] == [restarted] and "started again" in skipped[0].reason
+    assert (await client.get_status(restarted)).input == {"again": True}
+    for iid in ids:
+        if iid != restarted:
+            assert await hub.instances.get(iid) is None
+            assert await hub.history.rows(iid) == []
+
+
+async def test_a_failed_status_read_mid_window_acts_on_each_member_once(hub, client, manager, monkeypatch):
+    # The second of the window's reads fails: its chunk acts one by one, the next chunk reads again, and
+    # every instance gets one terminate.
+    targets = await start_many(client, 24)
+    calls = 0
+    original = actions.bulk_ops.statuses
+
+    async def second_fails(hub_, instance_ids, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise DurableError("storage hiccup (test)")
+        return await original(hub_, instance_ids, **kwargs)
+
+    monkeypatch.setattr(actions.bulk_ops, "statuses", second_fails)
+    job = await manager.bulk(BulkRequest("terminate", "name = 'Target'", batch_size=2, concurrency=3))
+    info = await job.run()
+    assert calls >= 3
+    assert (info.state, info.done, info.skipped, info.failed) == (JobState.COMPLETED, 24, 0, 0)
+    assert _terminated(await drain_messages(hub)) == {t: 1 for t in targets}
+
+
+async def test_a_resumed_job_with_claims_inside_a_read_ahead_window_acts_on_each_member_once(
+        hub, client, manager, monkeypatch):
+    # An earlier run claimed members 1-5 and stopped before recording them (nothing was sent). The resumed
+    # run gives those as in doubt (checked one by one) while reading the others ahead: each gets exactly one
+    # terminate, the in-doubt ones "sent again".
+    monkeypatch.setattr(actions, "IN_DOUBT_WAIT", 0.0)
+    targets = await start_many(client, 17)
+    job = await _select_only(manager, BulkRequest("terminate", "name = 'Target'", batch_size=3, concurrency=3))
+    jobs = JobsTable(hub)
+    keys = [key async for page in jobs.selection(job.id) for key, _ in page]
+    await jobs.claim_through(job.id, keys[4])
+    info = await (await manager.job(job.id)).run()
+    assert (info.state, info.done, info.skipped, info.failed) == (JobState.COMPLETED, 17, 0, 0)
+    assert _terminated(await drain_messages(hub)) == {t: 1 for t in targets}
+    again = {o.instance_id async for o in job.outcomes(Outcome.DONE) if "sent again" in o.reason}
+    assert again == set(targets[:5])
+
+
+async def test_a_job_request_follows_a_change_of_its_params(hub, manager):
+    job = await manager.bulk(BulkRequest("terminate", "name = 'Target'", batch_size=3, reason="one"))
+    assert (job.request.batch_size, job.request.reason) == (3, "one")
+    job.info = replace(job.info, params={**job.info.params, "batch_size": 7, "reason": "two"})
+    assert (job.request.batch_size, job.request.reason) == (7, "two")
+    job.info = replace(job.info, query="name = 'Other'")
+    assert job.request.query.text == "name = 'Other'"
+    job.info = replace(job.info, params={**job.info.params, "selected": True, "offset": 5})
+    assert job.request.batch_size == 7
+
+
+@pytest.mark.parametrize("query", ["input CONTAINS 'needle'", "input CONTAINS 'needle' OR name = 'Nope'",
+                                   "NOT input CONTAINS 'needle' AND name = 'Big'"])
+async def test_a_selection_filtered_on_an_input_kept_in_a_blob_selects_what_find_matches(hub, client, manager,
+                                                                                        query):
+    # A large input is stored in a blob (the row holds its URL): the client-side filter must see the value.
+    await client.start("Big", "x" * 100_000 + "needle", instance_id="big-needle")
+    await client.start("Big", "x" * 100_000, instance_id="big-plain")
+    await client.start("Big", "small needle", instance_id="small-needle")
+    expected = [s.instance_id async for s in manager.find(query)]
+    assert expected
+    job = await _select_only(manager, BulkRequest("suspend", query))
+    assert [o.instance_id async for o in job.outcomes(Outcome.PENDING)] == expected
+
+
+async def test_a_job_stopped_inside_a_read_ahead_window_resumes_acting_on_each_member_once(hub, client, manager):
+    # Stopped after its second checkpoint, with statuses read for chunks it never acted on: the resumed run
+    # reads them again and every instance gets one terminate; none is in doubt.
+    targets = await start_many(client, 20)
+    job = await manager.bulk(BulkRequest("terminate", "name = 'Target'", batch_size=2, concurrency=2))
+    first = await job.run(lambda i: job.stop() if i.state is JobState.RUNNING and i.finished >= 4 else None)
+    assert first.state is JobState.INTERRUPTED and 4 <= first.finished < 20
+    info = await (await manager.job(job.id)).run()
+    assert (info.state, info.done, info.skipped, info.failed) == (JobState.COMPLETED, 20, 0, 0)
+    assert _terminated(await drain_messages(hub)) == {t: 1 for t in targets}
+    assert not [o async for o in job.outcomes(Outcome.DONE) if "again" in o.reason or "confirmed" in o.reason]
+
+
+async def test_a_purge_of_rows_without_an_execution_id_or_with_typed_columns(hub, manager):
+    # Rows as other writers leave them: no ExecutionId column, or one written with an explicit type.
+    from azure.data.tables import EdmType, EntityProperty, UpdateMode
+
+    for i in range(6):
+        row = await hostlike_instance(hub, f"q-{i}", "Completed", name="Target")
+        if i % 2:
+            await hub.instances.client.update_entity(
+                {"PartitionKey": row["PartitionKey"], "RowKey": "", "ExecutionId": EntityProperty(row["ExecutionId"], EdmType.STRING)})
+        else:
+            await hub.instances.client.upsert_entity({k: v for k, v in row.items() if k != "ExecutionId"},
+                                                     mode=UpdateMode.REPLACE)
+            assert "ExecutionId" not in await hub.instances.client.get_entity(row["PartitionKey"], "")
+    job = await manager.bulk(BulkRequest("purge", "name = 'Target'", batch_size=2))
+    info = await job.run()
+    assert (info.state, info.done, info.skipped, info.failed) == (JobState.COMPLETED, 6, 0, 0)
+    for i in range(6):
+        assert await hub.instances.get(f"q-{i}") is None and await hub.history.rows(f"q-{i}") == []
