@@ -3,6 +3,7 @@ reading only the columns its client-side filter needs, the job's request parsed 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
@@ -14,6 +15,7 @@ from durable_mgmt.transports import StorageTransport
 
 from .test_bulk_jobs import drain_messages, start_many
 from .test_cli_support import hostlike_instance
+from .test_engine_e2e import index, state_dir  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -162,3 +164,72 @@ async def test_a_purge_of_rows_without_an_execution_id_or_with_typed_columns(hub
     assert (info.state, info.done, info.skipped, info.failed) == (JobState.COMPLETED, 6, 0, 0)
     for i in range(6):
         assert await hub.instances.get(f"q-{i}") is None and await hub.history.rows(f"q-{i}") == []
+
+
+# --- the engine's stop (h24) ------------------------------------------------------------------------
+
+def _engine(hub, index, worker_id: str, on_taken):
+    """An engine whose lease rounds call ``on_taken(p)`` once partition ``p`` is taken (its reader started)."""
+    from funchost.engine import Engine
+
+    e = Engine(hub, index, worker_id=worker_id, lease_tick_seconds=1.0)
+    real = e.leases.on_acquired
+
+    async def taken(p: int) -> None:
+        await real(p)
+        await on_taken(p)
+
+    e.leases.on_acquired = taken
+    return e
+
+
+async def _owners(hub) -> list[str]:
+    from durable_mgmt.taskhub.partitions import PartitionTable
+
+    return [lease.current_owner for lease in await PartitionTable(hub).read() if lease.current_owner]
+
+
+async def test_an_engine_starting_while_another_worker_writes_a_lease_starts(hub, index):
+    # Two workers start on one hub: ours takes its first partition, then the other writes another
+    # partition's lease row between our read and our claim (a 412). The provider's partition loop takes a
+    # 412 as "re-read at once" (TablePartitionManager.PartitionManagerLoop); before, our start failed with
+    # ConcurrencyConflict and left the first partition's reader running after stop().
+    from tests.test_engine_stop import _assert_nothing_runs
+
+    table = hub.table_service.get_table_client(hub.names.partitions_table)
+    raced = []
+
+    async def another_worker_writes(p: int) -> None:
+        if not raced:
+            rows = [r async for r in table.list_entities()]
+            other = next(r for r in rows if r.get("CurrentOwner") != "start-raced")
+            await table.update_entity({"PartitionKey": other["PartitionKey"], "RowKey": other["RowKey"],
+                                       "IsDraining": False})
+            raced.append(other["RowKey"])
+
+    e = _engine(hub, index, "start-raced", another_worker_writes)
+    await e.start()
+    assert raced and e.running and e.owned_partitions
+    await e.stop()
+    _assert_nothing_runs(e)
+    assert "start-raced" not in await _owners(hub)
+
+
+async def test_an_engine_start_cut_short_after_taking_a_partition_leaves_nothing_running(hub, index):
+    # A second Ctrl-C (or any failure) during start, once a partition is taken and its reader runs: once
+    # stop() has returned nothing of the engine may run over storage the host closes next, and the
+    # partition is handed back rather than left to expire.
+    from tests.test_engine_stop import _assert_nothing_runs
+
+    starting: asyncio.Task | None = None
+
+    async def cut_short(p: int) -> None:
+        starting.cancel()
+
+    e = _engine(hub, index, "start-cut", cut_short)
+    starting = asyncio.create_task(e.start())
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    await e.stop()
+    _assert_nothing_runs(e)
+    assert "start-cut" not in await _owners(hub)
