@@ -178,7 +178,10 @@ class Engine:
         took (their leases handed back, not left to expire) and the work-item reader. A failure here is
         logged: the start's own error is the one its caller gets."""
         try:
-            await self._stop_in_order()
+            await self.orchestrations.stop()
+            await self.activities.stop()
+            if self.leases.owned:  # only then: a start failing on unreachable storage waits on no release
+                await self.leases.stop()
         except Exception:
             log.exception("durable engine %s: stopping what its failed start began failed", self.worker_id)
 
