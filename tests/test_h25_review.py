@@ -119,6 +119,31 @@ async def test_a_job_request_follows_a_change_of_its_params(hub, manager):
     assert job.request.batch_size == 7
 
 
+async def test_a_job_canceled_inside_a_read_ahead_window_sends_to_exactly_the_members_it_records(hub, client,
+                                                                                                manager,
+                                                                                                monkeypatch):
+    # Canceled from "another request" after its first checkpoint, while statuses are read ahead for chunks
+    # it will never act on: the terminates sent are exactly the instances recorded done, and the claim mark
+    # is back at what was acted on (a cancel leaves nothing in doubt).
+    monkeypatch.setattr(runner, "CANCEL_CHECK_SECONDS", 0.0)  # every chunk looks for a cancel
+    targets = await start_many(client, 30)
+    job = await manager.bulk(BulkRequest("terminate", "name = 'Target'", batch_size=2, concurrency=2))
+    asked = []
+
+    async def cancel_once(info):
+        if info.state is JobState.RUNNING and info.finished >= 2 and not asked:
+            asked.append(await manager.cancel_job(job.id))
+
+    info = await job.run(cancel_once)
+    assert info.state is JobState.CANCELED and 2 <= info.done < 30
+    done = {o.instance_id async for o in job.outcomes(Outcome.DONE)}
+    assert len(done) == info.done and done <= set(targets)
+    assert _terminated(await drain_messages(hub)) == {t: 1 for t in done}
+    jobs = JobsTable(hub)
+    keys = {iid: key async for page in jobs.selection(job.id) for key, iid in page}
+    assert await jobs.claimed_through(job.id) == max((keys[t] for t in done), key=runner.service_order)
+
+
 @pytest.mark.parametrize("query", ["input CONTAINS 'needle'", "input CONTAINS 'needle' OR name = 'Nope'",
                                    "NOT input CONTAINS 'needle' AND name = 'Big'"])
 async def test_a_selection_filtered_on_an_input_kept_in_a_blob_selects_what_find_matches(hub, client, manager,
