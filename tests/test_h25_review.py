@@ -258,3 +258,28 @@ async def test_an_engine_start_cut_short_after_taking_a_partition_leaves_nothing
     await e.stop()
     _assert_nothing_runs(e)
     assert "start-cut" not in await _owners(hub)
+
+
+async def test_a_selection_by_creation_time_selects_what_find_matches_at_the_edges(hub, manager):
+    # Times are pushed down widened and checked here exactly (the selection then reads CreatedTime too):
+    # rows on, just inside and just outside each edge, and one without the column.
+    from datetime import datetime, timedelta, timezone
+
+    from .test_cli_support import gather_limited
+
+    lo = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    hi = lo + timedelta(hours=1)
+    ms = timedelta(milliseconds=1)
+    times = [lo - ms, lo, lo + ms, hi - ms, hi, hi + ms, None]
+    rows = []
+    for i, t in enumerate(times):
+        row = {"PartitionKey": f"e-{i}", "RowKey": "", "Name": "E", "RuntimeStatus": "Running"}
+        if t is not None:
+            row["CreatedTime"] = t
+        rows.append(row)
+    await gather_limited([hub.instances.client.upsert_entity(r) for r in rows])
+    query = f"status = Running AND createdTime >= '{lo.isoformat()}' AND createdTime < '{hi.isoformat()}'"
+    expected = [s.instance_id async for s in manager.find(query)]
+    assert expected == ["e-1", "e-2", "e-3"]
+    job = await _select_only(manager, BulkRequest("terminate", query))
+    assert [o.instance_id async for o in job.outcomes(Outcome.PENDING)] == expected
