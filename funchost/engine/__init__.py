@@ -112,11 +112,12 @@ class Engine:
             try:
                 await self.leases.start()  # may refuse a hub another worker's blob leases hold
             except BaseException:
-                await self.activities.stop()
+                await self._undo_start()
                 raise
         except BaseException:
             self._phase = _STOPPED
-            self._tear_down()
+            if not self._tasks():  # else (the undo cut short too) the stop that follows cancels what is left
+                self._tear_down()
             raise
         finally:
             self._start_settled.set()
@@ -151,6 +152,8 @@ class Engine:
                 return
         if self._phase in (_NEW, _STOPPED) and self._stopping is None:  # never ran, or its start failed
             self._phase = _STOPPED
+            if self._tasks() and not await self._cancel_all():  # a failed start's undo was cut short too
+                return
             self._tear_down()
             return
         if self._stopping is None:
@@ -169,6 +172,18 @@ class Engine:
         self._tear_down()
         if not self._stopping.cancelled() and self._stopping.exception() is not None:
             raise self._stopping.exception()
+
+    async def _undo_start(self) -> None:
+        """Stop what a start that failed half-way began: the readers of the partitions its first lease round
+        took (their leases handed back, not left to expire) and the work-item reader. A failure here is
+        logged: the start's own error is the one its caller gets."""
+        try:
+            await self.orchestrations.stop()
+            await self.activities.stop()
+            if self.leases.owned:  # only then: a start failing on unreachable storage waits on no release
+                await self.leases.stop()
+        except Exception:
+            log.exception("durable engine %s: stopping what its failed start began failed", self.worker_id)
 
     async def _stop_in_order(self) -> None:
         await self.orchestrations.stop()  # stop reading, let running episodes commit

@@ -68,8 +68,14 @@ class LeaseManager:
         self.protocol = cls(self.hub, self.worker_id, self.on_acquired, self.on_released,
                             lease_seconds=self.lease_seconds)
         await self.protocol.prepare()  # may refuse (HostStartError); storage errors propagate
-        await self.tick()
-        self._task = asyncio.create_task(self._run(), name="leases")
+        raced = False
+        try:
+            await self.tick()
+        except ConcurrencyConflict:
+            # Another worker wrote a lease row first (workers starting together): not a failed start. As the
+            # provider's loop takes a 412 (TablePartitionManager.PartitionManagerLoop), the rounds re-read at once.
+            raced = True
+        self._task = asyncio.create_task(self._run(failures=1 if raced else 0), name="leases")
 
     async def tick(self) -> None:
         """One round of the protocol (read, claim, renew, balance)."""
@@ -88,8 +94,7 @@ class LeaseManager:
         """The background lease rounds, while they run."""
         return [self._task] if self._task else []
 
-    async def _run(self) -> None:
-        failures = 0
+    async def _run(self, *, failures: int = 0) -> None:
         while not self._stopping:
             wait = self.tick_seconds if failures == 0 or failures >= MAX_IMMEDIATE_RETRIES else 0
             if self.protocol.busy:  # draining or waiting for a partition: look again soon
