@@ -201,10 +201,11 @@ FIND_ROUNDS = int(os.environ.get("BENCH_FIND_ROUNDS", "11"))
 
 def _slice(r: int) -> str:
     """The instances created in the r-th of ROUNDS consecutive spans (the seed gives instance i the
-    creation time T0 + i s). Storage evaluates it, as it does the status: the whole query is pushed down,
-    as it is for the common bulk queries (by status, name, time). An id range would not be: ids are
-    compared in this process (escaping does not keep their order, ``query.plan``), so each job would read
-    every Running row of the hub to select a fifth of them."""
+    creation time T0 + i s). Storage evaluates it, as it does the status, widened by a millisecond each
+    way; the rows it returns are checked exactly here (``query.plan``: Azurite compares times at
+    millisecond precision), which reads only their key and CreatedTime. An id range would not be pushed
+    down at all: ids are compared in this process (escaping does not keep their order), so each job would
+    read every Running row of the hub to select a fifth of them."""
     lo, hi = (T0 + timedelta(seconds=k * TOTAL // ROUNDS) for k in (r, r + 1))
     return f"createdTime >= '{lo.isoformat()}' AND createdTime < '{hi.isoformat()}'"
 
