@@ -254,6 +254,26 @@ async def test_find_gives_every_value_as_written_and_as_reading_one_row_does(see
                               one.last_updated_time, one.input, one.output)
 
 
+async def test_a_status_converted_from_an_entity_is_the_one_reading_the_row_gives(seeded):
+    # status_from_entity fills the frozen dataclass directly (instance_row._status, skipping its __init__
+    # for speed): the object must be the one the single-row read (InstanceRow.to_status) builds, every
+    # field set, equal and printed alike.
+    from dataclasses import fields
+
+    from durable_mgmt.models import InstanceStatus
+    from durable_mgmt.taskhub.instance_row import status_from_entity
+
+    manager, truth = seeded
+    hub = manager.transport.hub
+    for r in [t for t in truth if t is not truth[7]][:25]:  # row 7's input is in a blob: not in its entity
+        entity = await hub.instances.client.get_entity(escape_key(r["id"]), "")
+        fast = status_from_entity(entity)
+        assert set(vars(fast)) == {f.name for f in fields(InstanceStatus)}
+        one = (await hub.instances.read(r["id"], with_input=True, with_output=True)).to_status(show_input=True)
+        assert fast == one and repr(fast) == repr(one)
+        assert fast == InstanceStatus(**vars(fast))
+
+
 async def test_the_next_page_is_requested_before_the_caller_works_on_this_one(seeded):
     # plain_pages' prefetch: the request for page n+1 must leave before the caller's (synchronous) work on
     # page n, not when the caller comes back for page n+1 (it did, so nothing overlapped).
