@@ -88,7 +88,7 @@ class _ChunkReader:
 
     Statuses (and a purge's history keys) are read for ``ahead`` chunks at once, one range query for
     several chunks: every query costs the store a pass over the table's rows in range (in-memory Azurite
-    evaluates it over the whole table: at 20,000 instances, one query cost as much as two point writes),
+    evaluates it over the whole table: at 20,000 instances, one took as long as two point reads),
     while claims stay a chunk at a time (what a crash leaves in doubt)."""
 
     def __init__(self, job: "BulkJob", ctx: Context, export: HistoryExport | None, claimed: str, *, ahead: int = 1):

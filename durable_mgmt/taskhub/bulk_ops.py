@@ -65,7 +65,8 @@ async def _read_statuses(hub, wanted: dict[str, str], found: dict[str, BatchStat
             if iid is not None:
                 seen.add(e["PartitionKey"])
                 # Only the three columns read: no plain copy of the row (thousands per job).
-                listed = ListedInstance(e["PartitionKey"], (e.metadata or {}).get("etag"), plain_value(e.get("ExecutionId")))
+                listed = ListedInstance(e["PartitionKey"], (e.metadata or {}).get("etag"),
+                                        plain_value(e.get("ExecutionId")))
                 found[iid] = BatchStatus(RuntimeStatus.parse(e.get("RuntimeStatus") or "Pending"), listed)
     return [k for k in keys if k not in seen]
 
