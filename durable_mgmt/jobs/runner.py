@@ -98,8 +98,7 @@ class _ChunkReader:
         self._pages = job._pending_pages()
         self._buffer: list = []
         self._next_cancel_check = 0.0
-        self._prepared: Prepared | None = None  # read for the members below and not given out yet
-        self._prepared_ids: set[str] = set()
+        self._prepared: Prepared | None = None  # statuses read for these members and some not given out yet
 
     async def _fill(self, size: int) -> None:
         while len(self._buffer) < size:
@@ -124,14 +123,13 @@ class _ChunkReader:
         """What ``members`` need before acting: from the read made for earlier chunks when it covered them,
         else read now for them and the next ``ahead - 1`` chunks' worth of members (still buffered)."""
         fresh = [m.instance_id for m in members if m.outcome is Outcome.PENDING]
-        if self._prepared is not None and self._prepared_ids.issuperset(fresh):
+        if self._prepared is not None and self._prepared.statuses.keys() >= set(fresh):
             return self._prepared
         await self._fill((self._ahead - 1) * size)
         following = [self._as_member(key, m) for key, m in self._buffer[:(self._ahead - 1) * size]]
         prepared = await prepare_batch(self._ctx, members + following)
         # A failed read (statuses None: act one by one) is not kept for the following chunks.
         self._prepared = prepared if prepared.statuses is not None else None
-        self._prepared_ids = {m.instance_id for m in members + following if m.outcome is Outcome.PENDING}
         return prepared
 
     async def next(self) -> _Chunk | None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from ..models import PurgeResult, RuntimeStatus
-from .entities import plain_value
 from .events import EventType, event
 from .messages import TaskMessage
 from .names import escape_key, service_order, unescape_key
@@ -64,10 +63,8 @@ async def _read_statuses(hub, wanted: dict[str, str], found: dict[str, BatchStat
             iid = wanted.get(e["PartitionKey"])
             if iid is not None:
                 seen.add(e["PartitionKey"])
-                # Only the three columns read: no plain copy of the row (thousands per job).
-                listed = ListedInstance(e["PartitionKey"], (e.metadata or {}).get("etag"),
-                                        plain_value(e.get("ExecutionId")))
-                found[iid] = BatchStatus(RuntimeStatus.parse(e.get("RuntimeStatus") or "Pending"), listed)
+                found[iid] = BatchStatus(RuntimeStatus.parse(e.get("RuntimeStatus") or "Pending"),
+                                         ListedInstance.of(e))
     return [k for k in keys if k not in seen]
 
 

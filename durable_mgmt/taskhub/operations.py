@@ -13,7 +13,7 @@ import contextlib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from azure.core import MatchConditions
 from azure.data.tables import TransactionOperation
@@ -27,8 +27,8 @@ from .events import EventType, HistoryEvent, event, execution_started
 from .history import SENTINEL_ROW_KEY
 from .history_view import render_history
 from .hub import TaskHub
-from .instance_row import InstanceRow
-from .instance_row import status_from_entity
+from .entities import plain_value
+from .instance_row import InstanceRow, status_from_entity
 from .messages import TaskMessage, check_scheduled_start
 from .events import serialize_tags
 from .names import (escape_key, new_execution_id, new_instance_id, service_order, unescape_key, validate_event_name,
@@ -541,8 +541,11 @@ class ListedInstance:
     execution_id: str | None
 
     @classmethod
-    def of(cls, row: dict[str, Any]) -> "ListedInstance":
-        return cls(row["PartitionKey"], row.get("etag"), row.get("ExecutionId"))
+    def of(cls, row: Mapping[str, Any]) -> "ListedInstance":
+        """From a plain row (its ETag as ``etag``) or an SDK entity as read (its ETag in ``metadata``: no plain
+        copy of the row needed)."""
+        etag = row.get("etag") or (getattr(row, "metadata", None) or {}).get("etag")
+        return cls(row["PartitionKey"], etag, plain_value(row.get("ExecutionId")))
 
 
 async def _delete_row(client: Any, pk: str, row_key: str, **condition: Any) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import AsyncIterator, Iterable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 from ..models import InstanceStatus, RuntimeStatus, parse_json_text
 from ..query import Field, Query, field_text
@@ -80,15 +80,10 @@ async def count_groups(hub, query: Query, group_by: Field) -> Counter[str]:
     select = _filter_columns(query)
     if column not in select:
         select.append(column)
-    want_input = "Input" in select
-    matches = None if query.client is None else query.matches_client_side
+    passes = _row_filter(query, select)
     stored: Counter = Counter()
     async for rows in _rows(hub, query, select):
-        if matches is None:
-            stored.update(row.get(column) for row in rows)
-        else:
-            stored.update(row.get(column) for row in rows
-                          if matches(status_from_entity(row, show_input=want_input)))
+        stored.update(row.get(column) for row in rows if passes is None or passes(row))
     tally: Counter[str] = Counter()
     for value, n in stored.items():
         tally[_group_key(group_by, plain_value(value))] += n
@@ -101,6 +96,16 @@ def _filter_columns(query: Query) -> list[str]:
     if Field.LAST_UPDATED_TIME in needed:
         needed.add(Field.CREATED_TIME)  # a row without the column is taken to be updated when it was created
     return ["PartitionKey"] + [COLUMNS[f] for f in Field if f in needed and COLUMNS[f] != "PartitionKey"]
+
+
+def _row_filter(query: Query, select: list[str]) -> Callable[[Any], bool] | None:
+    """Whether a row read with ``select`` columns passes the client-side half of ``query`` (judged on a status
+    of those columns: the half looks at nothing else); None when storage evaluated the whole query."""
+    if query.client is None:
+        return None
+    want_input = "Input" in select
+    matches = query.matches_client_side
+    return lambda row: matches(status_from_entity(row, show_input=want_input))
 
 
 def _group_key(group_by: Field, value) -> str:
@@ -140,13 +145,7 @@ async def scan_ids(hub, query: Query, *, after_key: str | None = None) -> AsyncI
     client-side half of the query looks at are read (just the key when storage evaluates it all): building
     a whole status per row cost as much as the rest of the selection."""
     select = _filter_columns(query)
-    if query.client is None:
-        async for rows in _rows(hub, query, select, after_key=after_key):
-            yield [unescape_key(r["PartitionKey"]) for r in rows], rows[-1]["PartitionKey"] if rows else None
-        return
-    want_input = "Input" in select
-    matches = query.matches_client_side
+    passes = _row_filter(query, select)
     async for rows in _rows(hub, query, select, after_key=after_key):
-        # A status of the columns read: the client-side half looks at nothing else.
-        ids = [s.instance_id for s in (status_from_entity(row, show_input=want_input) for row in rows) if matches(s)]
+        ids = [unescape_key(r["PartitionKey"]) for r in rows if passes is None or passes(r)]
         yield ids, rows[-1]["PartitionKey"] if rows else None
