@@ -28,6 +28,17 @@ def _gate_leases(engine: Engine) -> tuple[asyncio.Event, asyncio.Event]:
     return reached, go
 
 
+async def _stop_while_starting(start, stop, reached: asyncio.Event, go: asyncio.Event, what: str) -> None:
+    """Call ``stop()`` once ``start()`` has reached its gate; the stop must wait for the start (``go``)."""
+    starting = asyncio.create_task(start())
+    await reached.wait()
+    stopping = asyncio.create_task(stop())
+    await asyncio.sleep(0.1)
+    assert not stopping.done(), what
+    go.set()
+    await asyncio.gather(starting, stopping)
+
+
 async def _owners(hub) -> list[str]:
     return [lease.current_owner for lease in await PartitionTable(hub).read() if lease.current_owner]
 
@@ -48,13 +59,8 @@ async def test_a_stop_during_start_waits_for_it_then_stops_and_hands_the_partiti
     # yet); the start then finished and the engine ran on, owning partitions, with nobody left to stop it.
     e = Engine(hub, index, worker_id="stop-during-start", lease_tick_seconds=1.0)
     reached, go = _gate_leases(e)
-    starting = asyncio.create_task(e.start())
-    await reached.wait()
-    stopping = asyncio.create_task(e.stop())
-    await asyncio.sleep(0.1)
-    assert not stopping.done(), "the stop returned while the start was still taking partitions"
-    go.set()
-    await asyncio.gather(starting, stopping)
+    await _stop_while_starting(e.start, e.stop, reached, go,
+                               "the stop returned while the start was still taking partitions")
     _assert_nothing_runs(e)
     assert "stop-during-start" not in await _owners(hub), "the partitions were not released"
 
@@ -150,13 +156,7 @@ async def test_a_host_stopped_while_it_starts_its_engine_waits_then_stops_everyt
 
     host = Gated(APPS / "client_app", port=0, connection_string=connection_string, hub_name=hub_name,
                  environ=dict(os.environ), drain_timeout=2.0)
-    starting = asyncio.create_task(host.start())
-    await reached.wait()
-    stopping = asyncio.create_task(host.stop())
-    await asyncio.sleep(0.1)
-    assert not stopping.done(), "the host's stop did not wait for its start"
-    go.set()
-    await asyncio.gather(starting, stopping)
+    await _stop_while_starting(host.start, host.stop, reached, go, "the host's stop did not wait for its start")
     assert host.engine is None and len(engines) == 1
     _assert_nothing_runs_but_the_host_pool(engines[0])
     assert not await asyncio.to_thread(_answers, host.port)

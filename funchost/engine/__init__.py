@@ -152,7 +152,7 @@ class Engine:
                 return
         if self._phase in (_NEW, _STOPPED) and self._stopping is None:  # never ran, or its start failed
             self._phase = _STOPPED
-            if self._tasks() and not await self._cancel_all():  # a failed start's undo was cut short too
+            if not await self._cancel_all():  # a failed start's undo was cut short too: cancel what is left
                 return
             self._tear_down()
             return
@@ -178,17 +178,16 @@ class Engine:
         took (their leases handed back, not left to expire) and the work-item reader. A failure here is
         logged: the start's own error is the one its caller gets."""
         try:
-            await self.orchestrations.stop()
-            await self.activities.stop()
-            if self.leases.owned:  # only then: a start failing on unreachable storage waits on no release
-                await self.leases.stop()
+            # Leases handed back only if some were taken: a start failing on unreachable storage waits on no release.
+            await self._stop_in_order(release_leases=bool(self.leases.owned))
         except Exception:
             log.exception("durable engine %s: stopping what its failed start began failed", self.worker_id)
 
-    async def _stop_in_order(self) -> None:
+    async def _stop_in_order(self, *, release_leases: bool = True) -> None:
         await self.orchestrations.stop()  # stop reading, let running episodes commit
         await self.activities.stop()
-        await self.leases.stop()          # then hand the partitions over
+        if release_leases:
+            await self.leases.stop()      # then hand the partitions over
 
     def _tasks(self) -> list[asyncio.Task]:
         """Every task the engine runs: its stop, readers, episodes, activities, renewals and lease rounds."""
