@@ -18,7 +18,7 @@ from durable_mgmt.taskhub.operations import ListedInstance
 from durable_mgmt.taskhub.scan import scan_ids
 from durable_mgmt.transports import StorageTransport
 
-from .test_cli_support import hostlike_instance
+from .test_cli_support import cli, hostlike_instance  # noqa: F401 (fixture)
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 NEEDLE = "needle-in-a-blob"
@@ -174,3 +174,66 @@ async def test_count_and_selection_equal_a_plain_tally_and_find(seeded, manager,
                           ("customStatus", lambda t: _text(t[5]))):
         result = await manager.count(CountRequest(query, group_by))
         assert result.groups == dict(Counter(key(t) for t in TRUTH if predicate(t))), (text, group_by)
+
+
+# --- 4. hostile text through the CLI and the dashboard ---------------------------------------------------
+
+XSS = '<script id="pwned">alert(1)</script>'
+HOSTILE_ID = "h-" + XSS
+
+
+async def _hostile_instance(hub) -> None:
+    await hostlike_instance(hub, HOSTILE_ID, "Completed", name="N" + XSS)
+    await hub.instances.upsert({"PartitionKey": escape_key(HOSTILE_ID), "RowKey": "",
+                                "CustomStatus": json.dumps(XSS)})
+
+
+async def test_hostile_query_values_through_the_cli_match_exactly_or_nothing_and_change_nothing(cli, hub):
+    await _hostile_instance(hub)
+    before = (await hub.instances.client.get_entity(escape_key(HOSTILE_ID), "")).metadata["etag"]
+    hit = await cli.json("count", "-q", f"name = 'N{XSS}' AND instanceId = '{HOSTILE_ID}'")
+    assert hit["total"] == 1
+    quoted = await cli.json("count", "-q", "customStatus CONTAINS '\"' OR name = 'it''s \" x' OR name = '"
+                            + "\U0001F600\ufffe\uffff\ud7ff" + "x" * 10_000 + "'")
+    assert quoted["total"] == 1  # the customStatus JSON text holds quotes; nothing else matches
+    lines = (await cli.ok("get-instances", "-q", "instanceId CONTAINS '<script'", "--output", "jsonl")).stdout
+    assert [json.loads(x)["instanceId"] for x in lines.splitlines()] == [HOSTILE_ID]
+    none = await cli.json("bulk", "terminate", "-q", f"name = '{XSS}\U0001F600'", "--reason", XSS, "--yes")
+    assert none == {"matched": 0}
+    # an unclosed quote: where and why, nothing run
+    bad = await cli("bulk", "purge", "-q", "name = 'x", "--yes")
+    assert bad.code == 2 and "column" in bad.stderr and "Traceback" not in bad.stderr
+    # a lone surrogate cannot reach storage: refused, saying which value (bytes not UTF-8 on the command line)
+    raw = await cli("count", "-q", "name = '\udcff'")
+    assert raw.code == 2 and raw.stderr.splitlines()[0] == (
+        "Error: Invalid query at column 9: invalid character U+DCFF (a lone UTF-16 surrogate); the query must "
+        "be valid Unicode text.")
+    after = await hub.instances.client.get_entity(escape_key(HOSTILE_ID), "")
+    assert after.metadata["etag"] == before and after["RuntimeStatus"] == "Completed"
+
+
+async def test_hostile_values_and_arguments_are_escaped_in_dashboard_pages(hub, manager):
+    import aiohttp
+    from urllib.parse import quote
+
+    from durable_mgmt.dashboard.standalone import StandaloneServer
+
+    await _hostile_instance(hub)
+    async with StandaloneServer(manager, port=0) as server, aiohttp.ClientSession() as session:
+        base = server.url
+        paths = ["?range=all", "?range=all&q=" + quote(f"name CONTAINS '<script'"),
+                 "rows?range=all", "instance?id=" + quote(HOSTILE_ID),
+                 "?range=all&q=" + quote(f"name = '{XSS}"),  # unclosed: the caret error shows the text
+                 "?range=all&name=" + quote(XSS) + "&prefix=" + quote(XSS) + "&custom=" + quote(XSS),
+                 "?range=all&q=" + quote("name = '" + "\U0001F600\uffff\ud7ff" + "x" * 3000 + "'"),
+                 "?range=all&q=name%20%3D%20%27a%00b%27", "?range=all&q=name%20%3D%20%27%ED%A0%80%27",
+                 "plan?q=" + quote(f"customStatus CONTAINS '{XSS}'"), "instance?id=" + quote(XSS)]
+        for path in paths:
+            async with session.get(base + path) as r:
+                text = await r.text(errors="replace")
+                assert r.status in (200, 400, 404), (path, r.status, text[:300])
+                assert '<script id="pwned"' not in text, (path, text[text.find("pwned") - 200:][:400])
+        async with session.get(base + "?range=all") as r:
+            assert "&lt;script id=&#34;pwned&#34;&gt;" in await r.text() or "&lt;script" in await r.text()
+    after = await hub.instances.client.get_entity(escape_key(HOSTILE_ID), "")
+    assert after["RuntimeStatus"] == "Completed" and json.loads(after["CustomStatus"]) == XSS
