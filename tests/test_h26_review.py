@@ -237,3 +237,47 @@ async def test_hostile_values_and_arguments_are_escaped_in_dashboard_pages(hub, 
             assert "&lt;script id=&#34;pwned&#34;&gt;" in await r.text() or "&lt;script" in await r.text()
     after = await hub.instances.client.get_entity(escape_key(HOSTILE_ID), "")
     assert after["RuntimeStatus"] == "Completed" and json.loads(after["CustomStatus"]) == XSS
+
+
+# --- 3. the read-ahead's coverage ----------------------------------------------------------------------
+
+async def test_a_resumed_purge_of_batch_size_one_with_claims_in_its_window_purges_each_once(hub, client, manager,
+                                                                                          monkeypatch):
+    # An earlier run claimed members 0-2 and died before recording them (p-1 was purged by it, the others
+    # not). The resumed run (chunks of 1, statuses and history keys read ahead for 5 chunks) checks the
+    # claimed ones one by one, reads the others in windows, and a restart of p-6 after its window was read
+    # is left whole.
+    from durable_mgmt.taskhub.jobs_table import JobsTable
+
+    ids = [f"p-{i}" for i in range(9)]
+    for iid in ids:
+        await hostlike_instance(hub, iid, "Completed", name="Target")
+    job = await manager.bulk(BulkRequest("purge", "name = 'Target'", batch_size=1, concurrency=1))
+    await job.run(lambda i: job.stop() if i.state is JobState.RUNNING else None)
+    jobs = JobsTable(hub)
+    keys = [key async for page in jobs.selection(job.id) for key, _ in page]
+    assert len(keys) == 9
+    await jobs.claim_through(job.id, keys[2])
+    await client.purge_instance("p-1")  # the dead run's purge of p-1 took effect
+    reads: list[list[str]] = []
+    original = actions.bulk_ops.statuses
+
+    async def read_then_restart(hub_, instance_ids, **kwargs):
+        found = await original(hub_, instance_ids, **kwargs)
+        reads.append(list(instance_ids))
+        if "p-6" in instance_ids and not any("p-6" in r for r in reads[:-1]):
+            await client.start("Target", {"again": True}, instance_id="p-6")
+        return found
+
+    monkeypatch.setattr(actions.bulk_ops, "statuses", read_then_restart)
+    info = await (await manager.job(job.id)).run()
+    assert not {"p-0", "p-1", "p-2"} & {i for r in reads for i in r}  # the claimed ones are not read ahead
+    assert len(reads) < 6  # windows, not a read per chunk
+    outcomes = {o.instance_id: o async for o in job.outcomes()}
+    assert sorted(outcomes) == ids  # one outcome each
+    assert outcomes["p-6"].outcome is Outcome.SKIPPED
+    assert info.state is JobState.COMPLETED and info.failed == 0, outcomes
+    assert (await client.get_status("p-6")).input == {"again": True}
+    for iid in ids:
+        if iid != "p-6":
+            assert await hub.instances.get(iid) is None and await hub.history.rows(iid) == []
