@@ -3,6 +3,7 @@ client-side row filter shared by count and the bulk selection, the read-ahead's 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -19,6 +20,7 @@ from durable_mgmt.taskhub.scan import scan_ids
 from durable_mgmt.transports import StorageTransport
 
 from .test_cli_support import cli, hostlike_instance  # noqa: F401 (fixture)
+from .test_engine_e2e import index, state_dir  # noqa: F401 (fixtures)
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 NEEDLE = "needle-in-a-blob"
@@ -281,3 +283,53 @@ async def test_a_resumed_purge_of_batch_size_one_with_claims_in_its_window_purge
     for iid in ids:
         if iid != "p-6":
             assert await hub.instances.get(iid) is None and await hub.history.rows(iid) == []
+
+
+# --- 6. the engine: a start that fails, and a stop raced against it --------------------------------------
+
+async def test_a_stop_raced_against_a_start_failing_after_taking_a_partition_leaves_nothing(hub, index):
+    # The stop arrives while the start takes partitions; the start then fails once one is taken and its
+    # reader runs. The start's caller gets the start's error, the stop returns quietly, nothing of the
+    # engine runs, its own pool is shut down, and the partition is handed back (not left to expire).
+    from tests.test_engine_stop import _assert_nothing_runs
+
+    from .test_h25_review import _engine, _owners
+
+    stopping: asyncio.Task | None = None
+    e = None
+
+    async def fail_after_stop_arrived(p: int) -> None:
+        nonlocal stopping
+        assert "start-fails" in await _owners(hub)  # the partition is really ours in storage
+        stopping = asyncio.create_task(e.stop())
+        await asyncio.sleep(0.05)
+        assert not stopping.done()  # it waits for the start
+        raise RuntimeError("boom while starting")
+
+    e = _engine(hub, index, "start-fails", fail_after_stop_arrived)
+    with pytest.raises(RuntimeError, match="boom while starting"):
+        await e.start()
+    await stopping  # no error of its own
+    _assert_nothing_runs(e)
+    assert "start-fails" not in await _owners(hub)
+    await e.stop()  # again: nothing to do, no error
+    _assert_nothing_runs(e)
+
+
+async def test_a_start_refused_before_any_partition_is_torn_down_and_a_stop_after_it_is_quiet(hub, index):
+    from funchost.engine import Engine
+    from tests.test_engine_stop import _assert_nothing_runs
+
+    e = Engine(hub, index, worker_id="start-refused", lease_tick_seconds=1.0)
+
+    async def refuse() -> None:
+        raise RuntimeError("lease refused")
+
+    e.leases.start = refuse
+    with pytest.raises(RuntimeError, match="lease refused"):
+        await e.start()
+    _assert_nothing_runs(e)  # torn down by the failed start itself, no stop needed
+    await asyncio.wait_for(e.stop(), 5)
+    _assert_nothing_runs(e)
+    with pytest.raises(RuntimeError, match="starts once"):
+        await e.start()
