@@ -129,24 +129,20 @@ def _row(t):
     return row
 
 
-_MISSING_UPDATED = ("a pushed-down lastUpdatedTime comparison drops rows without the column, which the "
-                    "status shows as updated at CreatedTime; fixing it needs the planner to push "
-                    "'LastUpdatedTime op X or CreatedTime op X' (a superset) and re-check here")
-
 QUERIES = [
     ("customStatus CONTAINS 'wait' OR customStatus = 'done'",
      lambda t: "wait" in _text(t[5]) or t[5] == "done"),
     (f"input CONTAINS '{NEEDLE}'", lambda t: NEEDLE in _text(t[6])),
     ("output CONTAINS 'boom'", lambda t: "boom" in _text(t[7])),
     # A row without LastUpdatedTime shows (and the client-side half judges) it as its CreatedTime
-    # (scan._filter_columns, status_from_entity), but the planner pushes lastUpdatedTime down to storage,
-    # whose comparison drops every row lacking the column: find, count and the selection agree with each
-    # other but not with the values they show. The provider always writes the column
-    # (AzureTableTrackingStore.SetNewExecutionAsync), so only rows of other writers are affected.
-    pytest.param("lastUpdatedTime > -30h", lambda t: (t[4] or t[3]) > NOW - timedelta(hours=30),
-                 marks=pytest.mark.xfail(strict=True, reason=_MISSING_UPDATED)),
-    pytest.param("lastUpdatedTime < -2d", lambda t: (t[4] or t[3]) < NOW - timedelta(days=2),
-                 marks=pytest.mark.xfail(strict=True, reason=_MISSING_UPDATED)),
+    # (scan._filter_columns, status_from_entity); a pushed-down lastUpdatedTime comparison used to drop
+    # every row lacking the column. The provider always writes it (AzureTableTrackingStore
+    # .SetNewExecutionAsync): rows of other writers.
+    ("lastUpdatedTime > -30h", lambda t: (t[4] or t[3]) > NOW - timedelta(hours=30)),
+    ("lastUpdatedTime < -2d", lambda t: (t[4] or t[3]) < NOW - timedelta(days=2)),
+    ("lastUpdatedTime != 2024-04-30T12:00:00Z AND lastUpdatedTime BETWEEN -4d AND -10m",
+     lambda t: (t[4] or t[3]) != NOW - timedelta(days=1) and NOW - timedelta(days=4) <= (t[4] or t[3])
+     <= NOW - timedelta(minutes=10)),
     ("name CONTAINS 'Line' OR status = Running OR customStatus CONTAINS 'scr'",
      lambda t: "Line" in t[1] or t[2] == "Running" or "scr" in _text(t[5])),
     ("(status IN (Completed, Failed) OR name CONTAINS 'hip') AND output CONTAINS 'o'",
@@ -163,7 +159,7 @@ async def seeded(hub):
     return hub
 
 
-@pytest.mark.parametrize("text,predicate", QUERIES, ids=[getattr(q, "values", q)[0] for q in QUERIES])
+@pytest.mark.parametrize("text,predicate", QUERIES, ids=[q[0] for q in QUERIES])
 async def test_count_and_selection_equal_a_plain_tally_and_find(seeded, manager, text, predicate):
     query = Query.parse(text, now=NOW)
     expected = sorted((t[0] for t in TRUTH if predicate(t)), key=escape_key)
