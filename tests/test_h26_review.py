@@ -380,3 +380,34 @@ async def test_count_find_and_bulk_jobs_over_a_provider_hub(account, generation)
             assert {n.split("/")[0] for n in left} <= {"corpus-bigstart"}, left
         finally:
             await hub.delete()
+
+
+async def test_a_start_failing_with_its_undo_cut_short_after_a_stop_gave_up_waiting_leaves_nothing(hub, index,
+                                                                                                  caplog):
+    # The stop gave up waiting for the start (its time ran out) and returned; the start then fails after
+    # taking a partition, and its undo fails too (the orchestration reader's stop raises). Nobody calls
+    # stop() again: the start must not leave the partition's reader running over storage the host closes.
+    from tests.test_engine_stop import _assert_nothing_runs
+
+    from .test_h25_review import _engine
+
+    e = None
+    gave_up = asyncio.Event()
+
+    async def fail_once_stop_gave_up(p: int) -> None:
+        await asyncio.wait_for(e.stop(timeout=0.05), 5)
+        gave_up.set()
+        raise RuntimeError("boom while starting")
+
+    e = _engine(hub, index, "undo-cut", fail_once_stop_gave_up)
+    real_stop = e.orchestrations.stop
+
+    async def stop_fails() -> None:
+        await real_stop()
+        raise RuntimeError("stopping the readers failed")
+
+    e.orchestrations.stop = stop_fails
+    with pytest.raises(RuntimeError, match="boom while starting"):
+        await e.start()
+    assert gave_up.is_set() and "did not finish starting within" in caplog.text
+    _assert_nothing_runs(e)

@@ -116,6 +116,10 @@ class Engine:
                 raise
         except BaseException:
             self._phase = _STOPPED
+            if self._stop_requested and self._tasks():
+                # The undo was cut short too, and a stop already came (it may have given up waiting, so
+                # none may follow): cancel what is left now, as that stop would.
+                await self._cancel_all()
             if not self._tasks():  # else (the undo cut short too) the stop that follows cancels what is left
                 self._tear_down()
             raise
