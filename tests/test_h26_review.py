@@ -411,3 +411,23 @@ async def test_a_start_failing_with_its_undo_cut_short_after_a_stop_gave_up_wait
         await e.start()
     assert gave_up.is_set() and "did not finish starting within" in caplog.text
     _assert_nothing_runs(e)
+
+
+async def test_a_stop_whose_reader_stop_fails_still_stops_everything_else(hub, index):
+    # Stopping the orchestration readers fails (a storage error while an episode commits): the stop
+    # reports that error, but the work-item reader and the lease rounds must not run on after it.
+    from funchost.engine import Engine
+    from tests.test_engine_stop import _assert_nothing_runs
+
+    e = Engine(hub, index, worker_id="reader-stop-fails", lease_tick_seconds=1.0)
+    await e.start()
+    real_stop = e.orchestrations.stop
+
+    async def stop_fails() -> None:
+        await real_stop()
+        raise RuntimeError("stopping the readers failed")
+
+    e.orchestrations.stop = stop_fails
+    with pytest.raises(RuntimeError, match="stopping the readers failed"):
+        await e.stop()
+    _assert_nothing_runs(e)
