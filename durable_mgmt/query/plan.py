@@ -107,6 +107,8 @@ def comparisons(expr: Expr) -> int:
     total = 0
     for p in predicates(expr):
         per_value = 2 if p.field.is_time or p.op in (Op.STARTS_WITH, Op.NOT_STARTS_WITH) else 1
+        if p.field is Field.LAST_UPDATED_TIME:
+            per_value *= 2  # also compared on CreatedTime (taskhub.query_odata._clause)
         total += per_value * len(p.values)
     return total
 

@@ -69,6 +69,11 @@ def _clause(expr: Expr, f: Filter) -> str:
     col = COLUMNS[expr.field]
     vals = [_stored(expr.field, v) for v in expr.values]
     op = expr.op
+    if expr.field is Field.LAST_UPDATED_TIME:
+        # A row without the column shows (and the client-side half judges) it as its CreatedTime; storage
+        # drops a row from any comparison on a column it lacks, so the same condition on CreatedTime is
+        # added: still a superset, which the client-side half checks again.
+        return f"( {_time_clause(col, op, vals, f)} or {_time_clause(COLUMNS[Field.CREATED_TIME], op, vals, f)} )"
     if expr.field.is_time:
         return _time_clause(col, op, vals, f)
     if op in _COMPARE:

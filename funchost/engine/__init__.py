@@ -116,6 +116,10 @@ class Engine:
                 raise
         except BaseException:
             self._phase = _STOPPED
+            if self._stop_requested and self._tasks():
+                # The undo was cut short too, and a stop already came (it may have given up waiting, so
+                # none may follow): cancel what is left now, as that stop would.
+                await self._cancel_all()
             if not self._tasks():  # else (the undo cut short too) the stop that follows cancels what is left
                 self._tear_down()
             raise
@@ -160,7 +164,10 @@ class Engine:
             self._phase = _STOPPING
             self._stopping = asyncio.create_task(self._stop_in_order(), name=f"engine-stop {self.worker_id}")
         done, _ = await asyncio.wait({self._stopping}, timeout=max(0.0, deadline - loop.time()))
-        if not done or self._abandoned:
+        # A stage that failed ends the ordered stop there: what the later stages would have stopped (the
+        # work-item reader, the lease rounds) is cancelled as a crash would end it, never left running.
+        failed = bool(done) and not self._stopping.cancelled() and self._stopping.exception() is not None
+        if not done or self._abandoned or (failed and self._tasks()):
             if not done:
                 log.error("The durable engine did not stop within %.0f s; cancelling its running work as a "
                           "crash would end it (held messages reappear when their invisibility ends, leases "
