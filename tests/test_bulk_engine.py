@@ -143,6 +143,33 @@ async def test_recursive_terminate_and_purge_of_families(hub, client, manager, e
     await recursive_terminate_then_purge(hub, client, manager, roots=12)
 
 
+async def test_a_recursive_terminate_ends_every_member_terminated_whatever_the_engine_does_between_sends(
+        hub, client, manager, engine, monkeypatch):
+    """A terminated child tells its parent with SubOrchestrationInstanceFailed (durabletask
+    ``TaskOrchestrationDispatcher.ProcessWorkflowCompletedTaskDecision``). Here each terminate is carried
+    out before the next one is sent, as a quick engine and a slow sender make happen at random: sent leaf
+    first, the parent met that notice before its own terminate and ended Failed (seen once in CI)."""
+    family = await start_families(client, ["race-0"], depth=3)
+    await until(lambda: _eq(count(manager, "instanceId = 'race-0-c-c-c' AND customStatus = 'waiting'"), 1),
+                timeout=60, what="the leaf waiting")
+    send = manager.terminate
+    order = []
+
+    async def terminate_then_let_it_land(instance_id, reason=None):
+        await send(instance_id, reason)
+        order.append(instance_id)
+        await manager.wait_for_completion(instance_id, timeout=30, retry_interval=0.2)
+
+    monkeypatch.setattr(manager, "terminate", terminate_then_let_it_land)
+    job = await manager.bulk(BulkRequest("terminate", "instanceId = 'race-0'", recursive=True))
+    info = await job.run()
+    assert (info.state, info.done, info.failed) == (JobState.COMPLETED, 1, 0)
+    assert order == family  # the root, then each child below its parent
+    assert {o.reason async for o in job.outcomes()} == {"terminate sent, and to 3 sub-orchestration(s)"}
+    statuses = {iid: (await manager.status(iid)).runtime_status for iid in family}
+    assert statuses == {iid: RuntimeStatus.TERMINATED for iid in family}
+
+
 @pytest.mark.soak
 @pytest.mark.timeout(2700)
 async def test_recursive_terminate_and_purge_of_a_2000_instance_hub(hub, client, manager, engine):

@@ -29,7 +29,7 @@ from typing import Any, Awaitable, Callable
 from ..errors import DurableError, InstanceNotFound, WaitTimeout, WrongState
 from ..models import RuntimeStatus
 from ..taskhub import bulk_ops
-from ..taskhub.family import descendants
+from ..taskhub.family import descendants, parents_first
 from .models import BulkAction, BulkRequest, InstanceOutcome, Outcome
 
 
@@ -197,8 +197,9 @@ async def _act(ctx: Context, instance_id: str) -> str:
     action = req.action
     if action is BulkAction.TERMINATE:
         family = await descendants(ctx.hub, instance_id) if req.recursive else []
+        top_down = parents_first(instance_id, family)
         await m.terminate(instance_id, req.reason)
-        reached = await _each_active(ctx, family, lambda iid: m.terminate(iid, req.reason))
+        reached = await _each_active(ctx, top_down[1:], lambda iid: m.terminate(iid, req.reason))
         return f"{TERMINATE_SENT}, and to {reached} sub-orchestration(s)" if req.recursive else TERMINATE_SENT
     if action is BulkAction.SUSPEND:
         await m.suspend(instance_id, req.reason)
@@ -238,7 +239,7 @@ async def _purge(ctx: Context, instance_id: str) -> str:
     if req.terminate_first:
         # Purging an instance a terminate message is still on its way to would leave that message
         # behind for a new instance with the same id: wait until the engine has recorded Terminated.
-        for iid in [instance_id] + family:
+        for iid in parents_first(instance_id, family):
             status = await _status(ctx, iid)
             if status is not None and status.is_active:
                 try:

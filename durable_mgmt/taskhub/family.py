@@ -37,3 +37,17 @@ async def descendants(hub, instance_id: str) -> list[str]:
 
     await visit(instance_id)
     return order
+
+
+def parents_first(instance_id: str, family: list[str]) -> list[str]:
+    """``instance_id`` and its ``descendants`` in the order a terminate must reach them: every parent before
+    its children.
+
+    Why: the provider tells a parent that its sub-orchestration was terminated with a
+    ``SubOrchestrationInstanceFailed`` message (durabletask ``TaskOrchestrationDispatcher``,
+    ``ProcessWorkflowCompletedTaskDecision``: Failed or Terminated children send it). A child terminated
+    before its parent's terminate message is queued can make the parent fail on that message first, and it
+    ends Failed instead of Terminated. A parent's terminate queued first is ahead of the notice in its
+    control queue, and an instance processes its messages in order.
+    """
+    return [instance_id] + family[::-1]  # the reverse of a children-first order puts parents first
