@@ -53,10 +53,12 @@ async def test_bulk_terminate_reaches_each_match_once_and_records_why(hub, clien
     job = await manager.bulk(BulkRequest("terminate", "name = 'Target'", reason="cleanup", batch_size=7,
                                          concurrency=4))
     seen_states = []
-    info = await job.run(lambda i: seen_states.append((i.state, i.finished)))
+    info = await job.run(lambda i: seen_states.append((i.state, i.finished, i.matched, i.selection_complete)))
     assert (info.state, info.matched, info.done, info.skipped, info.failed) == (JobState.COMPLETED, 31, 30, 1, 0)
-    assert seen_states[0] == (JobState.SELECTING, 0) and seen_states[-1] == (JobState.COMPLETED, 31)
-    assert [n for s, n in seen_states if s is JobState.RUNNING] == [0, 7, 14, 21, 28, 31]
+    # Running from the first recorded page (the scan's end is known only when the next page is asked for).
+    assert seen_states[0] == (JobState.RUNNING, 0, 31, False)
+    assert seen_states[-1] == (JobState.COMPLETED, 31, 31, True)
+    assert [n for s, n, _, _ in seen_states if s is JobState.RUNNING and n] == [7, 14, 21, 28, 31]
 
     messages = await drain_messages(hub)
     terminated = {iid: n for (iid, kind), n in messages.items() if kind == "ExecutionTerminated"}

@@ -13,8 +13,8 @@ from durable_mgmt import BulkRequest, InstanceManager, JobState, Outcome
 from durable_mgmt.jobs.models import JobInfo
 from durable_mgmt.jobs.runner import new_job_id, request_params
 from durable_mgmt.query import Query
-from durable_mgmt.taskhub.jobs_table import (MEMBER_PREFIX, SELECTION_PREFIX, JobsTable, member_key,
-                                             selection_rows)
+from durable_mgmt.taskhub.jobs_table import (MEMBER_PREFIX, SELECTION_LAYOUT, SELECTION_PREFIX, STREAMED_LAYOUT,
+                                             JobsTable, member_key, selection_rows)
 from durable_mgmt.taskhub.names import escape_key
 from durable_mgmt.taskhub.timefmt import utcnow
 from durable_mgmt.transports import StorageTransport
@@ -40,19 +40,89 @@ def _kinds(messages: Counter, kind: str) -> Counter:
 
 
 async def test_a_selection_is_stored_many_ids_to_a_row(hub, manager):
-    # 1,205 matches come in two storage pages: two selection rows, not 1,205 member rows.
+    # 1,205 matches come in two storage pages: two selection rows, not 1,205 member rows (and no outcome
+    # row: each one went as usual, which the cursor implies).
     ids = [f"m-{i:05d}" for i in range(1205)]
-    table = hub.instances.client
-    await gather_limited([table.upsert_entity({"PartitionKey": i, "RowKey": "", "Name": "Many",
-                                               "RuntimeStatus": "Completed", "CreatedTime": utcnow()})
-                          for i in ids])
+    await _running_rows(hub, ids)
     job = await manager.bulk(BulkRequest("suspend", "name = 'Many'"))
-    info = await job.run(lambda i: job.stop() if i.state is JobState.RUNNING else None)  # select only
-    assert (info.state, info.matched) == (JobState.INTERRUPTED, 1205)
+    info = await job.run()
+    assert (info.state, info.matched, info.done) == (JobState.COMPLETED, 1205, 1205)
     rows = await _rows(hub, job.id, SELECTION_PREFIX)
     assert [r["Count"] for r in rows] == [1000, 205]
     assert await _rows(hub, job.id, MEMBER_PREFIX) == []
-    assert [o.instance_id async for o in job.outcomes(Outcome.PENDING)] == ids
+    assert [(o.instance_id, o.outcome) async for o in job.outcomes()] == [(i, Outcome.DONE) for i in ids]
+
+
+async def _running_rows(hub, ids: list[str], name: str = "Many") -> None:
+    await gather_limited([hub.instances.client.upsert_entity({"PartitionKey": i, "RowKey": "", "Name": name,
+                                                              "RuntimeStatus": "Running", "CreatedTime": utcnow()})
+                          for i in ids])
+
+
+async def test_acting_starts_with_the_first_recorded_page_while_the_scan_goes_on(hub, manager):
+    # Two storage pages of matches: the first page's instances are acted on before the second page is read,
+    # so a job over many instances does not wait for its whole scan (runner: "Acting starts with the first
+    # page"). Each progress report is taken from the job row as written.
+    ids = [f"m-{i:05d}" for i in range(1205)]
+    await _running_rows(hub, ids)
+    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=50))
+    seen = []
+    info = await job.run(lambda i: seen.append((i.state, i.finished, i.matched, i.selection_complete)))
+    assert (info.state, info.matched, info.done) == (JobState.COMPLETED, 1205, 1205)
+    assert seen[0] == (JobState.RUNNING, 0, 1000, False)  # the first page recorded, nothing acted on yet
+    acted_while_selecting = [f for state, f, matched, complete in seen if not complete and f]
+    assert acted_while_selecting and max(acted_while_selecting) <= 1000
+    assert _kinds(await drain_messages(hub), "ExecutionSuspended") == {i: 1 for i in ids}
+
+
+async def test_a_job_stopped_while_acting_and_selecting_resumes_each_instance_once(hub, manager):
+    ids = [f"m-{i:05d}" for i in range(1205)]
+    await _running_rows(hub, ids)
+    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=50))
+    info = await job.run(lambda i: job.stop() if i.finished >= 100 else None)
+    assert (info.state, info.matched, info.selection_complete) == (JobState.INTERRUPTED, 1000, False)
+    assert 100 <= info.done < 1000
+    scanned = info.params["scanned"]
+    assert scanned == escape_key(ids[999]) and info.cursor == member_key(ids[info.done - 1])
+    # What `jobs show` lists: done through the cursor, pending up to the scan's cursor, nothing past it.
+    outcomes = [(o.instance_id, o.outcome) async for o in job.outcomes()]
+    assert outcomes == [(i, Outcome.DONE) for i in ids[:info.done]] + [(i, Outcome.PENDING)
+                                                                      for i in ids[info.done:1000]]
+    # A crash after a page's rows were written but before the job row recorded them leaves rows past the
+    # scan's cursor, one of them an instance that does not match: the resumed run drops them and scans again.
+    await JobsTable(hub).add_selection(job.id, [ids[1000], "m-01000x-stray", ids[1001]])
+    info = await (await manager.job(job.id)).run()
+    assert (info.state, info.matched, info.done, info.skipped) == (JobState.COMPLETED, 1205, 1205, 0)
+    assert _kinds(await drain_messages(hub), "ExecutionSuspended") == {i: 1 for i in ids}
+    assert [o.instance_id async for o in job.outcomes()] == ids
+
+
+async def test_a_job_the_selection_page_layout_was_still_selecting_resumes_from_its_scan_cursor(hub, manager):
+    # Layout 2 (before acting overlapped the scan) kept the scan's cursor in the job's cursor until the
+    # selection was complete, and acted on nothing before that. Such a job, stopped mid-selection, resumes:
+    # its recorded pages are acted on, a row past its cursor is dropped, and the scan goes on after it.
+    ids = [f"m-{i:03d}" for i in range(12)]
+    await _running_rows(hub, ids)
+    request = BulkRequest("suspend", "name = 'Many'")
+    jobs = JobsTable(hub)
+    await jobs.ensure()
+    query: Query = request.query
+    info = JobInfo(id=new_job_id(), action=request.action, query=query.text, now=query.now,
+                   state=JobState.INTERRUPTED, created=utcnow(), updated=utcnow(),
+                   params={**request_params(request), "layout": SELECTION_LAYOUT}, matched=5,
+                   cursor=escape_key(ids[4]))
+    await jobs.create(info)
+    await jobs.add_selection(info.id, ids[:5])
+    await jobs.add_selection(info.id, ["m-005x-stray"])  # written, but the cursor never moved past it
+    # Recorded, then it stopped matching: recorded pages are kept (not scanned again), so it is still acted on.
+    await hub.instances.client.update_entity({"PartitionKey": ids[2], "RowKey": "", "Name": "Renamed"})
+    job = await manager.job(info.id)
+    assert [(o.instance_id, o.outcome) async for o in job.outcomes()] == [(i, Outcome.PENDING) for i in ids[:5]]
+    info = await job.run()
+    assert (info.state, info.matched, info.done, info.skipped) == (JobState.COMPLETED, 12, 12, 0)
+    assert info.params["layout"] == STREAMED_LAYOUT and "scanned" not in info.params
+    assert _kinds(await drain_messages(hub), "ExecutionSuspended") == {i: 1 for i in ids}
+    assert [o.instance_id async for o in job.outcomes()] == ids
 
 
 @pytest.mark.parametrize("query", [
@@ -225,7 +295,7 @@ async def test_a_job_the_earlier_layout_was_still_selecting_selects_again_in_row
     assert _kinds(await drain_messages(hub), "ExecutionResumed") == {t: 1 for t in targets}
     job = await manager.job(job_id)
     assert [o.instance_id async for o in job.outcomes()] == targets
-    assert json.loads(json.dumps(job.info.params))["layout"] == 2
+    assert json.loads(json.dumps(job.info.params))["layout"] == STREAMED_LAYOUT
     assert await _rows(hub, job_id, MEMBER_PREFIX) == []
     assert escape_key("t-gone") not in [r["RowKey"] for r in await _rows(hub, job_id, SELECTION_PREFIX)]
 

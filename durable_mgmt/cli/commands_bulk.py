@@ -77,10 +77,12 @@ async def _run_job(target: Target, manager, job, *, total_hint: int | None = Non
                               unit="instances") as progress:
             def report(info: JobInfo) -> None:
                 if info.state is JobState.SELECTING:
-                    progress.update(0, extra=f"selecting: {info.matched:,} matched")
+                    progress.update(0, extra="selecting: nothing matched yet")
                 else:
+                    # Acting starts with the first recorded page; the scan may still be finding more.
+                    found = "" if info.selection_complete else f"; {info.matched:,} matched so far, selecting"
                     progress.update(info.finished, extra=f"{info.done:,} done, {info.skipped:,} skipped, "
-                                                          f"{info.failed:,} failed")
+                                                          f"{info.failed:,} failed{found}")
 
             try:
                 return await job.run(report, wait_for_lease=True)

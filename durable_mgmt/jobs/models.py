@@ -161,9 +161,9 @@ MAX_STORED_PARAMS = 30_000
 
 
 class JobState(str, Enum):
-    SELECTING = "Selecting"      # the matching instances are being recorded (frozen)
+    SELECTING = "Selecting"      # the query is being scanned and nothing matched yet
     READY = "Ready"              # selection done, nothing acted on yet
-    RUNNING = "Running"
+    RUNNING = "Running"          # acting on what was recorded; the scan may go on (JobInfo.selection_complete)
     INTERRUPTED = "Interrupted"  # stopped (Ctrl-C, crash, lost connection): resume it
     COMPLETED = "Completed"
     CANCELED = "Canceled"
@@ -203,12 +203,17 @@ class JobInfo:
     def finished(self) -> int:
         return self.done + self.skipped + self.failed
 
+    @property
+    def selection_complete(self) -> bool:
+        """Whether the query's scan is over: until then ``matched`` counts what it found so far."""
+        return bool(self.params.get("selected"))
+
     def to_json(self) -> dict[str, Any]:
         from ..taskhub.timefmt import to_iso
 
         return {"id": self.id, "action": self.action.value, "query": self.query, "now": to_iso(self.now),
                 "state": self.state.value, "created": to_iso(self.created), "updated": to_iso(self.updated),
-                "matched": self.matched, "done": self.done, "skipped": self.skipped, "failed": self.failed,
+                "matched": self.matched, "selectionComplete": self.selection_complete, "done": self.done, "skipped": self.skipped, "failed": self.failed,
                 "params": self.params}
 
 

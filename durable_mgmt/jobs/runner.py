@@ -1,13 +1,18 @@
-"""Running a bulk job: select (freeze) the matches, then act on each one once, checkpointing as it goes.
+"""Running a bulk job: record the matches, and act on each one once as they are recorded, checkpointing as
+it goes.
 
 1. *Selecting*: the query (its relative times fixed by the job's ``now``) is
    scanned in PartitionKey order; the matches of each storage page are
    written to the job's partition as selection rows (many ids per row), then
-   the job row's scan cursor moves past them (a resumed selection first
-   drops rows past the cursor). The set is frozen: an instance that stops
-   matching because of the action (or anything else) stays in the job, and
-   one that starts matching later is not added.
-2. *Running*: the selection after the cursor is read in key order, ``chunk`` at a time.
+   the job row's scan cursor (``params["scanned"]``) moves past them (a
+   resumed selection first drops rows past it), and only then are they acted
+   on: what is acted on is always recorded. Acting starts with the first
+   page, while the scan goes on (a job over 100,000 instances does not wait
+   for the whole scan; the state is Selecting until the scan ends, then
+   Running). An instance is judged by the query when the scan reaches it:
+   one that stops matching after that (because of the action or anything
+   else) stays in the job; one the scan has passed is not added later.
+2. *Acting*: the recorded selection after the cursor is read in key order, ``chunk`` at a time.
    Before a chunk is acted on, the job's claim mark moves to its last key
    (one small row); the chunk is acted on (``concurrency`` in flight, at
    most ``rate`` starts per second), and its outcomes are written with the
@@ -45,8 +50,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from ..errors import JobBusy
 from ..query import Query
-from ..taskhub.jobs_table import (LEGACY_LAYOUT, MEMBER_PREFIX, SELECTION_LAYOUT, JobsTable, key_group,
-                                  lease_is_live, member_key)
+from ..taskhub.jobs_table import (LEGACY_LAYOUT, MEMBER_PREFIX, SELECTION_LAYOUT, STREAMED_LAYOUT, JobsTable,
+                                  key_group, lease_is_live, member_key)
 from ..taskhub.names import service_order
 from ..taskhub.scan import scan_ids
 from ..taskhub.timefmt import utcnow
@@ -161,6 +166,12 @@ async def _done() -> None:
     return None
 
 
+def _selecting_state(matched: int) -> JobState:
+    """A job's state while its scan goes on: Running once something was recorded (it is acted on meanwhile;
+    ``matched`` still grows until ``params["selected"]``), Selecting until then."""
+    return JobState.RUNNING if matched else JobState.SELECTING
+
+
 async def _flatten(pages: AsyncIterator[list]) -> AsyncIterator[Any]:
     async for page in pages:
         for item in page:
@@ -217,6 +228,7 @@ class BulkJob:
         self._stop = False
         self._lease_deadline = 0.0  # time.monotonic() when our lease may have run out
         self._request: tuple[tuple, BulkRequest] | None = None
+        self._row_lock = asyncio.Lock()  # job row writes, one at a time (see _write)
 
     @property
     def id(self) -> str:
@@ -255,14 +267,37 @@ class BulkJob:
     def _layout(self) -> int:
         return self.info.params.get("layout", LEGACY_LAYOUT)
 
+    def _marks(self) -> tuple[str, str | None]:
+        """How far the job got: (the member key acted through, "" for none; the scan's cursor while it is still
+        selecting, "" before its first page, None once the selection is complete)."""
+        info = self.info
+        if info.params.get("selected"):
+            return info.cursor, None
+        if self._layout == STREAMED_LAYOUT:
+            return info.cursor, info.params.get("scanned", "")
+        return "", info.cursor  # an earlier layout, still selecting: its cursor is the scan's; nothing acted on
+
     async def _pending_pages(self) -> AsyncIterator[list[tuple[str, InstanceOutcome]]]:
-        """The selected instances after the cursor (in key order, pages of (member key, outcome)), as pending."""
+        """The members after the cursor (in key order, pages of (member key, outcome)), as pending: those
+        recorded, then, while still selecting, each page of the rest of the scan as it is recorded."""
         if self._layout == LEGACY_LAYOUT:
             async for page in self._jobs.members(self.id, [Outcome.PENDING, Outcome.CLAIMED], after=self.info.cursor):
                 yield page
             return
-        async for page in self._jobs.selection(self.id, after=self.info.cursor):
-            yield [(key, InstanceOutcome(iid, Outcome.PENDING)) for key, iid in page]
+        acted, scanned = self._marks()
+        if scanned != "":
+            # Only ids up to the scan's cursor are the job's (rows past it were dropped when this run began).
+            bound = None if scanned is None else service_order(MEMBER_PREFIX + scanned)
+            async for page in self._jobs.selection(self.id, after=acted):
+                keyed = [(key, InstanceOutcome(iid, Outcome.PENDING)) for key, iid in page
+                         if bound is None or service_order(key) <= bound]
+                if keyed:
+                    yield keyed
+                if len(keyed) < len(page):
+                    break
+        if scanned is not None:
+            async for keyed in self._select(after=service_order(acted) if acted else b""):
+                yield keyed
 
     async def outcomes(self, *only: Outcome) -> AsyncIterator[InstanceOutcome]:
         """What the job did to each instance (in key order), optionally only some outcomes."""
@@ -305,10 +340,10 @@ class BulkJob:
             async for _, outcome in self._written_outcomes(wanted):  # only ever written: no selection needed
                 yield outcome
             return
-        selected = bool(self.info.params.get("selected"))
-        implied = service_order(self.info.cursor) if selected and self.info.cursor else None
-        # Still selecting: the cursor is the scan's; rows past it are a stopped selection's, not the job's yet.
-        recorded = None if selected else service_order(MEMBER_PREFIX + self.info.cursor) if self.info.cursor else b""
+        acted, scanned = self._marks()
+        implied = service_order(acted) if acted else None
+        # Still selecting: rows past the scan's cursor are a stopped selection's, not the job's yet.
+        recorded = None if scanned is None else service_order(MEMBER_PREFIX + scanned) if scanned else b""
         usual = InstanceOutcome("", Outcome.DONE, usual_reason(self.request) or "")
         written = self._written_outcomes()
         next_written = await anext(written, None)
@@ -360,9 +395,8 @@ class BulkJob:
         self.info = info
         try:
             if not info.params.get("selected"):
-                await self._select()
-            end = await self._process() if self.info.params.get("selected") else JobState.INTERRUPTED
-            await self._finish(end)
+                await self._resume_selection()
+            await self._finish(await self._process())
         except BaseException:
             # Ctrl-C (a second time), a lost connection: say so in storage if it still answers.
             with contextlib.suppress(Exception):
@@ -396,13 +430,27 @@ class BulkJob:
         self._lease_deadline = time.monotonic() + seconds
         return seconds
 
-    async def _checkpoint(self, outcomes: list[InstanceOutcome], info: JobInfo | None = None) -> None:
-        self._etag = await self._jobs.commit(info or self.info, self._etag, outcomes, owner=self._owner,
-                                             lease_seconds=self._lease())
+    async def _write(self, outcomes: list[InstanceOutcome] = (), *, release: bool = False) -> JobInfo:
+        """Write the job row as ``self.info`` is when this write's turn comes (with ``outcomes`` in the same
+        transaction); the info written.
 
-    async def _commit_and_notify(self, outcomes: list[InstanceOutcome], info: JobInfo) -> None:
-        await self._checkpoint(outcomes, info=info)
-        await self._notify(info)
+        The selection and the checkpoints both write the row, each change conditional on the ETag of the
+        one before: one write at a time, and each carries both sides' latest state (an older snapshot
+        written last would move a cursor back). A write is never cut short by a cancel: one that landed
+        unseen would leave the next with a stale ETag, and the job could not record its end."""
+        async def write() -> JobInfo:
+            async with self._row_lock:
+                info = self.info
+                owner, lease = ("", 0.0) if release else (self._owner, self._lease())
+                self._etag = await self._jobs.commit(info, self._etag, outcomes, owner=owner, lease_seconds=lease)
+                return info
+
+        task = asyncio.ensure_future(write())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # seen by the caller, or by the next write
+        return await asyncio.shield(task)
+
+    async def _commit_and_notify(self, outcomes: list[InstanceOutcome]) -> None:
+        await self._notify(await self._write(outcomes))
 
     async def _notify(self, info: JobInfo | None = None) -> None:
         if self._progress is not None:
@@ -410,30 +458,45 @@ class BulkJob:
             if asyncio.iscoroutine(maybe):
                 await maybe
 
-    async def _select(self) -> None:
+    async def _resume_selection(self) -> None:
+        """Before a run of a job still selecting: its marks in this version's layout, and no row the job's
+        scan cursor does not cover."""
+        params = self.info.params
         if self._layout == LEGACY_LAYOUT:
             # Selected by an earlier version, one row per instance, and not finished: nothing was acted on
             # yet, so the selection starts again as selection rows.
             await self._jobs.drop_members(self.id)
             self.info = replace(self.info, cursor="", matched=0,
-                                params={**self.info.params, "layout": SELECTION_LAYOUT})
-        # Rows past the cursor were written by a selection that stopped before its cursor recorded them.
-        await self._jobs.drop_selection_after(self.id, self.info.cursor)
-        query = Query.parse(self.info.query, now=self.info.now)
-        async for ids, last_key in scan_ids(self._hub, query, after_key=self.info.cursor or None):
+                                params={**params, "layout": STREAMED_LAYOUT, "scanned": ""})
+        elif self._layout == SELECTION_LAYOUT:
+            # Its cursor is the scan's (that layout acted only once the selection was complete).
+            self.info = replace(self.info, cursor="",
+                                params={**params, "layout": STREAMED_LAYOUT, "scanned": self.info.cursor})
+        # Rows past the scan's cursor were written by a selection that stopped before the cursor recorded them.
+        await self._jobs.drop_selection_after(self.id, self.info.params.get("scanned", ""))
+        self.info = replace(self.info, state=_selecting_state(self.info.matched))
+
+    async def _select(self, *, after: bytes) -> AsyncIterator[list[tuple[str, InstanceOutcome]]]:
+        """The rest of the scan, a page of matches at a time, each recorded before it is given out: the
+        page's selection rows (in flight together), then the job row with the scan's cursor past them.
+        ``after``: the order of the member key acted through (no id up to it is given out again)."""
+        query = self.request.query
+        async for ids, last_key in scan_ids(self._hub, query, after_key=self.info.params.get("scanned") or None):
             if self._stop:
-                return
-            # A page's matches are written (a row or a few, in flight together), then the job row moves the
-            # cursor past them.
+                return  # the job stops here; the run records it Interrupted (the selection is not complete)
             if ids:
                 await self._jobs.add_selection(self.id, ids)
-            self.info = replace(self.info, matched=self.info.matched + len(ids), cursor=last_key or self.info.cursor)
-            self._etag = await self._jobs.update(self.info, self._etag, owner=self._owner,
-                                                 lease_seconds=self._lease())
-            await self._notify()
-        self.info = replace(self.info, state=JobState.RUNNING, cursor="", params={**self.info.params, "selected": True})
-        self._etag = await self._jobs.update(self.info, self._etag, owner=self._owner, lease_seconds=self._lease())
-        await self._notify()
+            matched = self.info.matched + len(ids)
+            self.info = replace(self.info, matched=matched, state=_selecting_state(matched),
+                                params={**self.info.params, "scanned": last_key or self.info.params.get("scanned", "")})
+            await self._notify(await self._write())
+            keyed = [(key, InstanceOutcome(iid, Outcome.PENDING)) for iid in ids
+                     if service_order(key := member_key(iid)) > after]
+            if keyed:
+                yield keyed
+        params = {k: v for k, v in self.info.params.items() if k != "scanned"}
+        self.info = replace(self.info, state=JobState.RUNNING, params={**params, "selected": True})
+        await self._notify(await self._write())
 
     def _chunk_size(self) -> int:
         req = self.request
@@ -505,7 +568,7 @@ class BulkJob:
                                 params=params)
             # Outcomes as the action usually ends are implied by the cursor (``outcomes``); others are written.
             written = [r for r in results if not (r.outcome is Outcome.DONE and r.reason == usual)]
-            commit = asyncio.ensure_future(self._commit_and_notify(written, self.info))
+            commit = asyncio.ensure_future(self._commit_and_notify(written))
             return True
 
         try:
@@ -540,6 +603,8 @@ class BulkJob:
             if commit is not None:
                 await commit
                 commit = None
+            if end is JobState.COMPLETED and not self.info.params.get("selected"):
+                end = JobState.INTERRUPTED  # stopped while selecting, before anything was left to act on
         finally:
             if ahead is not None and not ahead.done():
                 ahead.cancel()
@@ -558,8 +623,7 @@ class BulkJob:
 
     async def _finish(self, state: JobState) -> None:
         self.info = replace(self.info, state=state)
-        self._etag = await self._jobs.update(self.info, self._etag, owner="", lease_seconds=0)
-        await self._notify()
+        await self._notify(await self._write(release=True))
 
 
 async def create_job(manager: Any, hub: Any, request: BulkRequest) -> BulkJob:
@@ -569,7 +633,7 @@ async def create_job(manager: Any, hub: Any, request: BulkRequest) -> BulkJob:
     now = utcnow()
     info = JobInfo(id=new_job_id(), action=request.action, query=query.text, now=query.now,
                    state=JobState.SELECTING, created=now, updated=now,
-                   params={**request_params(request), "layout": SELECTION_LAYOUT})
+                   params={**request_params(request), "layout": STREAMED_LAYOUT, "scanned": ""})
     await jobs.create(info)
     return BulkJob(manager, hub, jobs, info)
 

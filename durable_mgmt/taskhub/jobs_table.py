@@ -56,7 +56,10 @@ SELECTION_PREFIX = "s:"
 SELECTION_END = "s;"
 BATCH = 100  # the most operations of one entity-group transaction
 
-SELECTION_LAYOUT = 2  # params["layout"] of jobs that keep their selection in "s:" pages
+# params["layout"] of jobs that keep their selection in "s:" pages, acting on each page as it is recorded: the
+# cursor is the member key acted through and params["scanned"] the scan's, until params["selected"].
+STREAMED_LAYOUT = 3
+SELECTION_LAYOUT = 2  # the same pages, acted on once all were recorded: the cursor was the scan's until then
 LEGACY_LAYOUT = 1     # one pending "i:" row per selected instance (jobs written before selection pages)
 SELECTION_ROW_IDS = 1000
 # A string property holds at most 64 KiB of UTF-16: 16,000 characters fit even if every one needs two units.
