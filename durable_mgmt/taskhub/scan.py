@@ -118,9 +118,9 @@ def _group_key(group_by: Field, value) -> str:
 
 
 async def _rows(hub, query: Query, select: list[str], *, after_key: str | None = None,
-                page_size: int = MAX_PAGE) -> AsyncIterator[list]:
+                page_size: int = MAX_PAGE, prefetch: bool = True) -> AsyncIterator[list]:
     """The storage pages of the pushed-down half of ``query``, ``select`` columns, offloaded Input/Output
-    values brought back; the next page is read while the caller handles this one."""
+    values brought back; with ``prefetch``, the next page is read while the caller handles this one."""
     await hub.require()
     f = instances_query_filter(query.pushed, after_key=after_key)
     restore = "Input" in select or "Output" in select
@@ -130,7 +130,7 @@ async def _rows(hub, query: Query, select: list[str], *, after_key: str | None =
         # The SDK's entities go to the caller as they are (converted once there, not copied into plain
         # dicts first), except where offloaded values are brought back in place.
         try:
-            async for rows, _ in plain_pages(pager, plain=restore):
+            async for rows, _ in plain_pages(pager, prefetch=prefetch, plain=restore):
                 if restore:
                     for row in rows:
                         await hub.large.restore_row(row, instances_table=True)
@@ -143,9 +143,14 @@ async def scan_ids(hub, query: Query, *, after_key: str | None = None) -> AsyncI
     """The ids of the instances ``query`` matches, a storage page at a time with the page's last scanned key
     (as ``ScanPage.last_key``): all a bulk job's selection needs. Only the key and the columns the
     client-side half of the query looks at are read (just the key when storage evaluates it all): building
-    a whole status per row cost as much as the rest of the selection."""
+    a whole status per row cost as much as the rest of the selection.
+
+    A page is read only when asked for. The job asks while it acts on the pages before (it reads its
+    members ahead of the operations), so a page read ahead here would hide nothing, and on Azurite, which
+    serves one request at a time, it held up the job's first writes and its first operation: a pass over
+    a 20,000-row table took 70-100 ms (2026-11-30)."""
     select = _filter_columns(query)
     passes = _row_filter(query, select)
-    async for rows in _rows(hub, query, select, after_key=after_key):
+    async for rows in _rows(hub, query, select, after_key=after_key, prefetch=False):
         ids = [unescape_key(r["PartitionKey"]) for r in rows if passes is None or passes(r)]
         yield ids, rows[-1]["PartitionKey"] if rows else None
