@@ -11,8 +11,8 @@ row's counters and cursor are written together or not at all.
     RowKey "cancel"         present when a cancel was asked for (never contended with the runner)
     RowKey "claim"          ``ClaimedThrough``: the last member key a runner may have acted on; members
                             between the job's cursor and it without an outcome are in doubt on resume
-    RowKey "s:<escaped id>" a page of the selection: the instances the query matched when the job was
-                            created, in key order, from that first id on (``Ids0``, ``Ids1``...: one
+    RowKey "s:<escaped id>" a page of the selection: the instances the query matched when the job's scan
+                            reached them, in key order, from that first id on (``Ids0``, ``Ids1``...: one
                             JSON list split across properties, ``Last``: the escaped last id). Up to
                             SELECTION_ROW_IDS ids per row: one row per matching instance cost about
                             half as much as the operation itself.
