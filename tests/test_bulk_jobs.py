@@ -297,18 +297,23 @@ async def test_a_running_job_can_be_canceled_and_watched_as_an_async_iterator(hu
 
 async def test_bulk_purge_job_leaves_an_instance_started_again_after_its_batch_was_read(hub, client, manager,
                                                                                         monkeypatch):
-    """Issue 12 class 7 for jobs: the batch reads each row (status, ETag, execution); a restart of one id
-    between that read and the delete keeps its new run whole, and the job says why it skipped it."""
+    """Issue 12 class 7 for jobs: the selection reads each row (status, ETag, execution) and the batch acts on
+    what it read (runner.BulkJob._select); a restart of one id between that read and the delete keeps its
+    new run whole, and the job says why it skipped it. (tests/test_h26_review.py: the same when a resumed
+    job reads the statuses by batch.)"""
+    from durable_mgmt.jobs import runner
+
     olds = {iid: await hostlike_instance(hub, iid, "Completed") for iid in ("race-a", "race-b", "race-c")}
-    original = actions.bulk_ops.statuses
+    original = runner.scan_statuses
 
-    async def read_then_restart(hub_, ids, **kwargs):
-        found = await original(hub_, ids, **kwargs)
-        if "race-b" in found:
-            await client.start("Target", {"again": True}, instance_id="race-b")
-        return found
+    async def read_then_restart(*args, **kwargs):
+        async for statuses, last_key in original(*args, **kwargs):
+            if "race-b" in statuses:
+                await client.start("Target", {"again": True}, instance_id="race-b")
+            yield statuses, last_key
 
-    monkeypatch.setattr(actions.bulk_ops, "statuses", read_then_restart)
+    monkeypatch.setattr(runner, "scan_statuses", read_then_restart)
+    monkeypatch.setattr(actions.bulk_ops, "statuses", None)  # not called: the scan's statuses are used
     job = await manager.bulk(BulkRequest("purge", "instanceId STARTS_WITH 'race-'", batch_size=10))
     info = await job.run()
     assert (info.done, info.skipped, info.failed) == (2, 1, 0)

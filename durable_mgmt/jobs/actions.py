@@ -73,14 +73,21 @@ class Prepared:
     history_keys: dict[str, list] | None = None
 
 
-async def prepare_batch(ctx: Context, members: list[InstanceOutcome]) -> Prepared:
+async def prepare_batch(ctx: Context, members: list[InstanceOutcome],
+                        known: dict[str, bulk_ops.BatchStatus] | None = None) -> Prepared:
+    """``known``: statuses the job's selection read moments ago; those of ``members`` are taken out of it
+    (it holds only what is still to come), and used instead of a read when they cover every member."""
     fresh = [m.instance_id for m in members if m.outcome is Outcome.PENDING]
     if not (batchable(ctx.request) and fresh):
         return Prepared()
+    scanned = [known.pop(i, None) for i in fresh] if known is not None else [None]
     try:
-        # Mostly instances the action applies to: the others in the key range are not read.
-        likely = [s for s in RuntimeStatus if s.is_terminal == (ctx.request.action is BulkAction.PURGE)]
-        current = await bulk_ops.statuses(ctx.hub, fresh, likely=likely)
+        if None not in scanned:
+            current: dict[str, bulk_ops.BatchStatus | None] = dict(zip(fresh, scanned))
+        else:
+            # Mostly instances the action applies to: the others in the key range are not read.
+            likely = [s for s in RuntimeStatus if s.is_terminal == (ctx.request.action is BulkAction.PURGE)]
+            current = await bulk_ops.statuses(ctx.hub, fresh, likely=likely)
         keys = {}
         if ctx.request.action is BulkAction.PURGE:
             keys = await ctx.purger.history_keys([i for i in fresh if current[i] and current[i].status.is_terminal])

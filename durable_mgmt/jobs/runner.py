@@ -53,10 +53,10 @@ from ..query import Query
 from ..taskhub.jobs_table import (LEGACY_LAYOUT, MEMBER_PREFIX, SELECTION_LAYOUT, STREAMED_LAYOUT, JobsTable,
                                   key_group, lease_is_live, member_key)
 from ..taskhub.names import service_order
-from ..taskhub.scan import scan_ids
+from ..taskhub.scan import scan_ids, scan_statuses
 from ..taskhub.timefmt import utcnow
 from ..taskhub.bulk_ops import BatchPurger
-from .actions import Context, Prepared, act_batch, prepare_batch, usual_reason
+from .actions import Context, Prepared, act_batch, batchable, prepare_batch, usual_reason
 from .export import HistoryExport
 from .models import MAX_BATCH_SIZE, BulkAction, BulkRequest, InstanceOutcome, JobInfo, JobState, Outcome
 
@@ -132,7 +132,7 @@ class _ChunkReader:
             return self._prepared
         await self._fill((self._ahead - 1) * size)
         following = [self._as_member(key, m) for key, m in self._buffer[:(self._ahead - 1) * size]]
-        prepared = await prepare_batch(self._ctx, members + following)
+        prepared = await prepare_batch(self._ctx, members + following, known=self._job._scanned)
         # A failed read (statuses None: act one by one) is not kept for the following chunks.
         self._prepared = prepared if prepared.statuses is not None else None
         return prepared
@@ -229,6 +229,8 @@ class BulkJob:
         self._lease_deadline = 0.0  # time.monotonic() when our lease may have run out
         self._request: tuple[tuple, BulkRequest] | None = None
         self._row_lock = asyncio.Lock()  # job row writes, one at a time (see _write)
+        # Without a rate, the statuses the scan read for the members it gave out and not yet acted on (see _select).
+        self._scanned: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
@@ -479,9 +481,13 @@ class BulkJob:
     async def _select(self, *, after: bytes) -> AsyncIterator[list[tuple[str, InstanceOutcome]]]:
         """The rest of the scan, a page of matches at a time, each recorded before it is given out: the
         page's selection rows (in flight together), then the job row with the scan's cursor past them.
-        ``after``: the order of the member key acted through (no id up to it is given out again)."""
-        query = self.request.query
-        async for ids, last_key in scan_ids(self._hub, query, after_key=self.info.params.get("scanned") or None):
+        ``after``: the order of the member key acted through (no id up to it is given out again).
+
+        With ``_scanned`` (a job acting without a rate on statuses it reads by batch), the scan reads each
+        match's status too and keeps those given out there: the batch acts on them instead of reading them
+        again. They are at most a storage page old, as statuses read ahead for five batches are (a rated
+        job reads each batch's just before it acts)."""
+        async for ids, last_key in self._scan():
             if self._stop:
                 return  # the job stops here; the run records it Interrupted (the selection is not complete)
             if ids:
@@ -497,6 +503,17 @@ class BulkJob:
         params = {k: v for k, v in self.info.params.items() if k != "scanned"}
         self.info = replace(self.info, state=JobState.RUNNING, params={**params, "selected": True})
         await self._notify(await self._write())
+
+    async def _scan(self) -> AsyncIterator[tuple[list[str], str | None]]:
+        """The query's matches after the scan's cursor, a storage page at a time (see ``_select``)."""
+        query, after_key = self.request.query, self.info.params.get("scanned") or None
+        if self._scanned is None:
+            async for page in scan_ids(self._hub, query, after_key=after_key):
+                yield page
+            return
+        async for statuses, last_key in scan_statuses(self._hub, query, after_key=after_key):
+            self._scanned.update(statuses)
+            yield list(statuses), last_key
 
     def _chunk_size(self) -> int:
         req = self.request
@@ -538,6 +555,7 @@ class BulkJob:
         # ones are acted on; outcomes are recorded in key order, each checkpoint while later chunks act.
         # Statuses read ahead for several chunks without a rate only: at a rate, a read far ahead of the
         # operation would be stale by the time it acts.
+        self._scanned = {} if window > 1 and batchable(req) else None
         chunks = _ChunkReader(self, ctx, export, await self._jobs.claimed_through(self.id),
                               ahead=READ_AHEAD_CHUNKS if window > 1 else 1)
         acting: collections.deque[tuple[_Chunk, asyncio.Future]] = collections.deque()

@@ -29,6 +29,11 @@ class BatchStatus:
     status: RuntimeStatus
     listed: ListedInstance
 
+    @classmethod
+    def of(cls, row) -> "BatchStatus":
+        """From an Instances row read with PartitionKey, RuntimeStatus and ExecutionId (and its ETag)."""
+        return cls(RuntimeStatus.parse(row.get("RuntimeStatus") or "Pending"), ListedInstance.of(row))
+
 
 async def statuses(hub, instance_ids: Iterable[str], *,
                    likely: Iterable[RuntimeStatus] | None = None) -> dict[str, BatchStatus | None]:
@@ -63,8 +68,7 @@ async def _read_statuses(hub, wanted: dict[str, str], found: dict[str, BatchStat
             iid = wanted.get(e["PartitionKey"])
             if iid is not None:
                 seen.add(e["PartitionKey"])
-                found[iid] = BatchStatus(RuntimeStatus.parse(e.get("RuntimeStatus") or "Pending"),
-                                         ListedInstance.of(e))
+                found[iid] = BatchStatus.of(e)
     return [k for k in keys if k not in seen]
 
 
