@@ -152,7 +152,12 @@ class _ChunkReader:
             if any(m.outcome is Outcome.PENDING for m in members):
                 steps.append(jobs.claim_through(job_id, keyed[-1][0]))
             steps.append(self._prepare(members, size))
-        done = await asyncio.gather(*steps)
+        # Each step ends before an error of one is raised: a claim landing after the caller moved the claim
+        # mark back (the read failed) would leave this chunk in doubt.
+        done = await asyncio.gather(*steps, return_exceptions=True)
+        for result in done:
+            if isinstance(result, BaseException):
+                raise result
         return _Chunk(keyed[-1][0], members, done[-1] if self._export is None else None, canceled=done[0] is True)
 
 
@@ -170,6 +175,15 @@ def _selecting_state(matched: int) -> JobState:
     """A job's state while its scan goes on: Running once something was recorded (it is acted on meanwhile;
     ``matched`` still grows until ``params["selected"]``), Selecting until then."""
     return JobState.RUNNING if matched else JobState.SELECTING
+
+
+def _with_acted(info: JobInfo, acted: dict[str, Any] | None) -> JobInfo:
+    """``info`` with the counters, cursor and export offset a checkpoint brings it to (see BulkJob._write)."""
+    if not acted:
+        return info
+    params = info.params if "offset" not in acted else {**info.params, "offset": acted["offset"]}
+    return replace(info, done=acted["done"], skipped=acted["skipped"], failed=acted["failed"], cursor=acted["cursor"],
+                   params=params)
 
 
 async def _flatten(pages: AsyncIterator[list]) -> AsyncIterator[Any]:
@@ -430,27 +444,34 @@ class BulkJob:
         self._lease_deadline = time.monotonic() + seconds
         return seconds
 
-    async def _write(self, outcomes: list[InstanceOutcome] = (), *, release: bool = False) -> JobInfo:
+    async def _write(self, outcomes: list[InstanceOutcome] = (), *, acted: dict[str, Any] | None = None,
+                     release: bool = False) -> JobInfo:
         """Write the job row as ``self.info`` is when this write's turn comes (with ``outcomes`` in the same
-        transaction); the info written.
+        transaction, and ``acted``: the counters and cursor they bring it to); the info written.
 
         The selection and the checkpoints both write the row, each change conditional on the ETag of the
         one before: one write at a time, and each carries both sides' latest state (an older snapshot
-        written last would move a cursor back). A write is never cut short by a cancel: one that landed
-        unseen would leave the next with a stale ETag, and the job could not record its end."""
+        written last would move a cursor back). The acting side of ``self.info`` (counters, cursor, an
+        export's offset) moves only once its checkpoint is written: a write of the scan's, or the run's
+        Interrupted, that carried the cursor of a checkpoint not written yet (queued, or failed) would
+        imply its skipped and failed instances "done as usual" with no outcome row. A write is never cut
+        short by a cancel: one that landed unseen would leave the next with a stale ETag, and the job
+        could not record its end."""
         async def write() -> JobInfo:
             async with self._row_lock:
-                info = self.info
+                info = _with_acted(self.info, acted)
                 owner, lease = ("", 0.0) if release else (self._owner, self._lease())
                 self._etag = await self._jobs.commit(info, self._etag, outcomes, owner=owner, lease_seconds=lease)
+                # The scan may have moved on meanwhile: its side stays, the acting side is what was written.
+                self.info = _with_acted(self.info, acted)
                 return info
 
         task = asyncio.ensure_future(write())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # seen by the caller, or by the next write
         return await asyncio.shield(task)
 
-    async def _commit_and_notify(self, outcomes: list[InstanceOutcome]) -> None:
-        await self._notify(await self._write(outcomes))
+    async def _commit_and_notify(self, outcomes: list[InstanceOutcome], acted: dict[str, Any]) -> None:
+        await self._notify(await self._write(outcomes, acted=acted))
 
     async def _notify(self, info: JobInfo | None = None) -> None:
         if self._progress is not None:
@@ -546,6 +567,10 @@ class BulkJob:
         end = JobState.COMPLETED
         recordable = True
         acted_through = ""  # the last member key given to an operation in this run
+        # Where the checkpoints bring the job row (see _write: self.info moves as each one is written).
+        acted: dict[str, Any] = {"done": self.info.done, "skipped": self.info.skipped, "failed": self.info.failed,
+                                 "cursor": self.info.cursor}
+        failure: Exception | None = None  # reading the next chunk failed: recorded what was acted on, then raised
 
         async def record_oldest() -> bool:
             """Record the oldest chunk acted on (after the checkpoint before it); False: stop here."""
@@ -560,15 +585,14 @@ class BulkJob:
                 return False
             if commit is not None:
                 await commit
-            counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
-            params = {**self.info.params, "offset": export.offset} if export is not None else self.info.params
-            self.info = replace(self.info, done=self.info.done + counts[Outcome.DONE],
-                                skipped=self.info.skipped + counts[Outcome.SKIPPED],
-                                failed=self.info.failed + counts[Outcome.FAILED], cursor=chunk.last_key,
-                                params=params)
+            for outcome, counter in ((Outcome.DONE, "done"), (Outcome.SKIPPED, "skipped"), (Outcome.FAILED, "failed")):
+                acted[counter] += sum(1 for r in results if r.outcome is outcome)
+            acted["cursor"] = chunk.last_key
+            if export is not None:
+                acted["offset"] = export.offset
             # Outcomes as the action usually ends are implied by the cursor (``outcomes``); others are written.
             written = [r for r in results if not (r.outcome is Outcome.DONE and r.reason == usual)]
-            commit = asyncio.ensure_future(self._commit_and_notify(written))
+            commit = asyncio.ensure_future(self._commit_and_notify(written, dict(acted)))
             return True
 
         try:
@@ -576,7 +600,13 @@ class BulkJob:
                 export.open()
             ahead = asyncio.ensure_future(chunks.next())
             while True:
-                chunk = await ahead
+                try:
+                    chunk = await ahead
+                except Exception as e:
+                    # The scan or a read ahead failed (storage unreachable...): the chunks acting are still
+                    # recorded below, or a resumed run would find them in doubt and send their requests again.
+                    failure, ahead = e, None
+                    break
                 ahead = None
                 if chunk is None:
                     break
@@ -603,6 +633,12 @@ class BulkJob:
             if commit is not None:
                 await commit
                 commit = None
+            if failure is not None:
+                if export is None:
+                    # The chunk that failed may have been claimed: nothing of it was acted on.
+                    with contextlib.suppress(Exception):
+                        await self._jobs.claim_through(self.id, max(chunks.claimed, acted_through, key=service_order))
+                raise failure
             if end is JobState.COMPLETED and not self.info.params.get("selected"):
                 end = JobState.INTERRUPTED  # stopped while selecting, before anything was left to act on
         finally:

@@ -1,0 +1,121 @@
+"""A hostile review of bulk jobs that act on each recorded page while the scan goes on (runner.BulkJob with
+STREAMED_LAYOUT): failures at each step, the order of the job row's writes, racing handles, and what is shown
+of a job stopped mid-scan. Storage is the real Azurite of tests/conftest.py; faults are raised from the job's
+own calls into it (a storage call that fails, as a lost connection makes it), never from a fake store."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from durable_mgmt import BulkRequest, InstanceManager, JobState, Outcome
+from durable_mgmt.errors import StorageUnavailable
+from durable_mgmt.jobs import actions, runner
+from durable_mgmt.taskhub.jobs_table import JobsTable, member_key
+from durable_mgmt.taskhub.timefmt import utcnow
+from durable_mgmt.transports import StorageTransport
+
+from .test_bulk_jobs import drain_messages
+from .test_cli_support import gather_limited
+
+# Two storage pages of matches (the scan reads 1,000 rows a page), every 97th instance one suspend skips.
+IDS = [f"m-{i:05d}" for i in range(1205)]
+FINISHED = set(IDS[::97])
+
+
+@pytest.fixture
+def manager(hub) -> InstanceManager:
+    return InstanceManager(StorageTransport(hub))
+
+
+async def _seed(hub, ids=IDS, finished=FINISHED) -> None:
+    await gather_limited([hub.instances.client.upsert_entity(
+        {"PartitionKey": i, "RowKey": "", "Name": "Many", "RuntimeStatus": "Completed" if i in finished else "Running",
+         "CreatedTime": utcnow()}) for i in ids])
+
+
+def _suspended(messages: Counter) -> Counter:
+    return Counter({iid: n for (iid, kind), n in messages.items() if kind == "ExecutionSuspended"})
+
+
+async def _assert_each_once(hub, job, ids=IDS, finished=FINISHED) -> None:
+    """Every match acted on once: one suspend message per running instance, each listed once by outcomes(),
+    the skipped ones as skipped, and the counters equal to that tally."""
+    info = await job.refresh()
+    assert _suspended(await drain_messages(hub)) == {i: 1 for i in ids if i not in finished}
+    outcomes = [o async for o in job.outcomes()]
+    assert [o.instance_id for o in outcomes] == ids
+    assert {o.instance_id for o in outcomes if o.outcome is Outcome.SKIPPED} == finished
+    tally = Counter(o.outcome for o in outcomes)
+    assert (info.state, info.matched, info.done, info.skipped, info.failed) == (
+        JobState.COMPLETED, len(ids), tally[Outcome.DONE], tally[Outcome.SKIPPED], 0)
+
+
+async def test_a_checkpoint_that_fails_never_leaves_its_cursor_or_counters_in_the_job_row(hub, manager, monkeypatch):
+    # A checkpoint's outcome rows and the job row's cursor go in one transaction. When it fails (storage
+    # unreachable for a moment), the next write of the row (the scan's, or the run recording itself
+    # Interrupted) must not carry that checkpoint's cursor: the skipped instances of the chunk would be
+    # implied "done" by the cursor with no outcome row, and never acted on again.
+    await _seed(hub)
+    failed = []
+    real_commit = JobsTable.commit
+
+    async def commit(self, info, etag, outcomes, **kw):
+        outcomes = list(outcomes)
+        if outcomes and not failed:
+            failed.append(info.cursor)
+            raise StorageUnavailable("Azure Storage is unreachable while checkpointing (injected by the test).")
+        return await real_commit(self, info, etag, outcomes, **kw)
+
+    monkeypatch.setattr(JobsTable, "commit", commit)
+    monkeypatch.setattr(actions, "IN_DOUBT_WAIT", 0.2)  # the failed chunk is in doubt on resume: checked first
+    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=20))
+    with pytest.raises(StorageUnavailable):
+        await job.run()
+    info = await job.refresh()
+    assert info.state is JobState.INTERRUPTED
+    # The row holds no more than was recorded: its cursor is before the chunk whose checkpoint failed.
+    assert failed and info.cursor < failed[0]
+    assert info.skipped == len([i for i in FINISHED if member_key(i) <= info.cursor])
+    claimed = await JobsTable(hub).claimed_through(job.id)
+    monkeypatch.setattr(JobsTable, "commit", real_commit)
+    await (await manager.job(job.id)).run()
+    # The chunks acted on but not recorded were in doubt: their suspends may be sent again, nothing else.
+    messages = _suspended(await drain_messages(hub))
+    assert set(messages) == {i for i in IDS if i not in FINISHED}
+    again = {i for i, n in messages.items() if n > 1}
+    assert again and all(info.cursor < member_key(i) <= claimed for i in again)
+    outcomes = [o async for o in job.outcomes()]
+    assert [o.instance_id for o in outcomes] == IDS
+    assert {o.instance_id for o in outcomes if o.outcome is Outcome.SKIPPED} == FINISHED
+    info = await job.refresh()
+    assert (info.state, info.matched, info.done, info.skipped) == (JobState.COMPLETED, 1205, 1205 - len(FINISHED),
+                                                                    len(FINISHED))
+
+
+async def test_a_scan_that_fails_mid_run_records_the_chunks_already_acted_on(hub, manager, monkeypatch):
+    # The second storage page cannot be read (a lost connection) while chunks of the first are being acted
+    # on: those chunks are recorded before the run stops, so a resumed run repeats none of them (an
+    # unrecorded chunk is in doubt, and a suspend in doubt is sent again when the instance shows no effect).
+    await _seed(hub)
+    real_scan = runner.scan_ids
+
+    async def failing_scan(hub_, query, **kw):
+        async for page in real_scan(hub_, query, **kw):
+            yield page
+            raise StorageUnavailable("Azure Storage is unreachable while reading instances (injected by the test).")
+
+    monkeypatch.setattr(runner, "scan_ids", failing_scan)
+    monkeypatch.setattr(actions, "IN_DOUBT_WAIT", 0.2)
+    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=50))
+    with pytest.raises(StorageUnavailable):
+        await job.run()
+    info = await job.refresh()
+    assert (info.state, info.matched, info.selection_complete) == (JobState.INTERRUPTED, 1000, False)
+    # Everything sent is recorded, and nothing is left claimed beyond it (no wait for in-doubt instances).
+    assert info.cursor == member_key(IDS[info.done + info.skipped - 1])
+    assert await JobsTable(hub).claimed_through(job.id) <= info.cursor
+    monkeypatch.setattr(runner, "scan_ids", real_scan)
+    await (await manager.job(job.id)).run()
+    await _assert_each_once(hub, job)
