@@ -119,3 +119,42 @@ async def test_a_scan_that_fails_mid_run_records_the_chunks_already_acted_on(hub
     monkeypatch.setattr(runner, "scan_ids", real_scan)
     await (await manager.job(job.id)).run()
     await _assert_each_once(hub, job)
+
+
+async def _assert_coherent(hub, job) -> None:
+    """A job that stopped for good: what it says it did is what was sent, each once, and it lists exactly
+    the instances its scan recorded (done through its cursor, pending after), nothing past the scan cursor."""
+    info = await job.refresh()
+    sent = _suspended(await drain_messages(hub))
+    assert set(sent.values()) <= {1}
+    outcomes = [o async for o in job.outcomes()]
+    recorded = IDS[:info.matched]
+    assert [o.instance_id for o in outcomes] == recorded
+    done = {o.instance_id for o in outcomes if o.outcome is Outcome.DONE}
+    assert set(sent) == done and info.done == len(done)
+    assert info.skipped == sum(o.outcome is Outcome.SKIPPED for o in outcomes)
+    assert all(o.outcome is Outcome.PENDING for o in outcomes if member_key(o.instance_id) > info.cursor)
+    assert all(o.outcome is not Outcome.PENDING for o in outcomes if member_key(o.instance_id) <= info.cursor)
+
+
+@pytest.mark.parametrize("door", ["manager", "handle"])
+async def test_a_job_canceled_while_its_scan_goes_on_records_what_it_sent(hub, manager, door):
+    # manager.cancel_job (another handle: the dashboard's Cancel) or the running handle's own cancel() (the
+    # BulkJob docstring: "run it in a task ... cancel() stops it for good"), asked once acting has started
+    # and the scan has recorded only its first page.
+    await _seed(hub)
+    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=50, rate=400))
+    asked = []
+
+    async def progress(info):
+        if info.finished and not asked:
+            asked.append(info.matched)
+            await (manager.cancel_job(job.id) if door == "manager" else job.cancel())
+
+    info = await job.run(progress)
+    assert asked == [1000]
+    assert (info.state, info.selection_complete) == (JobState.CANCELED, False)
+    assert info.finished < 1000
+    await _assert_coherent(hub, job)
+    again = await (await manager.job(job.id)).run()  # a canceled job is final: resuming it acts on nothing
+    assert again.state is JobState.CANCELED and not await drain_messages(hub)

@@ -158,7 +158,8 @@ class _ChunkReader:
         for result in done:
             if isinstance(result, BaseException):
                 raise result
-        return _Chunk(keyed[-1][0], members, done[-1] if self._export is None else None, canceled=done[0] is True)
+        return _Chunk(keyed[-1][0], members, done[-1] if self._export is None else None,
+                      canceled=done[0] is True or self._job._cancel_asked)
 
 
 ProgressCallback = Callable[[JobInfo], "Awaitable[None] | None"]
@@ -243,6 +244,8 @@ class BulkJob:
         self._lease_deadline = 0.0  # time.monotonic() when our lease may have run out
         self._request: tuple[tuple, BulkRequest] | None = None
         self._row_lock = asyncio.Lock()  # job row writes, one at a time (see _write)
+        self._running = False  # run() is going on (in some task) with this handle
+        self._cancel_asked = False  # cancel() was called on this handle while it ran
 
     @property
     def id(self) -> str:
@@ -266,6 +269,12 @@ class BulkJob:
         """Ask the job to stop for good: a running process stops at its next checkpoint; an idle job
         is marked Canceled now."""
         await self._jobs.request_cancel(self.id)
+        if self._running:
+            # This handle's own run (in another task) stops at its next chunk and records Canceled itself:
+            # writing the row here would change its ETag under it, and it would stop as if taken over, with
+            # the chunks it acted on unrecorded (in doubt).
+            self._cancel_asked = True
+            return await self.refresh()
         info, etag, lease = await self._jobs.get(self.id)
         if not info.state.is_final and not lease_is_live(lease, self._owner):
             with contextlib.suppress(JobBusy):
@@ -407,6 +416,7 @@ class BulkJob:
             return info
         self._etag = etag
         self.info = info
+        self._running = True
         try:
             if not info.params.get("selected"):
                 await self._resume_selection()
@@ -416,6 +426,8 @@ class BulkJob:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._finish(JobState.INTERRUPTED))
             raise
+        finally:
+            self._running = False
         return self.info
 
     async def _acquire(self, wait: bool) -> tuple[JobInfo, str]:
