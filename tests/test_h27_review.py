@@ -5,19 +5,25 @@ own calls into it (a storage call that fails, as a lost connection makes it), ne
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from durable_mgmt import BulkRequest, InstanceManager, JobState, Outcome
+from durable_mgmt import BulkRequest, InstanceManager, JobBusy, JobState, Outcome
+from durable_mgmt.dashboard import bulk_jobs
 from durable_mgmt.errors import StorageUnavailable
 from durable_mgmt.jobs import actions, runner
 from durable_mgmt.taskhub.jobs_table import JobsTable, member_key
 from durable_mgmt.taskhub.timefmt import utcnow
 from durable_mgmt.transports import StorageTransport
 
+from .test_bulk_engine import CliProcess
 from .test_bulk_jobs import drain_messages
-from .test_cli_support import gather_limited
+from .test_cli_support import HUB_SETTING, gather_limited, write_script_root
 
 # Two storage pages of matches (the scan reads 1,000 rows a page), every 97th instance one suspend skips.
 IDS = [f"m-{i:05d}" for i in range(1205)]
@@ -158,3 +164,63 @@ async def test_a_job_canceled_while_its_scan_goes_on_records_what_it_sent(hub, m
     await _assert_coherent(hub, job)
     again = await (await manager.job(job.id)).run()  # a canceled job is final: resuming it acts on nothing
     assert again.state is JobState.CANCELED and not await drain_messages(hub)
+
+
+async def test_a_second_handle_never_runs_a_job_whose_scan_goes_on(hub, manager):
+    # Two handles started together on one job (two `jobs resume`, or a dashboard step racing a CLI): one runs
+    # it, the other is refused with JobBusy before touching anything, and so is a later dashboard step; the
+    # job still reaches each match once.
+    await _seed(hub)
+    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=50, rate=600))
+    other = await manager.job(job.id)
+    steps = []
+
+    async def progress(info):
+        if info.finished and not steps:  # acting, the scan's second page not read yet
+            steps.append(await bulk_jobs.step(await manager.job(job.id), seconds=0.1))
+
+    results = await asyncio.gather(job.run(progress), other.run(progress), return_exceptions=True)
+    busy = [r for r in results if isinstance(r, JobBusy)]
+    assert len(busy) == 1 and job.id in str(busy[0]) and "another process" in str(busy[0])
+    assert steps and "being run by another process" in steps[0].busy and "resume after" in steps[0].busy
+    assert steps[0].info.state is JobState.RUNNING and not steps[0].info.selection_complete
+    await _assert_each_once(hub, job)
+
+
+async def test_a_cli_killed_while_its_scan_goes_on_resumes_without_acting_past_what_it_recorded(
+        hub, manager, tmp_path, connection_string, monkeypatch):
+    # SIGKILL of `funcpy durable bulk suspend` once it acts and its scan has recorded only its first page:
+    # nothing it sent lies past its claim mark or its scan cursor, and the resumed job reaches the rest;
+    # only the claimed chunks (in doubt, no host here to show the effect) may be sent twice.
+    await _seed(hub)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AzureWebJobs")}
+    env.update({"AzureWebJobsStorage": connection_string, HUB_SETTING: hub.name,
+                "PYTHONPATH": str(Path(__file__).resolve().parents[1])})  # this tree's durable_mgmt, not the venv's
+    cli = CliProcess(write_script_root(tmp_path / "app"), env)
+    proc = await cli.start("bulk", "suspend", "-q", "name = 'Many'", "--rate", "400", "--batch-size", "20",
+                           "--yes", "--output", "json")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline, "the CLI never acted"
+            listed = await manager.jobs()
+            if listed and listed[0].finished >= 60:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        proc.kill()
+        await proc.communicate()
+    info = (await manager.jobs())[0]
+    job = await manager.job(info.id)
+    assert info.state is JobState.RUNNING and info.matched == 1000 and not info.selection_complete
+    claimed = await JobsTable(hub).claimed_through(info.id)
+    first = _suspended(await drain_messages(hub))
+    assert first and all(member_key(i) <= claimed <= member_key(IDS[999]) for i in first)
+    monkeypatch.setattr(actions, "IN_DOUBT_WAIT", 0.2)
+    final = await job.run(wait_for_lease=True)  # the dead process's lease runs out first
+    second = _suspended(await drain_messages(hub))
+    assert first + second == Counter({i: 1 for i in IDS if i not in FINISHED}) + Counter(
+        {i: 1 for i in set(first) & set(second)})
+    assert all(info.cursor < member_key(i) <= claimed for i in set(first) & set(second))
+    assert [o.instance_id async for o in job.outcomes()] == IDS
+    assert (final.state, final.matched, final.skipped) == (JobState.COMPLETED, 1205, len(FINISHED))
