@@ -9,6 +9,7 @@ import asyncio
 import os
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,13 @@ from durable_mgmt.dashboard import bulk_jobs
 from durable_mgmt.errors import StorageUnavailable
 from durable_mgmt.jobs import actions, runner
 from durable_mgmt.taskhub.jobs_table import JobsTable, member_key
+from durable_mgmt.taskhub.names import escape_key
 from durable_mgmt.taskhub.timefmt import utcnow
 from durable_mgmt.transports import StorageTransport
 
 from .test_bulk_engine import CliProcess
 from .test_bulk_jobs import drain_messages
+from .test_bulk_selection import _legacy_job
 from .test_cli_support import HUB_SETTING, gather_limited, write_script_root
 
 # Two storage pages of matches (the scan reads 1,000 rows a page), every 97th instance one suspend skips.
@@ -224,3 +227,20 @@ async def test_a_cli_killed_while_its_scan_goes_on_resumes_without_acting_past_w
     assert all(info.cursor < member_key(i) <= claimed for i in set(first) & set(second))
     assert [o.instance_id async for o in job.outcomes()] == IDS
     assert (final.state, final.matched, final.skipped) == (JobState.COMPLETED, 1205, len(FINISHED))
+
+
+async def test_a_legacy_job_stopped_while_selecting_shows_only_what_its_scan_cursor_recorded(hub, manager):
+    # The earlier layout (one "i:" row per instance) wrote a page's rows, then moved its cursor (the scan's
+    # key, while selecting) past them: rows past the cursor are a page it never recorded, and `jobs show`
+    # must not list them (runner._select of 3a31baa^; the resumed run drops them).
+    ids = [f"m-{i:03d}" for i in range(6)]
+    await _seed(hub, ids, set())
+    job_id = await _legacy_job(hub, BulkRequest("suspend", "name = 'Many'"), ids[:4], selected=False)
+    jobs = JobsTable(hub)
+    info, etag, _ = await jobs.get(job_id)
+    await jobs.update(replace(info, matched=2, cursor=escape_key(ids[1])), etag)
+    job = await manager.job(job_id)
+    assert [(o.instance_id, o.outcome) async for o in job.outcomes()] == [(i, Outcome.PENDING) for i in ids[:2]]
+    info = await job.run()
+    assert (info.state, info.matched, info.done) == (JobState.COMPLETED, 6, 6)
+    assert _suspended(await drain_messages(hub)) == {i: 1 for i in ids}

@@ -332,11 +332,16 @@ class BulkJob:
         # A member still stored as pending at or before the cursor of a selected job was done with the
         # action's usual reason: checkpoints do not write those (see _process).
         implied = info.cursor if info.params.get("selected") else ""
+        # Still selecting, its cursor was the scan's: rows past it are a page written before the cursor
+        # recorded it (the resumed run drops them), not the job's.
+        recorded = None if implied or info.params.get("selected") else service_order(MEMBER_PREFIX + info.cursor)
         usual = usual_reason(self.request) or ""
         wanted = set(only)
         stored = wanted | {Outcome.PENDING} if Outcome.DONE in wanted else wanted
         async for page in self._jobs.members(self.id, stored or None):
             for key, outcome in page:
+                if recorded is not None and service_order(key) > recorded:
+                    return
                 if outcome.outcome is Outcome.PENDING and implied and service_order(key) <= service_order(implied):
                     outcome = InstanceOutcome(outcome.instance_id, Outcome.DONE, usual)
                 if not wanted or outcome.outcome in wanted:
