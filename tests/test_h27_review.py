@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import replace
@@ -26,7 +27,7 @@ from durable_mgmt.transports import StorageTransport
 from .test_bulk_engine import CliProcess
 from .test_bulk_jobs import drain_messages
 from .test_bulk_selection import _legacy_job
-from .test_cli_support import HUB_SETTING, gather_limited, write_script_root
+from .test_cli_support import HUB_SETTING, cli, gather_limited, write_script_root  # noqa: F401 (fixture)
 
 # Two storage pages of matches (the scan reads 1,000 rows a page), every 97th instance one suspend skips.
 IDS = [f"m-{i:05d}" for i in range(1205)]
@@ -244,3 +245,24 @@ async def test_a_legacy_job_stopped_while_selecting_shows_only_what_its_scan_cur
     info = await job.run()
     assert (info.state, info.matched, info.done) == (JobState.COMPLETED, 6, 6)
     assert _suspended(await drain_messages(hub)) == {i: 1 for i in ids}
+
+
+async def test_the_cli_shows_a_job_stopped_mid_scan_and_its_resumed_progress_truthfully(hub, manager, cli):
+    # `jobs show --output json` of a job stopped with only its first page recorded says the count is not final;
+    # `jobs resume` then reports progress against what it has matched so far, never past 100%.
+    await _seed(hub)
+    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=98))
+    stopped = await job.run(lambda i: job.stop() if i.finished else None)
+    assert (stopped.state, stopped.matched, stopped.selection_complete) == (JobState.INTERRUPTED, 1000, False)
+    here = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # this tree's durable_mgmt, not the venv's
+    shown = await cli.json("jobs", "show", job.id, env=here)
+    assert (shown["matched"], shown["selectionComplete"], shown["state"]) == (1000, False, "Interrupted")
+    resumed = await cli("jobs", "resume", job.id, env=here)
+    assert resumed.code == 0, str(resumed)
+    percents = [int(p) for p in re.findall(r"\((\d+)%\)", resumed.stderr)]
+    assert percents and max(percents) == 100 and percents.count(100) == 1, resumed.stderr
+    assert "1,205/1,205 instances (100%)" in resumed.stderr
+    assert "matched so far" in resumed.stderr  # while the scan went on, the count was said to be partial
+    final = resumed.json  # (JSON when stdout is not a terminal)
+    assert (final["state"], final["matched"], final["selectionComplete"], final["done"], final["skipped"]) == (
+        "Completed", 1205, True, 1205 - len(FINISHED), len(FINISHED))

@@ -81,8 +81,11 @@ async def _run_job(target: Target, manager, job, *, total_hint: int | None = Non
                 else:
                     # Acting starts with the first recorded page; the scan may still be finding more.
                     found = "" if info.selection_complete else f"; {info.matched:,} matched so far, selecting"
+                    # The total follows the matches recorded (a resumed job stopped mid-scan started from
+                    # part of them): never fewer than those handled.
+                    total = info.matched if info.selection_complete else max(total_hint or 0, info.matched)
                     progress.update(info.finished, extra=f"{info.done:,} done, {info.skipped:,} skipped, "
-                                                          f"{info.failed:,} failed{found}")
+                                                          f"{info.failed:,} failed{found}", total=total or None)
 
             try:
                 return await job.run(report, wait_for_lease=True)
