@@ -6,6 +6,7 @@ own calls into it (a storage call that fails, as a lost connection makes it), ne
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import re
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from durable_mgmt import BulkRequest, InstanceManager, JobBusy, JobState, Outcome
+from durable_mgmt import BulkRequest, DurableError, InstanceManager, JobBusy, JobNotFound, JobState, Outcome
 from durable_mgmt.dashboard import bulk_jobs
 from durable_mgmt.errors import StorageUnavailable
 from durable_mgmt.jobs import actions, runner
@@ -266,3 +267,40 @@ async def test_the_cli_shows_a_job_stopped_mid_scan_and_its_resumed_progress_tru
     final = resumed.json  # (JSON when stdout is not a terminal)
     assert (final["state"], final["matched"], final["selectionComplete"], final["done"], final["skipped"]) == (
         "Completed", 1205, True, 1205 - len(FINISHED), len(FINISHED))
+
+
+@pytest.mark.parametrize("fault", ["etag", "table"])
+async def test_a_job_whose_row_changes_or_vanishes_mid_scan_stops_at_once_and_says_why(hub, manager, fault, caplog):
+    # Another writer changes the job row (its ETag moves), or the jobs table is deleted (delete-hub), once the
+    # first page is being acted on: the run stops with an error naming the job, acts on nothing past its
+    # claim mark, and writes nothing over the other writer's row.
+    await _seed(hub)
+    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=50))
+    table = hub.table_service.get_table_client(hub.names.jobs_table)
+    claims = []
+
+    async def progress(info):
+        if info.finished and not claims:
+            claims.append(await JobsTable(hub).claimed_through(job.id))
+            if fault == "etag":
+                await table.update_entity({"PartitionKey": job.id, "RowKey": "job", "Note": "another writer"})
+            else:
+                await table.delete_table()
+
+    with pytest.raises(DurableError) as raised:
+        await job.run(progress)
+    assert job.id in str(raised.value)
+    if fault == "etag":
+        assert isinstance(raised.value, JobBusy) and "another process" in str(raised.value)
+        row = await table.get_entity(job.id, "job")
+        assert row["Note"] == "another writer" and row["State"] == "Running"  # not overwritten by the loser
+        last = await JobsTable(hub).claimed_through(job.id)
+    else:
+        with pytest.raises(JobNotFound):
+            await manager.job(job.id)
+        last = member_key(IDS[999])
+    sent = _suspended(await drain_messages(hub))
+    assert set(sent.values()) == {1} and all(member_key(i) <= last for i in sent)
+    assert len(sent) < 1000  # it stopped within the first page
+    gc.collect()  # a task left with its error unread is reported when collected
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]

@@ -659,7 +659,9 @@ class BulkJob:
             if end is JobState.COMPLETED and not self.info.params.get("selected"):
                 end = JobState.INTERRUPTED  # stopped while selecting, before anything was left to act on
         finally:
-            if ahead is not None and not ahead.done():
+            if ahead is not None:
+                # Cancelled if still reading; awaited either way, so an error it ended with (the store gone
+                # too) is not reported again as never retrieved.
                 ahead.cancel()
                 with contextlib.suppress(BaseException):
                     await ahead
