@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import re
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from durable_mgmt import BulkRequest, DurableError, InstanceManager, JobBusy, JobNotFound, JobState, Outcome
+from durable_mgmt import BulkRequest, DurableError, ExportRequest, InstanceManager, JobBusy, JobNotFound, JobState, Outcome
 from durable_mgmt.dashboard import bulk_jobs
 from durable_mgmt.errors import StorageUnavailable
 from durable_mgmt.jobs import actions, runner
@@ -304,3 +305,35 @@ async def test_a_job_whose_row_changes_or_vanishes_mid_scan_stops_at_once_and_sa
     assert len(sent) < 1000  # it stopped within the first page
     gc.collect()  # a task left with its error unread is reported when collected
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+async def test_an_export_whose_scan_fails_mid_run_resumes_with_each_instance_once_in_its_file(hub, manager, tmp_path,
+                                                                                              monkeypatch):
+    # An export-history job: the file's length is checkpointed (params["offset"]) with each batch. The scan's
+    # second page fails while the first is exported; a crash-like tail is left in the file; the resumed job
+    # cuts it back and writes each instance once, in key order.
+    await _seed(hub)
+    real_scan = runner.scan_ids
+
+    async def failing_scan(hub_, query, **kw):
+        async for page in real_scan(hub_, query, **kw):
+            yield page
+            raise StorageUnavailable("Azure Storage is unreachable while reading instances (injected by the test).")
+
+    monkeypatch.setattr(runner, "scan_ids", failing_scan)
+    path = tmp_path / "out.jsonl"
+    request = ExportRequest("name = 'Many'", str(path))
+    job = await manager.export(BulkRequest(**{**request.__dict__, "query": request.query, "batch_size": 98,
+                                              "concurrency": 32}))
+    with pytest.raises(StorageUnavailable):
+        await job.run()
+    info = await job.refresh()
+    assert info.state is JobState.INTERRUPTED and info.done and not info.selection_complete
+    assert info.params["offset"] == path.stat().st_size  # everything written is recorded
+    with open(path, "ab") as f:
+        f.write(b'{"instanceId": "half written"}\n')
+    monkeypatch.setattr(runner, "scan_ids", real_scan)
+    final = await (await manager.job(job.id)).run()
+    assert (final.state, final.matched, final.done) == (JobState.COMPLETED, 1205, 1205)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["instanceId"] for line in lines] == IDS
