@@ -337,3 +337,24 @@ async def test_an_export_whose_scan_fails_mid_run_resumes_with_each_instance_onc
     assert (final.state, final.matched, final.done) == (JobState.COMPLETED, 1205, 1205)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [line["instanceId"] for line in lines] == IDS
+
+
+async def test_a_job_resumed_mid_scan_stays_running_while_it_resumes(hub, manager, monkeypatch):
+    # A job stopped after acting on part of its first page has matches: resumed, its row must not go back to
+    # Selecting ("nothing matched yet": the CLI and the dashboard say so) while the run gets going.
+    await _seed(hub)
+    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=98))
+    stopped = await job.run(lambda i: job.stop() if i.finished else None)
+    assert (stopped.state, stopped.matched) == (JobState.INTERRUPTED, 1000)
+    states = []
+    real_drop = JobsTable.drop_selection_after
+
+    async def drop_selection_after(self, job_id, last_key):  # the first step after the resumed run took the job
+        states.append((await self.get(job_id))[0].state)
+        return await real_drop(self, job_id, last_key)
+
+    monkeypatch.setattr(JobsTable, "drop_selection_after", drop_selection_after)
+    seen = []
+    final = await (await manager.job(job.id)).run(lambda i: seen.append(i.state))
+    assert states == [JobState.RUNNING] and JobState.SELECTING not in seen
+    assert (final.state, final.matched, final.done + final.skipped) == (JobState.COMPLETED, 1205, 1205)

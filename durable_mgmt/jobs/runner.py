@@ -447,7 +447,10 @@ class BulkJob:
                 raise JobBusy(f"Job {self.id!r} is being run by another process (its lease runs until "
                               f"{until:%H:%M:%S} UTC). If that process died, resume after that time.")
             await asyncio.sleep(min(2.0, max(0.1, (until - utcnow()).total_seconds() + 0.2)))
-        state = JobState.RUNNING if info.params.get("selected") else JobState.SELECTING
+        # Still selecting: Running if it has recorded matches (a job of this layout acts on them while the
+        # scan goes on), Selecting if not; a legacy job selects again from nothing (_resume_selection).
+        recorded = info.matched if info.params.get("layout", LEGACY_LAYOUT) != LEGACY_LAYOUT else 0
+        state = JobState.RUNNING if info.params.get("selected") else _selecting_state(recorded)
         info = replace(info, state=state)
         return info, await self._jobs.update(info, etag, owner=self._owner, lease_seconds=self._lease())
 
