@@ -358,3 +358,28 @@ async def test_a_job_resumed_mid_scan_stays_running_while_it_resumes(hub, manage
     final = await (await manager.job(job.id)).run(lambda i: seen.append(i.state))
     assert states == [JobState.RUNNING] and JobState.SELECTING not in seen
     assert (final.state, final.matched, final.done + final.skipped) == (JobState.COMPLETED, 1205, 1205)
+
+
+async def test_the_dashboard_job_page_says_the_count_is_partial_until_the_scan_ends(hub, manager):
+    # The job page (job_progress.html) shows "of N+" while the scan goes on, "of N" once it is complete.
+    from durable_mgmt.dashboard.core import Dashboard
+    from durable_mgmt.dashboard.web import Request
+
+    await _seed(hub)
+
+    async def managers():
+        return manager
+
+    dashboard = Dashboard(managers)
+    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=98))
+
+    async def progress_text() -> str:
+        page = await dashboard.handle(Request.build("GET", "/job", f"id={job.id}", {"host": "127.0.0.1"}))
+        assert page.status == 200
+        body = page.body_bytes.decode()
+        return " ".join(re.search(r'<p id="job-progress">(.*?)</p>', body, re.S).group(1).split())
+
+    stopped = await job.run(lambda i: job.stop() if i.finished else None)
+    assert f"{stopped.finished} of 1000+ handled" in await progress_text()
+    await (await manager.job(job.id)).run()
+    assert "1205 of 1205 handled" in await progress_text()
