@@ -31,7 +31,7 @@ from .test_bulk_jobs import drain_messages
 from .test_bulk_selection import _legacy_job
 from .test_cli_support import HUB_SETTING, cli, gather_limited, write_script_root  # noqa: F401 (fixture)
 
-# Two storage pages of matches (the scan reads 1,000 rows a page), every 97th instance one suspend skips.
+# Two storage pages of matches (the scan reads 1,000 rows a page), every 97th instance one terminate skips.
 IDS = [f"m-{i:05d}" for i in range(1205)]
 FINISHED = set(IDS[::97])
 
@@ -47,15 +47,15 @@ async def _seed(hub, ids=IDS, finished=FINISHED) -> None:
          "CreatedTime": utcnow()}) for i in ids])
 
 
-def _suspended(messages: Counter) -> Counter:
-    return Counter({iid: n for (iid, kind), n in messages.items() if kind == "ExecutionSuspended"})
+def _terminated(messages: Counter) -> Counter:
+    return Counter({iid: n for (iid, kind), n in messages.items() if kind == "ExecutionTerminated"})
 
 
 async def _assert_each_once(hub, job, ids=IDS, finished=FINISHED) -> None:
-    """Every match acted on once: one suspend message per running instance, each listed once by outcomes(),
+    """Every match acted on once: one terminate message per running instance, each listed once by outcomes(),
     the skipped ones as skipped, and the counters equal to that tally."""
     info = await job.refresh()
-    assert _suspended(await drain_messages(hub)) == {i: 1 for i in ids if i not in finished}
+    assert _terminated(await drain_messages(hub)) == {i: 1 for i in ids if i not in finished}
     outcomes = [o async for o in job.outcomes()]
     assert [o.instance_id for o in outcomes] == ids
     assert {o.instance_id for o in outcomes if o.outcome is Outcome.SKIPPED} == finished
@@ -82,7 +82,7 @@ async def test_a_checkpoint_that_fails_never_leaves_its_cursor_or_counters_in_th
 
     monkeypatch.setattr(JobsTable, "commit", commit)
     monkeypatch.setattr(actions, "IN_DOUBT_WAIT", 0.2)  # the failed chunk is in doubt on resume: checked first
-    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=20))
+    job = await manager.bulk(BulkRequest("terminate", "name = 'Many'", batch_size=20))
     with pytest.raises(StorageUnavailable):
         await job.run()
     info = await job.refresh()
@@ -93,23 +93,32 @@ async def test_a_checkpoint_that_fails_never_leaves_its_cursor_or_counters_in_th
     claimed = await JobsTable(hub).claimed_through(job.id)
     monkeypatch.setattr(JobsTable, "commit", real_commit)
     await (await manager.job(job.id)).run()
-    # The chunks acted on but not recorded were in doubt: their suspends may be sent again, nothing else.
-    messages = _suspended(await drain_messages(hub))
+    # The chunks acted on but not recorded were in doubt: their terminates may be sent again, nothing else.
+    messages = _terminated(await drain_messages(hub))
     assert set(messages) == {i for i in IDS if i not in FINISHED}
     again = {i for i, n in messages.items() if n > 1}
     assert again and all(info.cursor < member_key(i) <= claimed for i in again)
+    await _assert_in_doubt_settled(job, info.cursor, claimed)
+
+
+async def _assert_in_doubt_settled(job, cursor: str, claimed: str) -> None:
+    """Each instance listed once; finished ones skipped, but those in doubt (after ``cursor``, up to
+    ``claimed``), which a resumed terminate confirms as finished (actions._check_in_doubt), and the counters
+    equal to that tally."""
+    doubt = {i for i in FINISHED if cursor < member_key(i) <= claimed}
     outcomes = [o async for o in job.outcomes()]
     assert [o.instance_id for o in outcomes] == IDS
-    assert {o.instance_id for o in outcomes if o.outcome is Outcome.SKIPPED} == FINISHED
+    assert {o.instance_id for o in outcomes if o.outcome is Outcome.SKIPPED} == FINISHED - doubt
+    assert all("confirmed after an interruption" in o.reason for o in outcomes if o.instance_id in doubt)
     info = await job.refresh()
-    assert (info.state, info.matched, info.done, info.skipped) == (JobState.COMPLETED, 1205, 1205 - len(FINISHED),
-                                                                    len(FINISHED))
+    assert (info.state, info.matched, info.done, info.skipped) == (
+        JobState.COMPLETED, 1205, 1205 - len(FINISHED - doubt), len(FINISHED - doubt))
 
 
 async def test_a_scan_that_fails_mid_run_records_the_chunks_already_acted_on(hub, manager, monkeypatch):
     # The second storage page cannot be read (a lost connection) while chunks of the first are being acted
     # on: those chunks are recorded before the run stops, so a resumed run repeats none of them (an
-    # unrecorded chunk is in doubt, and a suspend in doubt is sent again when the instance shows no effect).
+    # unrecorded chunk is in doubt, and a terminate in doubt is sent again when the instance shows no effect).
     await _seed(hub)
     real_scan = runner.scan_ids
 
@@ -120,7 +129,7 @@ async def test_a_scan_that_fails_mid_run_records_the_chunks_already_acted_on(hub
 
     monkeypatch.setattr(runner, "scan_ids", failing_scan)
     monkeypatch.setattr(actions, "IN_DOUBT_WAIT", 0.2)
-    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=50))
+    job = await manager.bulk(BulkRequest("terminate", "name = 'Many'", batch_size=50))
     with pytest.raises(StorageUnavailable):
         await job.run()
     info = await job.refresh()
@@ -137,7 +146,7 @@ async def _assert_coherent(hub, job) -> None:
     """A job that stopped for good: what it says it did is what was sent, each once, and it lists exactly
     the instances its scan recorded (done through its cursor, pending after), nothing past the scan cursor."""
     info = await job.refresh()
-    sent = _suspended(await drain_messages(hub))
+    sent = _terminated(await drain_messages(hub))
     assert set(sent.values()) <= {1}
     outcomes = [o async for o in job.outcomes()]
     recorded = IDS[:info.matched]
@@ -155,7 +164,7 @@ async def test_a_job_canceled_while_its_scan_goes_on_records_what_it_sent(hub, m
     # BulkJob docstring: "run it in a task ... cancel() stops it for good"), asked once acting has started
     # and the scan has recorded only its first page.
     await _seed(hub)
-    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=50, rate=400))
+    job = await manager.bulk(BulkRequest("terminate", "name = 'Many'", batch_size=50, rate=400))
     asked = []
 
     async def progress(info):
@@ -177,7 +186,7 @@ async def test_a_second_handle_never_runs_a_job_whose_scan_goes_on(hub, manager)
     # it, the other is refused with JobBusy before touching anything, and so is a later dashboard step; the
     # job still reaches each match once.
     await _seed(hub)
-    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=50, rate=600))
+    job = await manager.bulk(BulkRequest("terminate", "name = 'Many'", batch_size=50, rate=600))
     other = await manager.job(job.id)
     steps = []
 
@@ -195,7 +204,7 @@ async def test_a_second_handle_never_runs_a_job_whose_scan_goes_on(hub, manager)
 
 async def test_a_cli_killed_while_its_scan_goes_on_resumes_without_acting_past_what_it_recorded(
         hub, manager, tmp_path, connection_string, monkeypatch):
-    # SIGKILL of `funcpy durable bulk suspend` once it acts and its scan has recorded only its first page:
+    # SIGKILL of `funcpy durable bulk terminate` once it acts and its scan has recorded only its first page:
     # nothing it sent lies past its claim mark or its scan cursor, and the resumed job reaches the rest;
     # only the claimed chunks (in doubt, no host here to show the effect) may be sent twice.
     await _seed(hub)
@@ -203,7 +212,7 @@ async def test_a_cli_killed_while_its_scan_goes_on_resumes_without_acting_past_w
     env.update({"AzureWebJobsStorage": connection_string, HUB_SETTING: hub.name,
                 "PYTHONPATH": str(Path(__file__).resolve().parents[1])})  # this tree's durable_mgmt, not the venv's
     cli = CliProcess(write_script_root(tmp_path / "app"), env)
-    proc = await cli.start("bulk", "suspend", "-q", "name = 'Many'", "--rate", "400", "--batch-size", "20",
+    proc = await cli.start("bulk", "terminate", "-q", "name = 'Many'", "--rate", "400", "--batch-size", "20",
                            "--yes", "--output", "json")
     try:
         deadline = time.monotonic() + 60
@@ -220,16 +229,16 @@ async def test_a_cli_killed_while_its_scan_goes_on_resumes_without_acting_past_w
     job = await manager.job(info.id)
     assert info.state is JobState.RUNNING and info.matched == 1000 and not info.selection_complete
     claimed = await JobsTable(hub).claimed_through(info.id)
-    first = _suspended(await drain_messages(hub))
+    first = _terminated(await drain_messages(hub))
     assert first and all(member_key(i) <= claimed <= member_key(IDS[999]) for i in first)
     monkeypatch.setattr(actions, "IN_DOUBT_WAIT", 0.2)
     final = await job.run(wait_for_lease=True)  # the dead process's lease runs out first
-    second = _suspended(await drain_messages(hub))
+    second = _terminated(await drain_messages(hub))
     assert first + second == Counter({i: 1 for i in IDS if i not in FINISHED}) + Counter(
         {i: 1 for i in set(first) & set(second)})
     assert all(info.cursor < member_key(i) <= claimed for i in set(first) & set(second))
-    assert [o.instance_id async for o in job.outcomes()] == IDS
-    assert (final.state, final.matched, final.skipped) == (JobState.COMPLETED, 1205, len(FINISHED))
+    assert final.state is JobState.COMPLETED
+    await _assert_in_doubt_settled(job, info.cursor, claimed)
 
 
 async def test_a_legacy_job_stopped_while_selecting_shows_only_what_its_scan_cursor_recorded(hub, manager):
@@ -238,7 +247,7 @@ async def test_a_legacy_job_stopped_while_selecting_shows_only_what_its_scan_cur
     # must not list them (runner._select of 3a31baa^; the resumed run drops them).
     ids = [f"m-{i:03d}" for i in range(6)]
     await _seed(hub, ids, set())
-    job_id = await _legacy_job(hub, BulkRequest("suspend", "name = 'Many'"), ids[:4], selected=False)
+    job_id = await _legacy_job(hub, BulkRequest("terminate", "name = 'Many'"), ids[:4], selected=False)
     jobs = JobsTable(hub)
     info, etag, _ = await jobs.get(job_id)
     await jobs.update(replace(info, matched=2, cursor=escape_key(ids[1])), etag)
@@ -246,14 +255,14 @@ async def test_a_legacy_job_stopped_while_selecting_shows_only_what_its_scan_cur
     assert [(o.instance_id, o.outcome) async for o in job.outcomes()] == [(i, Outcome.PENDING) for i in ids[:2]]
     info = await job.run()
     assert (info.state, info.matched, info.done) == (JobState.COMPLETED, 6, 6)
-    assert _suspended(await drain_messages(hub)) == {i: 1 for i in ids}
+    assert _terminated(await drain_messages(hub)) == {i: 1 for i in ids}
 
 
 async def test_the_cli_shows_a_job_stopped_mid_scan_and_its_resumed_progress_truthfully(hub, manager, cli):
     # `jobs show --output json` of a job stopped with only its first page recorded says the count is not final;
     # `jobs resume` then reports progress against what it has matched so far, never past 100%.
     await _seed(hub)
-    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=98))
+    job = await manager.bulk(BulkRequest("terminate", "name = 'Many'", batch_size=98))
     stopped = await job.run(lambda i: job.stop() if i.finished else None)
     assert (stopped.state, stopped.matched, stopped.selection_complete) == (JobState.INTERRUPTED, 1000, False)
     here = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # this tree's durable_mgmt, not the venv's
@@ -276,7 +285,7 @@ async def test_a_job_whose_row_changes_or_vanishes_mid_scan_stops_at_once_and_sa
     # first page is being acted on: the run stops with an error naming the job, acts on nothing past its
     # claim mark, and writes nothing over the other writer's row.
     await _seed(hub)
-    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=50))
+    job = await manager.bulk(BulkRequest("terminate", "name = 'Many'", batch_size=50))
     table = hub.table_service.get_table_client(hub.names.jobs_table)
     claims = []
 
@@ -300,7 +309,7 @@ async def test_a_job_whose_row_changes_or_vanishes_mid_scan_stops_at_once_and_sa
         with pytest.raises(JobNotFound):
             await manager.job(job.id)
         last = member_key(IDS[999])
-    sent = _suspended(await drain_messages(hub))
+    sent = _terminated(await drain_messages(hub))
     assert set(sent.values()) == {1} and all(member_key(i) <= last for i in sent)
     assert len(sent) < 1000  # it stopped within the first page
     gc.collect()  # a task left with its error unread is reported when collected
@@ -343,7 +352,7 @@ async def test_a_job_resumed_mid_scan_stays_running_while_it_resumes(hub, manage
     # A job stopped after acting on part of its first page has matches: resumed, its row must not go back to
     # Selecting ("nothing matched yet": the CLI and the dashboard say so) while the run gets going.
     await _seed(hub)
-    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=98))
+    job = await manager.bulk(BulkRequest("terminate", "name = 'Many'", batch_size=98))
     stopped = await job.run(lambda i: job.stop() if i.finished else None)
     assert (stopped.state, stopped.matched) == (JobState.INTERRUPTED, 1000)
     states = []
@@ -371,7 +380,7 @@ async def test_the_dashboard_job_page_says_the_count_is_partial_until_the_scan_e
         return manager
 
     dashboard = Dashboard(managers)
-    job = await manager.bulk(BulkRequest("suspend", "name = 'Many'", batch_size=98))
+    job = await manager.bulk(BulkRequest("terminate", "name = 'Many'", batch_size=98))
 
     async def progress_text() -> str:
         page = await dashboard.handle(Request.build("GET", "/job", f"id={job.id}", {"host": "127.0.0.1"}))
