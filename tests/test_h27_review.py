@@ -268,6 +268,11 @@ async def test_the_cli_shows_a_job_stopped_mid_scan_and_its_resumed_progress_tru
     here = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # this tree's durable_mgmt, not the venv's
     shown = await cli.json("jobs", "show", job.id, env=here)
     assert (shown["matched"], shown["selectionComplete"], shown["state"]) == (1000, False, "Interrupted")
+    # In text, as the dashboard's "of 1000+": more may match once the scan goes on.
+    text = await cli.ok("jobs", "show", job.id, "--output", "table", env=here)
+    assert "Matched 1,000+:" in text.stdout, text.stdout
+    listed = await cli.ok("jobs", "list", "--output", "table", env=here)
+    assert "1,000+" in listed.stdout, listed.stdout
     resumed = await cli("jobs", "resume", job.id, env=here)
     assert resumed.code == 0, str(resumed)
     percents = [int(p) for p in re.findall(r"\((\d+)%\)", resumed.stderr)]
