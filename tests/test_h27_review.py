@@ -20,7 +20,8 @@ import pytest
 from durable_mgmt import BulkRequest, DurableError, ExportRequest, InstanceManager, JobBusy, JobNotFound, JobState, Outcome
 from durable_mgmt.dashboard import bulk_jobs
 from durable_mgmt.errors import StorageUnavailable
-from durable_mgmt.jobs import actions, runner
+from durable_mgmt.jobs import actions
+from durable_mgmt.taskhub import scan
 from durable_mgmt.taskhub.jobs_table import JobsTable, member_key
 from durable_mgmt.taskhub.names import escape_key
 from durable_mgmt.taskhub.timefmt import utcnow
@@ -45,6 +46,20 @@ async def _seed(hub, ids=IDS, finished=FINISHED) -> None:
     await gather_limited([hub.instances.client.upsert_entity(
         {"PartitionKey": i, "RowKey": "", "Name": "Many", "RuntimeStatus": "Completed" if i in finished else "Running",
          "CreatedTime": utcnow()}) for i in ids])
+
+
+def _fail_the_scan_after_one_page(monkeypatch):
+    """The job's scan reads one storage page, then the next read fails as a lost connection makes it. At
+    taskhub.scan._rows: every scan a job makes (ids, or ids with statuses) reads its pages there."""
+    real_rows = scan._rows
+
+    async def rows(*args, **kw):
+        async for page in real_rows(*args, **kw):
+            yield page
+            raise StorageUnavailable("Azure Storage is unreachable while reading instances (injected by the test).")
+
+    monkeypatch.setattr(scan, "_rows", rows)
+    return real_rows
 
 
 def _terminated(messages: Counter) -> Counter:
@@ -120,14 +135,7 @@ async def test_a_scan_that_fails_mid_run_records_the_chunks_already_acted_on(hub
     # on: those chunks are recorded before the run stops, so a resumed run repeats none of them (an
     # unrecorded chunk is in doubt, and a terminate in doubt is sent again when the instance shows no effect).
     await _seed(hub)
-    real_scan = runner.scan_ids
-
-    async def failing_scan(hub_, query, **kw):
-        async for page in real_scan(hub_, query, **kw):
-            yield page
-            raise StorageUnavailable("Azure Storage is unreachable while reading instances (injected by the test).")
-
-    monkeypatch.setattr(runner, "scan_ids", failing_scan)
+    real_rows = _fail_the_scan_after_one_page(monkeypatch)
     monkeypatch.setattr(actions, "IN_DOUBT_WAIT", 0.2)
     job = await manager.bulk(BulkRequest("terminate", "name = 'Many'", batch_size=50))
     with pytest.raises(StorageUnavailable):
@@ -137,7 +145,7 @@ async def test_a_scan_that_fails_mid_run_records_the_chunks_already_acted_on(hub
     # Everything sent is recorded, and nothing is left claimed beyond it (no wait for in-doubt instances).
     assert info.cursor == member_key(IDS[info.done + info.skipped - 1])
     assert await JobsTable(hub).claimed_through(job.id) <= info.cursor
-    monkeypatch.setattr(runner, "scan_ids", real_scan)
+    monkeypatch.setattr(scan, "_rows", real_rows)
     await (await manager.job(job.id)).run()
     await _assert_each_once(hub, job)
 
@@ -327,14 +335,7 @@ async def test_an_export_whose_scan_fails_mid_run_resumes_with_each_instance_onc
     # second page fails while the first is exported; a crash-like tail is left in the file; the resumed job
     # cuts it back and writes each instance once, in key order.
     await _seed(hub)
-    real_scan = runner.scan_ids
-
-    async def failing_scan(hub_, query, **kw):
-        async for page in real_scan(hub_, query, **kw):
-            yield page
-            raise StorageUnavailable("Azure Storage is unreachable while reading instances (injected by the test).")
-
-    monkeypatch.setattr(runner, "scan_ids", failing_scan)
+    real_rows = _fail_the_scan_after_one_page(monkeypatch)
     path = tmp_path / "out.jsonl"
     request = ExportRequest("name = 'Many'", str(path))
     job = await manager.export(BulkRequest(**{**request.__dict__, "query": request.query, "batch_size": 98,
@@ -346,7 +347,7 @@ async def test_an_export_whose_scan_fails_mid_run_resumes_with_each_instance_onc
     assert info.params["offset"] == path.stat().st_size  # everything written is recorded
     with open(path, "ab") as f:
         f.write(b'{"instanceId": "half written"}\n')
-    monkeypatch.setattr(runner, "scan_ids", real_scan)
+    monkeypatch.setattr(scan, "_rows", real_rows)
     final = await (await manager.job(job.id)).run()
     assert (final.state, final.matched, final.done) == (JobState.COMPLETED, 1205, 1205)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
