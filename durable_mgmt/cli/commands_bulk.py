@@ -81,8 +81,11 @@ async def _run_job(target: Target, manager, job, *, total_hint: int | None = Non
                 else:
                     # Acting starts with the first recorded page; the scan may still be finding more.
                     found = "" if info.selection_complete else f"; {info.matched:,} matched so far, selecting"
+                    # The total follows the matches recorded (a resumed job stopped mid-scan started from
+                    # part of them): never fewer than those handled.
+                    total = info.matched if info.selection_complete else max(total_hint or 0, info.matched)
                     progress.update(info.finished, extra=f"{info.done:,} done, {info.skipped:,} skipped, "
-                                                          f"{info.failed:,} failed{found}")
+                                                          f"{info.failed:,} failed{found}", total=total or None)
 
             try:
                 return await job.run(report, wait_for_lease=True)
@@ -93,8 +96,13 @@ async def _run_job(target: Target, manager, job, *, total_hint: int | None = Non
         loop.remove_signal_handler(signal.SIGINT)
 
 
+def _matched(info: JobInfo) -> str:
+    """How many instances a job matched: "1,000+" while its scan had not finished (more may match)."""
+    return f"{info.matched:,}" + ("" if info.selection_complete else "+")
+
+
 def _report(target: Target, info: JobInfo) -> None:
-    text = (f"Job {info.id} ({info.action.value}) {info.state.value}: {info.matched:,} matched, {info.done:,} done, "
+    text = (f"Job {info.id} ({info.action.value}) {info.state.value}: {_matched(info)} matched, {info.done:,} done, "
             f"{info.skipped:,} skipped, {info.failed:,} failed.")
     if info.state is JobState.INTERRUPTED:
         text += f"\nResume it with: funcpy durable jobs resume {info.id}"
@@ -275,7 +283,7 @@ def jobs_list(target: Target) -> None:
         out.json([i.to_json() for i in infos])
         return
     out.table(["Job", "Action", "State", "Matched", "Done", "Skipped", "Failed", "Query"],
-              [(i.id, i.action.value, i.state.value, f"{i.matched:,}", f"{i.done:,}", f"{i.skipped:,}",
+              [(i.id, i.action.value, i.state.value, _matched(i), f"{i.done:,}", f"{i.skipped:,}",
                 f"{i.failed:,}", i.query) for i in infos])
 
 
@@ -311,7 +319,7 @@ def jobs_show(target: Target, job_id: str, outcomes: str, limit: int) -> None:
         out.json({**info.to_json(), "instances": [o.to_json() for o in listed]})
         return
     out.console.print(f"Job {info.id}: {info.action.value} {info.state.value}\nQuery: {info.query} "
-                      f"(relative times from {info.now:%Y-%m-%dT%H:%M:%SZ})\nMatched {info.matched:,}: "
+                      f"(relative times from {info.now:%Y-%m-%dT%H:%M:%SZ})\nMatched {_matched(info)}: "
                       f"{info.done:,} done, {info.skipped:,} skipped, {info.failed:,} failed", markup=False)
     if listed:
         out.table(["Instance", "Outcome", "Reason"], [(o.instance_id, o.outcome.value, o.reason) for o in listed])

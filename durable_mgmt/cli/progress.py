@@ -39,9 +39,12 @@ class ProgressReporter:
             self._task = self._progress.add_task(self._description, total=self._total, extra="")
         return self
 
-    def update(self, completed: int, extra: str = "") -> None:
+    def update(self, completed: int, extra: str = "", *, total: int | None = None) -> None:
+        """``total``: a new total, when it grows as the work goes (a bulk job's scan still finding matches)."""
+        if total is not None:
+            self._total = total
         if self._progress is not None:
-            self._progress.update(self._task, completed=completed, extra=extra)
+            self._progress.update(self._task, completed=completed, extra=extra, total=self._total)
             return
         if self._total:
             fraction = completed / self._total

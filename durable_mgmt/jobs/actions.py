@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from ..errors import DurableError, InstanceNotFound, WaitTimeout, WrongState
@@ -54,6 +54,11 @@ class Context:
     hub: Any       # the opened TaskHub (family lookups, batch reads)
     request: BulkRequest
     purger: Any = None  # taskhub.bulk_ops.BatchPurger, for batch purges
+    # A recursive terminate: the instances this run sent a terminate to, with the member that reached them. A
+    # job acts while its scan goes on, so a sub-orchestration the scan reaches after its parent (or one a
+    # parent reaches after it) was already sent one: until a host records it Terminated it still looks
+    # Running, and it would be sent another.
+    reached: dict[str, str] = field(default_factory=dict)
 
 
 Limited = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
@@ -203,11 +208,19 @@ async def _act(ctx: Context, instance_id: str) -> str:
     m, req = ctx.manager, ctx.request
     action = req.action
     if action is BulkAction.TERMINATE:
-        family = await descendants(ctx.hub, instance_id) if req.recursive else []
-        top_down = parents_first(instance_id, family)
+        if not req.recursive:
+            await m.terminate(instance_id, req.reason)
+            return TERMINATE_SENT
+        if instance_id in ctx.reached:
+            return f"{TERMINATE_SENT} with {ctx.reached[instance_id]!r}"
+        ctx.reached[instance_id] = instance_id
+        top_down = parents_first(instance_id, await descendants(ctx.hub, instance_id))
         await m.terminate(instance_id, req.reason)
-        reached = await _each_active(ctx, top_down[1:], lambda iid: m.terminate(iid, req.reason))
-        return f"{TERMINATE_SENT}, and to {reached} sub-orchestration(s)" if req.recursive else TERMINATE_SENT
+        # Those this run already sent one to (as members, or below another member) are not sent another.
+        fresh = [iid for iid in top_down[1:] if iid not in ctx.reached]
+        ctx.reached.update((iid, instance_id) for iid in fresh)
+        reached = await _each_active(ctx, fresh, lambda iid: m.terminate(iid, req.reason))
+        return f"{TERMINATE_SENT}, and to {reached} sub-orchestration(s)"
     if action is BulkAction.SUSPEND:
         await m.suspend(instance_id, req.reason)
         return "suspend sent"

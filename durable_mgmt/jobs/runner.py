@@ -152,8 +152,14 @@ class _ChunkReader:
             if any(m.outcome is Outcome.PENDING for m in members):
                 steps.append(jobs.claim_through(job_id, keyed[-1][0]))
             steps.append(self._prepare(members, size))
-        done = await asyncio.gather(*steps)
-        return _Chunk(keyed[-1][0], members, done[-1] if self._export is None else None, canceled=done[0] is True)
+        # Each step ends before an error of one is raised: a claim landing after the caller moved the claim
+        # mark back (the read failed) would leave this chunk in doubt.
+        done = await asyncio.gather(*steps, return_exceptions=True)
+        for result in done:
+            if isinstance(result, BaseException):
+                raise result
+        return _Chunk(keyed[-1][0], members, done[-1] if self._export is None else None,
+                      canceled=done[0] is True or self._job._cancel_asked)
 
 
 ProgressCallback = Callable[[JobInfo], "Awaitable[None] | None"]
@@ -170,6 +176,15 @@ def _selecting_state(matched: int) -> JobState:
     """A job's state while its scan goes on: Running once something was recorded (it is acted on meanwhile;
     ``matched`` still grows until ``params["selected"]``), Selecting until then."""
     return JobState.RUNNING if matched else JobState.SELECTING
+
+
+def _with_acted(info: JobInfo, acted: dict[str, Any] | None) -> JobInfo:
+    """``info`` with the counters, cursor and export offset a checkpoint brings it to (see BulkJob._write)."""
+    if not acted:
+        return info
+    params = info.params if "offset" not in acted else {**info.params, "offset": acted["offset"]}
+    return replace(info, done=acted["done"], skipped=acted["skipped"], failed=acted["failed"], cursor=acted["cursor"],
+                   params=params)
 
 
 async def _flatten(pages: AsyncIterator[list]) -> AsyncIterator[Any]:
@@ -231,6 +246,8 @@ class BulkJob:
         self._row_lock = asyncio.Lock()  # job row writes, one at a time (see _write)
         # Without a rate, the statuses the scan read for the members it gave out and not yet acted on (see _select).
         self._scanned: dict[str, Any] | None = None
+        self._running = False  # run() is going on (in some task) with this handle
+        self._cancel_asked = False  # cancel() was called on this handle while it ran
 
     @property
     def id(self) -> str:
@@ -254,6 +271,12 @@ class BulkJob:
         """Ask the job to stop for good: a running process stops at its next checkpoint; an idle job
         is marked Canceled now."""
         await self._jobs.request_cancel(self.id)
+        if self._running:
+            # This handle's own run (in another task) stops at its next chunk and records Canceled itself:
+            # writing the row here would change its ETag under it, and it would stop as if taken over, with
+            # the chunks it acted on unrecorded (in doubt).
+            self._cancel_asked = True
+            return await self.refresh()
         info, etag, lease = await self._jobs.get(self.id)
         if not info.state.is_final and not lease_is_live(lease, self._owner):
             with contextlib.suppress(JobBusy):
@@ -311,11 +334,16 @@ class BulkJob:
         # A member still stored as pending at or before the cursor of a selected job was done with the
         # action's usual reason: checkpoints do not write those (see _process).
         implied = info.cursor if info.params.get("selected") else ""
+        # Still selecting, its cursor was the scan's: rows past it are a page written before the cursor
+        # recorded it (the resumed run drops them), not the job's.
+        recorded = None if implied or info.params.get("selected") else service_order(MEMBER_PREFIX + info.cursor)
         usual = usual_reason(self.request) or ""
         wanted = set(only)
         stored = wanted | {Outcome.PENDING} if Outcome.DONE in wanted else wanted
         async for page in self._jobs.members(self.id, stored or None):
             for key, outcome in page:
+                if recorded is not None and service_order(key) > recorded:
+                    return
                 if outcome.outcome is Outcome.PENDING and implied and service_order(key) <= service_order(implied):
                     outcome = InstanceOutcome(outcome.instance_id, Outcome.DONE, usual)
                 if not wanted or outcome.outcome in wanted:
@@ -395,6 +423,7 @@ class BulkJob:
             return info
         self._etag = etag
         self.info = info
+        self._running = True
         try:
             if not info.params.get("selected"):
                 await self._resume_selection()
@@ -404,6 +433,8 @@ class BulkJob:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._finish(JobState.INTERRUPTED))
             raise
+        finally:
+            self._running = False
         return self.info
 
     async def _acquire(self, wait: bool) -> tuple[JobInfo, str]:
@@ -418,7 +449,10 @@ class BulkJob:
                 raise JobBusy(f"Job {self.id!r} is being run by another process (its lease runs until "
                               f"{until:%H:%M:%S} UTC). If that process died, resume after that time.")
             await asyncio.sleep(min(2.0, max(0.1, (until - utcnow()).total_seconds() + 0.2)))
-        state = JobState.RUNNING if info.params.get("selected") else JobState.SELECTING
+        # Still selecting: Running if it has recorded matches (a job of this layout acts on them while the
+        # scan goes on), Selecting if not; a legacy job selects again from nothing (_resume_selection).
+        recorded = info.matched if info.params.get("layout", LEGACY_LAYOUT) != LEGACY_LAYOUT else 0
+        state = JobState.RUNNING if info.params.get("selected") else _selecting_state(recorded)
         info = replace(info, state=state)
         return info, await self._jobs.update(info, etag, owner=self._owner, lease_seconds=self._lease())
 
@@ -432,27 +466,34 @@ class BulkJob:
         self._lease_deadline = time.monotonic() + seconds
         return seconds
 
-    async def _write(self, outcomes: list[InstanceOutcome] = (), *, release: bool = False) -> JobInfo:
+    async def _write(self, outcomes: list[InstanceOutcome] = (), *, acted: dict[str, Any] | None = None,
+                     release: bool = False) -> JobInfo:
         """Write the job row as ``self.info`` is when this write's turn comes (with ``outcomes`` in the same
-        transaction); the info written.
+        transaction, and ``acted``: the counters and cursor they bring it to); the info written.
 
         The selection and the checkpoints both write the row, each change conditional on the ETag of the
         one before: one write at a time, and each carries both sides' latest state (an older snapshot
-        written last would move a cursor back). A write is never cut short by a cancel: one that landed
-        unseen would leave the next with a stale ETag, and the job could not record its end."""
+        written last would move a cursor back). The acting side of ``self.info`` (counters, cursor, an
+        export's offset) moves only once its checkpoint is written: a write of the scan's, or the run's
+        Interrupted, that carried the cursor of a checkpoint not written yet (queued, or failed) would
+        imply its skipped and failed instances "done as usual" with no outcome row. A write is never cut
+        short by a cancel: one that landed unseen would leave the next with a stale ETag, and the job
+        could not record its end."""
         async def write() -> JobInfo:
             async with self._row_lock:
-                info = self.info
+                info = _with_acted(self.info, acted)
                 owner, lease = ("", 0.0) if release else (self._owner, self._lease())
                 self._etag = await self._jobs.commit(info, self._etag, outcomes, owner=owner, lease_seconds=lease)
+                # The scan may have moved on meanwhile: its side stays, the acting side is what was written.
+                self.info = _with_acted(self.info, acted)
                 return info
 
         task = asyncio.ensure_future(write())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # seen by the caller, or by the next write
         return await asyncio.shield(task)
 
-    async def _commit_and_notify(self, outcomes: list[InstanceOutcome]) -> None:
-        await self._notify(await self._write(outcomes))
+    async def _commit_and_notify(self, outcomes: list[InstanceOutcome], acted: dict[str, Any]) -> None:
+        await self._notify(await self._write(outcomes, acted=acted))
 
     async def _notify(self, info: JobInfo | None = None) -> None:
         if self._progress is not None:
@@ -564,6 +605,10 @@ class BulkJob:
         end = JobState.COMPLETED
         recordable = True
         acted_through = ""  # the last member key given to an operation in this run
+        # Where the checkpoints bring the job row (see _write: self.info moves as each one is written).
+        acted: dict[str, Any] = {"done": self.info.done, "skipped": self.info.skipped, "failed": self.info.failed,
+                                 "cursor": self.info.cursor}
+        failure: Exception | None = None  # reading the next chunk failed: recorded what was acted on, then raised
 
         async def record_oldest() -> bool:
             """Record the oldest chunk acted on (after the checkpoint before it); False: stop here."""
@@ -578,15 +623,14 @@ class BulkJob:
                 return False
             if commit is not None:
                 await commit
-            counts = {o: sum(1 for r in results if r.outcome is o) for o in Outcome}
-            params = {**self.info.params, "offset": export.offset} if export is not None else self.info.params
-            self.info = replace(self.info, done=self.info.done + counts[Outcome.DONE],
-                                skipped=self.info.skipped + counts[Outcome.SKIPPED],
-                                failed=self.info.failed + counts[Outcome.FAILED], cursor=chunk.last_key,
-                                params=params)
+            for outcome, counter in ((Outcome.DONE, "done"), (Outcome.SKIPPED, "skipped"), (Outcome.FAILED, "failed")):
+                acted[counter] += sum(1 for r in results if r.outcome is outcome)
+            acted["cursor"] = chunk.last_key
+            if export is not None:
+                acted["offset"] = export.offset
             # Outcomes as the action usually ends are implied by the cursor (``outcomes``); others are written.
             written = [r for r in results if not (r.outcome is Outcome.DONE and r.reason == usual)]
-            commit = asyncio.ensure_future(self._commit_and_notify(written))
+            commit = asyncio.ensure_future(self._commit_and_notify(written, dict(acted)))
             return True
 
         try:
@@ -594,7 +638,13 @@ class BulkJob:
                 export.open()
             ahead = asyncio.ensure_future(chunks.next())
             while True:
-                chunk = await ahead
+                try:
+                    chunk = await ahead
+                except Exception as e:
+                    # The scan or a read ahead failed (storage unreachable...): the chunks acting are still
+                    # recorded below, or a resumed run would find them in doubt and send their requests again.
+                    failure, ahead = e, None
+                    break
                 ahead = None
                 if chunk is None:
                     break
@@ -621,10 +671,18 @@ class BulkJob:
             if commit is not None:
                 await commit
                 commit = None
+            if failure is not None:
+                if export is None:
+                    # The chunk that failed may have been claimed: nothing of it was acted on.
+                    with contextlib.suppress(Exception):
+                        await self._jobs.claim_through(self.id, max(chunks.claimed, acted_through, key=service_order))
+                raise failure
             if end is JobState.COMPLETED and not self.info.params.get("selected"):
                 end = JobState.INTERRUPTED  # stopped while selecting, before anything was left to act on
         finally:
-            if ahead is not None and not ahead.done():
+            if ahead is not None:
+                # Cancelled if still reading; awaited either way, so an error it ended with (the store gone
+                # too) is not reported again as never retrieved.
                 ahead.cancel()
                 with contextlib.suppress(BaseException):
                     await ahead
