@@ -8,8 +8,9 @@ it goes.
    resumed selection first drops rows past it), and only then are they acted
    on: what is acted on is always recorded. Acting starts with the first
    page, while the scan goes on (a job over 100,000 instances does not wait
-   for the whole scan; the state is Selecting until the scan ends, then
-   Running). An instance is judged by the query when the scan reaches it:
+   for the whole scan; the state is Selecting until something matched, then
+   Running, and ``params["selected"]`` says when the scan ended). An
+   instance is judged by the query when the scan reaches it:
    one that stops matching after that (because of the action or anything
    else) stays in the job; one the scan has passed is not added later.
 2. *Acting*: the recorded selection after the cursor is read in key order, ``chunk`` at a time.
