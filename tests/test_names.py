@@ -50,6 +50,9 @@ def test_routing_golden_ids():
     ("\x7f", "^\u013f"),
     ("\x9f", "^\u015f"),
     ("^/\\#?", "^^^0^1^2^3"),
+    # Just outside the escaped ranges: kept as they are (escape_key's fast path must agree).
+    (" ~\x7e\xa0\u00c0\U0001F600", " ~\x7e\xa0\u00c0\U0001F600"),
+    ("ok\x1fok\x9fok", "ok^\u00dfok^\u015fok"),
 ])
 def test_key_escaping_golden(raw, escaped):
     assert escape_key(raw) == escaped

@@ -152,8 +152,14 @@ def _is_control(code: int) -> bool:
     return code <= 0x1F or 0x7F <= code <= 0x9F
 
 
+# Any character escape_key changes: '^', '/', '\\', '#', '?' and the control characters (_is_control).
+_NEEDS_ESCAPE = re.compile(r"[\^/\\#?\x00-\x1f\x7f-\x9f]")
+
+
 def escape_key(instance_id: str) -> str:
     """The PartitionKey for an instance id (KeySanitation.EscapePartitionKey)."""
+    if not _NEEDS_ESCAPE.search(instance_id):  # nearly every id: a bulk job escapes each one it acts on
+        return instance_id
     out = []
     for ch in instance_id:
         if ch in _ESCAPED:
