@@ -403,6 +403,16 @@ async def test_a_start_failing_with_its_undo_cut_short_after_a_stop_gave_up_wait
         raise RuntimeError("boom while starting")
 
     e = _engine(hub, index, "undo-cut", fail_once_stop_gave_up)
+    _make_the_reader_stop_fail(e)
+    with pytest.raises(RuntimeError, match="boom while starting"):
+        await e.start()
+    assert gave_up.is_set() and "did not finish starting within" in caplog.text
+    _assert_nothing_runs(e)
+
+
+def _make_the_reader_stop_fail(e) -> None:
+    """Stopping the engine's orchestration readers stops them, then raises (a storage error while an episode
+    commits)."""
     real_stop = e.orchestrations.stop
 
     async def stop_fails() -> None:
@@ -410,10 +420,6 @@ async def test_a_start_failing_with_its_undo_cut_short_after_a_stop_gave_up_wait
         raise RuntimeError("stopping the readers failed")
 
     e.orchestrations.stop = stop_fails
-    with pytest.raises(RuntimeError, match="boom while starting"):
-        await e.start()
-    assert gave_up.is_set() and "did not finish starting within" in caplog.text
-    _assert_nothing_runs(e)
 
 
 async def test_a_stop_whose_reader_stop_fails_still_stops_everything_else(hub, index):
@@ -424,13 +430,7 @@ async def test_a_stop_whose_reader_stop_fails_still_stops_everything_else(hub, i
 
     e = Engine(hub, index, worker_id="reader-stop-fails", lease_tick_seconds=1.0)
     await e.start()
-    real_stop = e.orchestrations.stop
-
-    async def stop_fails() -> None:
-        await real_stop()
-        raise RuntimeError("stopping the readers failed")
-
-    e.orchestrations.stop = stop_fails
+    _make_the_reader_stop_fail(e)
     with pytest.raises(RuntimeError, match="stopping the readers failed"):
         await e.stop()
     _assert_nothing_runs(e)

@@ -85,9 +85,9 @@ async def prepare_batch(ctx: Context, members: list[InstanceOutcome],
     fresh = [m.instance_id for m in members if m.outcome is Outcome.PENDING]
     if not (batchable(ctx.request) and fresh):
         return Prepared()
-    scanned = [known.pop(i, None) for i in fresh] if known is not None else [None]
+    scanned = [known.pop(i, None) for i in fresh] if known is not None else []
     try:
-        if None not in scanned:
+        if scanned and None not in scanned:
             current: dict[str, bulk_ops.BatchStatus | None] = dict(zip(fresh, scanned))
         else:
             # Mostly instances the action applies to: the others in the key range are not read.
