@@ -10,7 +10,9 @@ from ..errors import TaskHubNotFound
 from .history import HistoryTable
 from .instances import InstancesTable
 from .largevalues import LargeValues
-from .messages import INFINITE_TIME_TO_LIVE, TaskMessage, next_sequence_number, queue_body, visibility_delay
+from .message_template import MessageTemplate
+from .messages import (INFINITE_TIME_TO_LIVE, MAX_INLINE_MESSAGE_BYTES, TaskMessage, next_sequence_number, queue_body,
+                       visibility_delay)
 from .names import DEFAULT_PARTITION_COUNT, TaskHubNames
 from .partitions import (PartitionLayout, PartitionManagement, TaskHubInfo, create_partition_store, discover_layout,
                          read_taskhub_info)
@@ -143,24 +145,41 @@ class TaskHub:
     async def send_to_activities(self, message: TaskMessage, *, hidden_for: int | None = None) -> TaskMessage:
         return await self._send(self.workitem_queue, message, hidden_for)
 
+    async def send_rendered(self, template: MessageTemplate, instance_id: str) -> None:
+        """Send ``template``'s message to ``instance_id``: what ``send_to_orchestration`` sends for the message
+        it stands for, without encoding it afresh (a bulk job sends one message to many instances)."""
+        text = template.render(instance_id, sequence_number=next_sequence_number())
+        if len(text.encode("utf-8")) > MAX_INLINE_MESSAGE_BYTES:
+            # Too large for the queue (a long reason): stored in a blob as any large message is.
+            await self.send_to_orchestration(template.message(instance_id))
+            return
+        queue = self.control_queue_for(instance_id)
+        await self._put(queue, text, 0, template.event_type.name)
+        self._sent(queue.queue_name, 0)
+
     async def _send(self, queue, message: TaskMessage, hidden_for: int | None) -> TaskMessage:
         # Numbered at send time, per process, as TaskHubQueue.AddMessageAsync does.
         message.sequence_number = next_sequence_number()
-        # Every queue message of the hub is encoded here, as the hub's own workers read it.
-        body = queue_body(await self.large.encode_message(message),
-                          base64_encoded=self.layout.management == PartitionManagement.BLOB)
+        # Every queue message of the hub is encoded here (or by a template: send_rendered), as its own workers read it.
+        text = await self.large.encode_message(message)
         delay = visibility_delay(message.event)
         if hidden_for:
             delay = max(delay, hidden_for)
-        with map_storage_errors(f"sending {message.event.type.name} to queue {queue.queue_name!r}"):
-            sent = await queue.send_message(body, visibility_timeout=delay or None,
-                                            time_to_live=INFINITE_TIME_TO_LIVE)
+        sent = await self._put(queue, text, delay, message.event.type.name)
         message.queue_name, message.message_id, message.pop_receipt = queue.queue_name, sent.id, sent.pop_receipt
         message.inserted_on = sent.inserted_on
         if not hidden_for:
-            for observer in list(self._send_observers):
-                observer(queue.queue_name, delay)
+            self._sent(queue.queue_name, delay)
         return message
+
+    async def _put(self, queue, text: str, delay: int, what: str):
+        body = queue_body(text, base64_encoded=self.layout.management == PartitionManagement.BLOB)
+        with map_storage_errors(f"sending {what} to queue {queue.queue_name!r}"):
+            return await queue.send_message(body, visibility_timeout=delay or None, time_to_live=INFINITE_TIME_TO_LIVE)
+
+    def _sent(self, queue_name: str, delay: int) -> None:
+        for observer in list(self._send_observers):
+            observer(queue_name, delay)
 
     async def receive(self, queue_name: str, count: int, visibility_seconds: int) -> list[Any]:
         """Up to ``count`` messages of ``queue_name``, hidden for ``visibility_seconds`` (raw SDK messages)."""
