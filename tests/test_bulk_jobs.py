@@ -140,6 +140,24 @@ async def test_a_stopped_job_resumes_without_repeating_finished_instances(hub, c
     assert not [k for _, k in await drain_messages(hub) if k != "ExecutionStarted"]
 
 
+async def test_the_handle_that_created_a_job_resumes_it_if_another_ran_it_first(hub, client, manager, monkeypatch):
+    # A handle's first run takes a job it created with one conditional write (runner._acquire_created) and
+    # skips looking for an earlier run's leftovers. Once another handle ran the job (and a crash left a claim
+    # ahead of its cursor), that write fails and the run resumes: the claimed instances are in doubt.
+    targets = await start_many(client, 25)
+    job = await manager.bulk(BulkRequest("suspend", "instanceId STARTS_WITH 't-'", batch_size=5))
+    other = await manager.job(job.id)
+    first = await other.run(lambda i: other.stop() if i.state is JobState.RUNNING and i.finished >= 10 else None)
+    assert first.state is JobState.INTERRUPTED and first.done in (15, 20)
+    in_doubt = [t for t in targets if first.cursor < member_key(t) <= member_key(targets[first.done + 2])]
+    await JobsTable(hub).claim_through(job.id, member_key(in_doubt[-1]))
+    monkeypatch.setattr(actions, "IN_DOUBT_WAIT", 0.1)
+    final = await job.run()
+    assert (final.state, final.matched, final.done, final.failed) == (JobState.COMPLETED, 25, 25, 0)
+    reasons = {o.instance_id: o.reason async for o in job.outcomes()}
+    assert {i for i, r in reasons.items() if r.endswith("(sent again after an interruption)")} == set(in_doubt)
+
+
 async def _claimed_job(manager, hub, request: BulkRequest, claim_through: str):
     """A job whose selection is done and whose instances up to ``claim_through`` were claimed by a process
     that then died before recording anything."""

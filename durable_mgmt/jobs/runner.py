@@ -56,7 +56,7 @@ from ..taskhub.jobs_table import (LEGACY_LAYOUT, MEMBER_PREFIX, SELECTION_LAYOUT
 from ..taskhub.names import service_order
 from ..taskhub.scan import scan_ids, scan_statuses
 from ..taskhub.timefmt import utcnow
-from ..taskhub.bulk_ops import BatchPurger
+from ..taskhub.bulk_ops import BatchPurger, TerminateSender
 from .actions import Context, Prepared, act_batch, batchable, prepare_batch, usual_reason
 from .export import HistoryExport
 from .models import MAX_BATCH_SIZE, BulkAction, BulkRequest, InstanceOutcome, JobInfo, JobState, Outcome
@@ -248,6 +248,9 @@ class BulkJob:
         # Without a rate, the statuses the scan read for the members it gave out and not yet acted on (see _select).
         self._scanned: dict[str, Any] | None = None
         self._running = False  # run() is going on (in some task) with this handle
+        # The ETag this handle's create_job wrote, until its first run: a run that takes the job with it
+        # knows no run came before (no selection row, no claim to look for).
+        self._created_etag: str | None = None
         self._cancel_asked = False  # cancel() was called on this handle while it ran
 
     @property
@@ -418,7 +421,8 @@ class BulkJob:
         ``wait_for_lease``, waits for a lease left by a dead process to run out).
         """
         self._progress = progress
-        info, etag = await self._acquire(wait_for_lease)
+        fresh = await self._acquire_created()
+        info, etag = fresh or await self._acquire(wait_for_lease)
         if info.state.is_final:
             self.info = info
             return info
@@ -426,9 +430,9 @@ class BulkJob:
         self.info = info
         self._running = True
         try:
-            if not info.params.get("selected"):
-                await self._resume_selection()
-            await self._finish(await self._process())
+            if not (fresh or info.params.get("selected")):
+                await self._resume_selection()  # (a job never run has nothing of an earlier run to clear)
+            await self._finish(await self._process(fresh=bool(fresh)))
         except BaseException:
             # Ctrl-C (a second time), a lost connection: say so in storage if it still answers.
             with contextlib.suppress(Exception):
@@ -437,6 +441,17 @@ class BulkJob:
         finally:
             self._running = False
         return self.info
+
+    async def _acquire_created(self) -> tuple[JobInfo, str] | None:
+        """Take a job this handle created and never ran, if its row is still as created (one write; the
+        usual read first is not needed); None if it is not (another process ran or changed it meanwhile)."""
+        etag, self._created_etag = self._created_etag, None
+        if etag is None:
+            return None
+        try:
+            return self.info, await self._jobs.update(self.info, etag, owner=self._owner, lease_seconds=self._lease())
+        except JobBusy:
+            return None
 
     async def _acquire(self, wait: bool) -> tuple[JobInfo, str]:
         while True:
@@ -568,9 +583,9 @@ class BulkJob:
             return min(req.batch_size, most)
         return max(1, min(most, max(req.concurrency, int(req.rate * 5))))
 
-    async def _process(self) -> JobState:
+    async def _process(self, *, fresh: bool = False) -> JobState:
         req = self.request
-        ctx = Context(self._manager, self._hub, req, BatchPurger(self._hub))
+        ctx = Context(self._manager, self._hub, req, BatchPurger(self._hub), TerminateSender(self._hub, req.reason))
         export = HistoryExport(self._manager, req, self.info) if req.action is BulkAction.EXPORT_HISTORY else None
         limiter = _RateLimiter(req.rate, last_start=self.info.updated if self.info.finished else None)
         sem = asyncio.Semaphore(req.concurrency)
@@ -598,7 +613,7 @@ class BulkJob:
         # Statuses read ahead for several chunks without a rate only: at a rate, a read far ahead of the
         # operation would be stale by the time it acts.
         self._scanned = {} if window > 1 and batchable(req) else None
-        chunks = _ChunkReader(self, ctx, export, await self._jobs.claimed_through(self.id),
+        chunks = _ChunkReader(self, ctx, export, "" if fresh else await self._jobs.claimed_through(self.id),
                               ahead=READ_AHEAD_CHUNKS if window > 1 else 1)
         acting: collections.deque[tuple[_Chunk, asyncio.Future]] = collections.deque()
         commit: asyncio.Future | None = None
@@ -711,8 +726,9 @@ async def create_job(manager: Any, hub: Any, request: BulkRequest) -> BulkJob:
     info = JobInfo(id=new_job_id(), action=request.action, query=query.text, now=query.now,
                    state=JobState.SELECTING, created=now, updated=now,
                    params={**request_params(request), "layout": STREAMED_LAYOUT, "scanned": ""})
-    await jobs.create(info)
-    return BulkJob(manager, hub, jobs, info)
+    job = BulkJob(manager, hub, jobs, info)
+    job._created_etag = await jobs.create(info)
+    return job
 
 
 __all__ = ["BulkJob", "create_job", "member_key", "LEASE_SECONDS"]
