@@ -568,7 +568,8 @@ class BulkJob:
             async for page in scan_ids(self._hub, query, after_key=after_key):
                 yield page
             return
-        async for statuses, last_key in scan_statuses(self._hub, query, after_key=after_key):
+        async for statuses, last_key in scan_statuses(self._hub, query, after_key=after_key,
+                                                      execution_ids=self.request.action is BulkAction.PURGE):
             self._scanned.update(statuses)
             yield list(statuses), last_key
 

@@ -154,11 +154,14 @@ async def scan_ids(hub, query: Query, *, after_key: str | None = None) -> AsyncI
         yield [unescape_key(r["PartitionKey"]) for r in rows], last_key
 
 
-async def scan_statuses(hub, query: Query, *, after_key: str | None = None,
+async def scan_statuses(hub, query: Query, *, after_key: str | None = None, execution_ids: bool = True,
                         ) -> AsyncIterator[tuple[dict[str, BatchStatus], str | None]]:
-    """As ``scan_ids``, with each match's status as a batch status read gives it (its ETag and execution id
-    too, for an ETag-checked purge): a job that acts at once on what it selects need not read them again."""
-    async for rows, last_key in _matching_rows(hub, query, after_key, ("RuntimeStatus", "ExecutionId")):
+    """As ``scan_ids``, with each match's status as a batch status read gives it (its ETag, and with
+    ``execution_ids`` its execution id, for an ETag-checked purge): a job that acts at once on what it selects
+    need not read them again. (A terminate needs no execution id: a column less for storage to send and
+    the SDK to parse per row.)"""
+    columns = ("RuntimeStatus", "ExecutionId") if execution_ids else ("RuntimeStatus",)
+    async for rows, last_key in _matching_rows(hub, query, after_key, columns):
         yield {unescape_key(r["PartitionKey"]): BatchStatus.of(r) for r in rows}, last_key
 
 
