@@ -15,7 +15,7 @@ from durable_mgmt import (BulkRequest, ExportRequest, InstanceManager, InvalidIn
                           Outcome, RuntimeStatus)
 from durable_mgmt.dashboard import bulk_jobs
 from durable_mgmt.jobs import actions
-from durable_mgmt.taskhub.jobs_table import JobsTable, member_key
+from durable_mgmt.taskhub.jobs_table import JOB_ROW, JobsTable, member_key
 from durable_mgmt.transports import StorageTransport
 
 from .test_cli_support import gather_limited, hostlike_instance
@@ -156,6 +156,52 @@ async def test_the_handle_that_created_a_job_resumes_it_if_another_ran_it_first(
     assert (final.state, final.matched, final.done, final.failed) == (JobState.COMPLETED, 25, 25, 0)
     reasons = {o.instance_id: o.reason async for o in job.outcomes()}
     assert {i for i, r in reasons.items() if r.endswith("(sent again after an interruption)")} == set(in_doubt)
+
+
+async def test_two_concurrent_runs_of_the_creating_handle_do_not_both_act(hub, client, manager):
+    # Two run() calls on the handle that created the job (a double-clicked start, a retry that did not
+    # wait for the first): only one may act; the other must raise JobBusy.
+    await start_many(client, 40)
+    job = await manager.bulk(BulkRequest("terminate", "instanceId STARTS_WITH 't-'", batch_size=5, concurrency=2))
+    results = await asyncio.gather(job.run(), job.run(), return_exceptions=True)
+    busy = [r for r in results if isinstance(r, JobBusy)]
+    others = [r for r in results if not isinstance(r, JobBusy)]
+    messages = await drain_messages(hub)
+    terminated = Counter({iid: n for (iid, kind), n in messages.items() if kind == "ExecutionTerminated"})
+    assert max(terminated.values()) == 1, f"terminate sent twice to some instances: {terminated.most_common(3)}; {results}"
+    assert len(busy) == 1, results
+    assert others[0].state is JobState.COMPLETED and others[0].done == 40, others
+
+
+async def test_a_handle_already_running_its_job_refuses_a_second_run(hub, client, manager):
+    # A second run() on a handle whose run is under way (the lease is this handle's own, so the lease check
+    # alone would let it through) is refused: two runs of one handle would act on the same instances twice.
+    await start_many(client, 40)
+    job = await manager.bulk(BulkRequest("terminate", "instanceId STARTS_WITH 't-'", batch_size=5, concurrency=2))
+    started = asyncio.Event()
+    first = asyncio.ensure_future(job.run(lambda i: started.set() if i.finished else None))
+    await asyncio.wait_for(started.wait(), 60)
+    with pytest.raises(JobBusy, match="already running"):
+        await job.run()
+    info = await first
+    assert (info.state, info.done) == (JobState.COMPLETED, 40)
+    terminated = Counter({iid: n for (iid, kind), n in (await drain_messages(hub)).items() if kind == "ExecutionTerminated"})
+    assert set(terminated.values()) == {1} and len(terminated) == 40
+
+
+async def test_a_job_whose_row_is_gone_before_its_first_run_is_not_found(hub, client, manager):
+    # The task hub (and with it the jobs table) deleted between create and run, e.g. the dashboard's
+    # "start" racing a 'delete hub': a handle from manager.job() or a resumed run says JobNotFound (404);
+    # the creating handle's first run (runner._acquire_created's conditional write) must say the same, not a
+    # storage outage.
+    await start_many(client, 3)
+    job = await manager.bulk(BulkRequest("terminate", "instanceId STARTS_WITH 't-'"))
+    other = await manager.job(job.id)
+    await hub.table_service.get_table_client(hub.names.jobs_table).delete_entity(job.id, JOB_ROW)
+    with pytest.raises(JobNotFound):
+        await other.run()
+    with pytest.raises(JobNotFound):
+        await job.run()
 
 
 async def _claimed_job(manager, hub, request: BulkRequest, claim_through: str):

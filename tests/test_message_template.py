@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from durable_mgmt import BulkRequest, InstanceManager, JobState
-from durable_mgmt.taskhub import TaskHub
+from durable_mgmt.taskhub import TaskHub, bulk_ops
 from durable_mgmt.taskhub.events import EventType, event
 from durable_mgmt.taskhub.message_template import MessageTemplate, TemplateUnsupported, template_or_none
 from durable_mgmt.taskhub.messages import MAX_INLINE_MESSAGE_BYTES, TaskMessage
@@ -133,3 +133,52 @@ async def test_a_bulk_terminate_sends_each_instance_the_message_its_workers_read
         now = datetime.fromisoformat(data["TaskMessage"]["Event"]["Timestamp"].replace("Z", "+00:00"))
         assert text == _generic(iid, reason, activity_id=data["ActivityId"], now=now,
                                 sequence_number=data["SequenceNumber"])
+
+
+async def test_rendered_and_encoded_terminates_agree_on_observers_and_errors(hub, client):
+    # send_rendered must notify the send observers (the local engine's wake-ups) as
+    # send_to_orchestration does, and translate a missing queue into the same error.
+    seen = []
+    stop = hub.observe_sends(lambda q, d: seen.append((q, d)))
+    template = MessageTemplate(EventType.ExecutionTerminated, Input="r\u2028\"x")
+    await hub.send_rendered(template, "obs-1")
+    await bulk_ops.send_terminate(hub, "obs-1", "r\u2028\"x")
+    stop()
+    queue = hub.names.control_queue_for("obs-1")
+    assert seen == [(queue, 0), (queue, 0)]
+    bodies = [await hub.large.decode_message(m.content) for m in await hub.queue(queue).peek_messages(max_messages=32)]
+    assert [(m.instance_id, m.event.get("Input")) for m in bodies] == [("obs-1", "r\u2028\"x")] * 2
+    await hub.queue(queue).delete_queue()
+    errors = []
+    for send in (lambda: hub.send_rendered(template, "obs-1"), lambda: bulk_ops.send_terminate(hub, "obs-1", "r\u2028\"x")):
+        with pytest.raises(Exception) as e:
+            await send()
+        errors.append((type(e.value), str(e.value)))
+    assert errors[0] == errors[1], errors
+
+
+def test_rendered_terminates_match_encode_under_fuzz():
+    # 15,000 renders: ids/reasons of JSON escapes, lone surrogates, U+2028/9, BOM, probe-marker look-alikes,
+    # 2,000-char ids; naive, non-UTC, year 1/999/9999 times; sequence numbers 0..2**63-1.
+    rng = random.Random(1)
+    alphabet = ['"', '\\', '/', '\n', '\r', '\t', '\b', '\f', '\x00', '\x1f', '\x7f', '\u2028', '\u2029', '\ud800',
+                '\udfff', '\U0001F600', 'a', ':', ',', '{', '}', '\ufeff', '\u0085', 'é', '<', '>', '&', "'", ' ']
+    probes = ['"Timestamp":"1901-02-03T04:05:06.789012Z"', '"SequenceNumber":987654321012',
+              '"InstanceId":"\\u0000instance\\u0000"', '"ActivityId":"\\u0000activity\\u0000"']
+
+    def s(n):
+        return "".join(rng.choice(alphabet) for _ in range(n))
+    times = [datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(999, 1, 1, 0, 0, 0, 10),
+             datetime(2026, 5, 6, 7, 8, 9, 120, tzinfo=timezone(timedelta(hours=-3))),
+             datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc), datetime(1, 1, 1)]
+    for _ in range(3000):
+        reason = rng.choice([None, s(rng.randrange(0, 50)), rng.choice(probes), s(5) + rng.choice(probes)])
+        template = template_or_none(EventType.ExecutionTerminated, Input=reason)
+        assert template is not None
+        for _ in range(5):
+            iid = rng.choice([s(rng.randrange(0, 30)), rng.choice(probes), "x" * rng.randrange(0, 2000)])
+            now, seq = rng.choice(times), rng.choice([0, 1, 10**18, 2**63 - 1, rng.randrange(10**9)])
+            act = rng.choice(["00000000-0000-0000-0000-000000000000", s(10)])
+            m = TaskMessage(event(EventType.ExecutionTerminated, timestamp=now, Input=reason), iid, None, activity_id=act)
+            m.sequence_number = seq
+            assert template.render(iid, sequence_number=seq, activity_id=act, now=now) == m.encode()

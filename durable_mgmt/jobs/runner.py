@@ -49,7 +49,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-from ..errors import JobBusy
+from ..errors import DurableError, JobBusy
 from ..query import Query
 from ..taskhub.jobs_table import (LEGACY_LAYOUT, MEMBER_PREFIX, SELECTION_LAYOUT, STREAMED_LAYOUT, JobsTable,
                                   key_group, lease_is_live, member_key)
@@ -420,15 +420,24 @@ class BulkJob:
         Raises JobBusy when another process holds the job's lease (with
         ``wait_for_lease``, waits for a lease left by a dead process to run out).
         """
-        self._progress = progress
-        fresh = await self._acquire_created()
-        info, etag = fresh or await self._acquire(wait_for_lease)
+        if self._running:
+            # Its lease is this handle's own, so the lease check would let a second run through to act twice.
+            raise JobBusy(f"Job {self.id!r} is already running in this process (this handle's run has not ended); "
+                          "wait for it, or stop it first.")
+        self._running = True
+        try:
+            self._progress = progress
+            fresh = await self._acquire_created()
+            info, etag = fresh or await self._acquire(wait_for_lease)
+        except BaseException:
+            self._running = False
+            raise
         if info.state.is_final:
+            self._running = False
             self.info = info
             return info
         self._etag = etag
         self.info = info
-        self._running = True
         try:
             if not (fresh or info.params.get("selected")):
                 await self._resume_selection()  # (a job never run has nothing of an earlier run to clear)
@@ -450,8 +459,8 @@ class BulkJob:
             return None
         try:
             return self.info, await self._jobs.update(self.info, etag, owner=self._owner, lease_seconds=self._lease())
-        except JobBusy:
-            return None
+        except DurableError:
+            return None  # changed (JobBusy), or gone or unreachable: the usual path reads the row and says which
 
     async def _acquire(self, wait: bool) -> tuple[JobInfo, str]:
         while True:
