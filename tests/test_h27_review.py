@@ -495,25 +495,29 @@ async def test_the_dashboard_job_page_says_the_count_is_partial_until_the_scan_e
     assert f"{len(IDS)} of {len(IDS)} handled" in await progress_text()
 
 
-async def test_a_recursive_terminate_sends_once_to_a_child_the_scan_reaches_after_its_parent(hub, manager, small_pages):
+async def test_a_recursive_terminate_sends_once_to_a_child_the_scan_reaches_after_its_parent(hub, manager, monkeypatch):
     # "a-parent" is on the scan's first page, its sub-orchestration "z-child" (found from the parent's history:
     # SubOrchestrationInstanceCreated.InstanceId, taskhub/family.py) on the second; both match. The parent's
     # terminate reaches the child while the scan goes on; no host runs, so the child still looks Running when
     # the scan records it. It must not be sent a second terminate. And "b-parent"'s child "a-child" is acted
     # on as a member first (window of two chunks): its parent does not send it another either.
-    await _seed(hub)
+    # Pages of 20 rows: a recursive terminate goes one instance at a time (status, history, send), so this
+    # test keeps to 34 instances.
+    monkeypatch.setattr(scan, "MAX_PAGE", 20)
+    ids, finished = IDS[:30], FINISHED & set(IDS[:30])
+    await _seed(hub, ids, finished)
     await _seed(hub, ["a-parent", "z-child", "b-parent", "a-child"], set())
     for parent, child in (("a-parent", "z-child"), ("b-parent", "a-child")):
         await hub.history.client.upsert_entity({"PartitionKey": parent, "RowKey": "0000000000000001",
                                                 "EventType": "SubOrchestrationInstanceCreated", "InstanceId": child})
     job = await manager.bulk(BulkRequest("terminate", "name = 'Many'", recursive=True, batch_size=5))
     info = await job.run()
-    everyone = sorted(IDS + ["a-parent", "z-child", "b-parent", "a-child"])
-    assert _terminated(await drain_messages(hub)) == {i: 1 for i in everyone if i not in FINISHED}
+    everyone = sorted(ids + ["a-parent", "z-child", "b-parent", "a-child"])
+    assert _terminated(await drain_messages(hub)) == {i: 1 for i in everyone if i not in finished}
     outcomes = {o.instance_id: o async for o in job.outcomes()}
     assert sorted(outcomes) == everyone
     assert outcomes["a-parent"].reason == "terminate sent, and to 1 sub-orchestration(s)"
     assert outcomes["z-child"].reason == "terminate sent with 'a-parent'"
     assert outcomes["b-parent"].reason == "terminate sent, and to 0 sub-orchestration(s)"
     assert (info.state, info.matched, info.done, info.skipped) == (
-        JobState.COMPLETED, len(everyone), len(everyone) - len(FINISHED), len(FINISHED))
+        JobState.COMPLETED, len(everyone), len(everyone) - len(finished), len(finished))
