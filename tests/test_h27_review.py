@@ -191,6 +191,8 @@ async def test_a_job_canceled_while_its_scan_goes_on_records_what_it_sent(hub, m
     # BulkJob docstring: "run it in a task ... cancel() stops it for good"), asked once acting has started
     # and the scan has recorded only its first page.
     await _seed(hub)
+    # A run looks for a cancel request once a second (runner.CANCEL_CHECK_SECONDS): at 40/s it sees one long
+    # before it has acted on the first page (as 400/s did with pages of 1,000).
     job = await manager.bulk(BulkRequest("terminate", "name = 'Many'", batch_size=5, rate=40))
     asked = []
 
