@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import os
 import re
 import time
@@ -74,6 +75,24 @@ def _fail_the_scan_after_one_page(monkeypatch):
 
     monkeypatch.setattr(scan, "_rows", rows)
     return real_rows
+
+
+def _stall_a_send(hub, monkeypatch, nth: int, stall) -> list[str]:
+    """The job's ``nth`` queue send (counted from 1) waits for ``stall()`` first, as a store that answers
+    late; the names of the queues sent to, in order. At the control queues' SDK clients (TaskHub.queue keeps
+    one per queue), where every message the job sends goes, however it is encoded."""
+    sends: list[str] = []
+    for name in hub.names.control_queues:
+        queue = hub.queue(name)
+
+        async def send_message(*args, _real=queue.send_message, _name=name, **kw):
+            sends.append(_name)
+            if len(sends) == nth:
+                await stall()
+            return await _real(*args, **kw)
+
+        monkeypatch.setattr(queue, "send_message", send_message)
+    return sends
 
 
 def _terminated(messages: Counter) -> Counter:
@@ -243,24 +262,17 @@ async def test_a_job_whose_store_stalls_past_its_lease_takes_it_again_and_goes_o
     # the stalled one (concurrency 1 here; 8 by default, with 50 a chunk) then found the lease's end passed:
     # the job stopped Interrupted, its lease never taken by anyone. Now each takes the lease again first (a
     # write conditional on the row's ETag) and the job goes on.
+    caplog.set_level(logging.INFO, logger="durable_mgmt.jobs")  # where a run says why it stopped
     await _seed(hub)
     monkeypatch.setattr(runner, "LEASE_SECONDS", 2.0)  # the lease: 2 s plus a chunk's time at the rate
     monkeypatch.setattr(runner, "LEASE_MARGIN_SECONDS", 0.5)
     monkeypatch.setattr(runner, "LEASE_RENEWALS", 10)  # a write slower than 1.5 s on a loaded machine: try again
-    real_send = hub.send_to_orchestration
-    sends = []
-
-    async def send_to_orchestration(message, **kw):
-        sends.append(message.instance_id)
-        if len(sends) == 8:  # in the second chunk, with the rest of it queued behind
-            await asyncio.sleep(3.0)
-        return await real_send(message, **kw)
-
-    monkeypatch.setattr(hub, "send_to_orchestration", send_to_orchestration)
+    # The 8th send (in the second chunk, with the rest of it queued behind) stalls past the lease.
+    sends = _stall_a_send(hub, monkeypatch, 8, lambda: asyncio.sleep(3.0))
     job = await manager.bulk(BulkRequest("terminate", "name = 'Many'", batch_size=5, concurrency=1, rate=100))
     info = await job.run()
+    assert not [r for r in caplog.records if "Interrupted" in r.getMessage()], caplog.text
     assert len(sends) > 8 and "stopped" not in info.params, info
-    assert not [r for r in caplog.records if "Interrupted" in r.getMessage()]
     await _assert_each_once(hub, job)
 
 
@@ -275,25 +287,21 @@ async def test_a_job_taken_over_while_its_store_stalls_starts_nothing_more(hub, 
     monkeypatch.setattr(runner, "LEASE_RENEWALS", 10)  # a write slower than 0.7 s on a loaded machine: try again
     job = await manager.bulk(BulkRequest("terminate", "name = 'Many'", batch_size=5, concurrency=1, rate=100))
     jobs = JobsTable(hub)
-    real_send = hub.send_to_orchestration
-    sends = []
 
-    async def send_to_orchestration(message, **kw):
-        sends.append(message.instance_id)
-        if len(sends) == 8:  # stalled past the lease; another process takes the job meanwhile
-            await asyncio.sleep(1.5)
-            info, etag, _ = await jobs.get(job.id)
-            await jobs.update(info, etag, owner="another process", lease_seconds=60)
-        return await real_send(message, **kw)
+    async def stall_and_take_over():  # stalled past the lease; another process takes the job meanwhile
+        await asyncio.sleep(1.5)
+        info, etag, _ = await jobs.get(job.id)
+        await jobs.update(info, etag, owner="another process", lease_seconds=60)
 
-    monkeypatch.setattr(hub, "send_to_orchestration", send_to_orchestration)
+    sends = _stall_a_send(hub, monkeypatch, 8, stall_and_take_over)
     with pytest.raises(JobBusy) as raised:
         await job.run()
     assert job.id in str(raised.value) and "another process" in str(raised.value)
-    assert sends == IDS[1:9]  # nothing started after the stall (IDS[0] is finished: skipped)
     row = await hub.table_service.get_table_client(hub.names.jobs_table).get_entity(job.id, "job")
     assert (row["Owner"], row["State"]) == ("another process", "Running")  # not overwritten by the stalled run
-    assert _terminated(await drain_messages(hub)) == {i: 1 for i in IDS[1:9]}
+    # Nothing started after the stall: the stalled send went, the one queued behind it did not (IDS[0] is
+    # finished: skipped).
+    assert len(sends) == 8 and _terminated(await drain_messages(hub)) == {i: 1 for i in IDS[1:9]}
 
 
 # A crash test, like the engine's crash soak: 30-60 s (the dead process's lease, 20 s, runs out first, and
