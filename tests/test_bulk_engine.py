@@ -7,6 +7,7 @@ The default run uses a small hub; the 2,000-instance hub of issue 13 runs under 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -216,6 +217,9 @@ async def test_cli_bulk_terminate_interrupted_twice_reaches_every_instance_once(
     assert b"Stopping job" in err
     first = await job_info()
     assert first.state is JobState.INTERRUPTED and 8 <= first.finished < n
+    # It says why it stopped, in the job (jobs show) and in the report it printed (runner.BulkJob._finish).
+    assert first.params["stopped"].startswith("asked to stop (Ctrl-C")
+    assert json.loads(out)["params"]["stopped"] == first.params["stopped"], out
 
     # 2. SIGKILL of the resumed process: no chance to record anything.
     proc = await cli.start("jobs", "resume", first.id, "--output", "json")
@@ -231,6 +235,7 @@ async def test_cli_bulk_terminate_interrupted_twice_reaches_every_instance_once(
     assert proc.returncode == 0, (out, err)
     final = await job_info()
     assert (final.state, final.matched, final.done, final.skipped, final.failed) == (JobState.COMPLETED, n, n, 0, 0)
+    assert "stopped" not in final.params  # why the first run stopped no longer holds
     outcomes = [o async for o in (await manager.job(final.id)).outcomes()]
     assert sorted(o.instance_id for o in outcomes) == sorted(ids)  # one outcome row each
     await until(lambda: _eq(count(manager, "instanceId STARTS_WITH 'cut-' AND status = Terminated"), n), 60,

@@ -105,6 +105,8 @@ def _report(target: Target, info: JobInfo) -> None:
     text = (f"Job {info.id} ({info.action.value}) {info.state.value}: {_matched(info)} matched, {info.done:,} done, "
             f"{info.skipped:,} skipped, {info.failed:,} failed.")
     if info.state is JobState.INTERRUPTED:
+        if info.params.get("stopped"):  # why the run stopped (runner.BulkJob._finish)
+            text += f"\nIt stopped: {info.params['stopped']}"
         text += f"\nResume it with: funcpy durable jobs resume {info.id}"
     if info.skipped or info.failed:
         text += f"\nSee why with: funcpy durable jobs show {info.id} --outcomes failed,skipped"

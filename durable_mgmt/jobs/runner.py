@@ -33,9 +33,17 @@ Only one process runs a job at a time: it holds a lease on the job row
 conditional on the row's ETag). The lease covers a whole chunk: it is
 ``LEASE_SECONDS`` plus the chunk's time at ``rate`` (a rated chunk holds at
 most ``MAX_CHUNK_SECONDS`` of work), so a slow job never lets it lapse
-mid-chunk; and no operation starts once this process's own lease may have
-run out (the job stops, Interrupted, and can be resumed). After a crash the
-lease runs out within that time and the job can be resumed.
+mid-chunk. No operation starts once this process's own lease may have run
+out: an operation about to start that close to its end first takes the lease
+again (a write of the job row, conditional on its ETag, so it fails with
+JobBusy if another process took the job meanwhile); only if that write
+cannot land in time does the job stop, Interrupted (it can be resumed). A
+store that stalls for seconds (a loaded machine; in-memory Azurite's
+garbage collection) must not stop a job whose lease is still its own.
+After a crash the lease runs out within that time and the job can be
+resumed. A job that stops Interrupted says why: in ``params["stopped"]``
+(``jobs show``, and the CLI's report of the run) and in a line logged on
+``durable_mgmt.jobs``.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -69,8 +78,11 @@ MAX_CHUNK_SECONDS = 10.0  # at a rate, a chunk holds at most this much work (a l
 # runs out within a few minutes for `jobs resume`.
 UNRATED_SECONDS_PER_INSTANCE = 1.5
 LEASE_MARGIN_SECONDS = 2.0  # no operation starts this close to the end of our own lease
+LEASE_RENEWALS = 3  # writes of the job row tried in a row to take the lease again (see _renew_lease)
 ACTING_CHUNKS = 2  # chunks acted on at once without a rate (see _process)
 READ_AHEAD_CHUNKS = 5  # chunks whose statuses one read covers, without a rate (see _ChunkReader)
+
+log = logging.getLogger("durable_mgmt.jobs")
 
 
 class _LeaseRunningOut(Exception):
@@ -243,6 +255,8 @@ class BulkJob:
         self._owner = uuid.uuid4().hex
         self._stop = False
         self._lease_deadline = 0.0  # time.monotonic() when our lease may have run out
+        self._renewal: asyncio.Future | None = None  # a write taking the lease again (see _renew_lease)
+        self._stopped_because = ""  # why this run stops Interrupted (params["stopped"], see _finish)
         self._request: tuple[tuple, BulkRequest] | None = None
         self._row_lock = asyncio.Lock()  # job row writes, one at a time (see _write)
         # Without a rate, the statuses the scan read for the members it gave out and not yet acted on (see _select).
@@ -425,6 +439,7 @@ class BulkJob:
             raise JobBusy(f"Job {self.id!r} is already running in this process (this handle's run has not ended); "
                           "wait for it, or stop it first.")
         self._running = True
+        self._stopped_because = ""  # an earlier run's reason does not hold for this one
         try:
             self._progress = progress
             fresh = await self._acquire_created()
@@ -442,7 +457,14 @@ class BulkJob:
             if not (fresh or info.params.get("selected")):
                 await self._resume_selection()  # (a job never run has nothing of an earlier run to clear)
             await self._finish(await self._process(fresh=bool(fresh)))
-        except BaseException:
+        except BaseException as e:
+            # Only the project's own errors are quoted: their text is written to be shown (no secret in it).
+            if isinstance(e, DurableError):
+                self._stopped_because = f"{type(e).__name__}: {e}"
+            elif isinstance(e, Exception):
+                self._stopped_because = f"{type(e).__name__} (the error the run raised says more)"
+            else:
+                self._stopped_because = f"{type(e).__name__} (Ctrl-C a second time, or the task running it was canceled)"
             # Ctrl-C (a second time), a lost connection: say so in storage if it still answers.
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._finish(JobState.INTERRUPTED))
@@ -478,8 +500,30 @@ class BulkJob:
         # scan goes on), Selecting if not; a legacy job selects again from nothing (_resume_selection).
         recorded = info.matched if info.params.get("layout", LEGACY_LAYOUT) != LEGACY_LAYOUT else 0
         state = JobState.RUNNING if info.params.get("selected") else _selecting_state(recorded)
-        info = replace(info, state=state)
+        # Why an earlier run stopped no longer holds once this one runs (see _finish).
+        info = replace(info, state=state, params={k: v for k, v in info.params.items() if k != "stopped"})
         return info, await self._jobs.update(info, etag, owner=self._owner, lease_seconds=self._lease())
+
+    async def _renew_lease(self) -> None:
+        """Take our lease on the job again before an operation starts this close to its end: a write of the
+        job row as last recorded, conditional on its ETag. The operations of a chunk that reach this point
+        together share one write. _LeaseRunningOut (never a DurableError: an action would take that for the
+        instance's own failure) if the write fails (another process took the job: its ETag moved; storage
+        unreachable) or none lands early enough to leave the margin (the store answers too slowly)."""
+        for _ in range(LEASE_RENEWALS):
+            if time.monotonic() <= self._lease_deadline - LEASE_MARGIN_SECONDS:
+                return
+            if self._renewal is None or self._renewal.done():
+                self._renewal = asyncio.ensure_future(self._write())
+            try:
+                await asyncio.shield(self._renewal)
+            except Exception as e:
+                raise _LeaseRunningOut(f"its lease could not be taken again before an operation: {e}") from e
+        if time.monotonic() > self._lease_deadline - LEASE_MARGIN_SECONDS:
+            raise _LeaseRunningOut(
+                f"its lease could not be kept: {LEASE_RENEWALS} writes of the job row in a row each took longer "
+                f"than the lease leaves ({LEASE_MARGIN_SECONDS:g} s before its end), so no operation was started "
+                "(the store answers too slowly; resume the job)")
 
     def _lease(self) -> float:
         """Seconds of lease to take now (and, as a side effect, when it may run out here: the clock is
@@ -609,7 +653,7 @@ class BulkJob:
             async with sem:
                 await limiter.wait()
                 if time.monotonic() > self._lease_deadline - LEASE_MARGIN_SECONDS:
-                    raise _LeaseRunningOut()
+                    await self._renew_lease()
                 return await operation()
 
         async def act(chunk: _Chunk) -> list[InstanceOutcome]:
@@ -642,9 +686,10 @@ class BulkJob:
             chunk, task = acting.popleft()
             try:
                 results = await task
-            except _LeaseRunningOut:
+            except _LeaseRunningOut as e:
                 # What this chunk did is past the claim mark: a resumed run checks it first. Later chunks
                 # are not recorded either (the cursor only moves forward over recorded instances).
+                self._stopped_because = str(e)
                 recordable = False
                 return False
             if commit is not None:
@@ -676,6 +721,7 @@ class BulkJob:
                     break
                 if chunk.canceled or self._stop:
                     end = JobState.CANCELED if chunk.canceled else JobState.INTERRUPTED
+                    self._stopped_because = "asked to stop (Ctrl-C, or a dashboard step's time was up)"
                     if export is None:
                         # This chunk was claimed ahead but is not acted on: move the claim mark back, or a
                         # resumed run would treat it as in doubt (and wait to see each instance's state).
@@ -704,6 +750,7 @@ class BulkJob:
                         await self._jobs.claim_through(self.id, max(chunks.claimed, acted_through, key=service_order))
                 raise failure
             if end is JobState.COMPLETED and not self.info.params.get("selected"):
+                self._stopped_because = "asked to stop while selecting (Ctrl-C, or a dashboard step's time was up)"
                 end = JobState.INTERRUPTED  # stopped while selecting, before anything was left to act on
         finally:
             if ahead is not None:
@@ -724,7 +771,15 @@ class BulkJob:
         return end
 
     async def _finish(self, state: JobState) -> None:
-        self.info = replace(self.info, state=state)
+        params = {k: v for k, v in self.info.params.items() if k != "stopped"}
+        if state is JobState.INTERRUPTED:
+            why = self._stopped_because or "stopped before its end"
+            params["stopped"] = why
+            # Info, not a warning: a stop asked for is routine, and the CLI shows why itself (a warning would
+            # be printed besides, by logging's last-resort handler, where nothing is configured).
+            log.info("Job %s stopped, Interrupted, at %s of %s%s: %s", self.id, f"{self.info.finished:,}",
+                        f"{self.info.matched:,}", "" if self.info.selection_complete else "+", why)
+        self.info = replace(self.info, state=state, params=params)
         await self._notify(await self._write(release=True))
 
 
