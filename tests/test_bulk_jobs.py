@@ -204,6 +204,29 @@ async def test_a_job_whose_row_is_gone_before_its_first_run_is_not_found(hub, cl
         await job.run()
 
 
+async def test_a_cancel_is_seen_while_the_scan_reads_pages_without_a_match(hub, client, manager, monkeypatch):
+    # A query storage cannot evaluate (on the input) reads every row; here the matches come last, after ten
+    # pages of 20 rows that match nothing. A cancel asked for from another
+    # process while those pages are read stops the job at once, Canceled: it does not wait for a first match,
+    # and it acts on nothing.
+    from durable_mgmt.taskhub import scan
+    monkeypatch.setattr(scan, "MAX_PAGE", 20)
+    await gather_limited([hostlike_instance(hub, f"a-{i:03d}", "Running", name="Target") for i in range(200)])
+    await start_many(client, 5, prefix="z-")
+    job = await manager.bulk(BulkRequest("terminate", """input CONTAINS '"i"'"""))  # start_many's inputs only
+    pages = []
+
+    async def cancel_from_elsewhere(info):
+        pages.append(info.params.get("scanned"))
+        if len(pages) == 1:
+            await (await manager.job(job.id)).cancel()  # another handle: the run's lease is live, so a request
+
+    info = await job.run(cancel_from_elsewhere)
+    assert (info.state, info.matched, info.finished) == (JobState.CANCELED, 0, 0), info
+    assert len(pages) <= 3 and not info.selection_complete, pages  # stopped after the page it saw the request on
+    assert not [k for _, k in await drain_messages(hub) if k == "ExecutionTerminated"]
+
+
 async def _claimed_job(manager, hub, request: BulkRequest, claim_through: str):
     """A job whose selection is done and whose instances up to ``claim_through`` were claimed by a process
     that then died before recording anything."""

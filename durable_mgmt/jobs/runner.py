@@ -115,7 +115,6 @@ class _ChunkReader:
         self._ahead = ahead
         self._pages = job._pending_pages()
         self._buffer: list = []
-        self._next_cancel_check = 0.0
         self._prepared: Prepared | None = None  # statuses read for these members and some not given out yet
 
     async def _fill(self, size: int) -> None:
@@ -156,10 +155,7 @@ class _ChunkReader:
         keyed = await self._take(size)
         if not keyed:
             return None
-        check_cancel = time.monotonic() >= self._next_cancel_check
-        if check_cancel:
-            self._next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
-        steps: list = [jobs.cancel_requested(job_id) if check_cancel else _done()]
+        steps: list = [self._job._cancel_seen()]
         members = [self._as_member(key, m) for key, m in keyed]
         if self._export is None:
             if any(m.outcome is Outcome.PENDING for m in members):
@@ -172,17 +168,13 @@ class _ChunkReader:
             if isinstance(result, BaseException):
                 raise result
         return _Chunk(keyed[-1][0], members, done[-1] if self._export is None else None,
-                      canceled=done[0] is True or self._job._cancel_asked)
+                      canceled=done[0])
 
 
 ProgressCallback = Callable[[JobInfo], "Awaitable[None] | None"]
 
 _PARAMS = ("reason", "event_name", "event_data", "recursive", "terminate_first", "wait_seconds",
            "new_instance_id", "rate", "concurrency", "batch_size", "path", "gzip")
-
-
-async def _done() -> None:
-    return None
 
 
 def _selecting_state(matched: int) -> JobState:
@@ -265,7 +257,8 @@ class BulkJob:
         # The ETag this handle's create_job wrote, until its first run: a run that takes the job with it
         # knows no run came before (no selection row, no claim to look for).
         self._created_etag: str | None = None
-        self._cancel_asked = False  # cancel() was called on this handle while it ran
+        self._cancel_asked = False  # cancel() was called on this handle while it ran, or a run saw a cancel request
+        self._next_cancel_check = 0.0  # time.monotonic() when a run next reads the job's cancel request
 
     @property
     def id(self) -> str:
@@ -473,6 +466,14 @@ class BulkJob:
             self._running = False
         return self.info
 
+    async def _cancel_seen(self) -> bool:
+        """Whether the job was asked to stop for good: by ``cancel()`` on this handle, or from any process
+        (the job's cancel request, read at most every CANCEL_CHECK_SECONDS). Once seen, it stays seen."""
+        if not self._cancel_asked and time.monotonic() >= self._next_cancel_check:
+            self._next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
+            self._cancel_asked = await self._jobs.cancel_requested(self.id)
+        return self._cancel_asked
+
     async def _acquire_created(self) -> tuple[JobInfo, str] | None:
         """Take a job this handle created and never ran, if its row is still as created (one write; the
         usual read first is not needed); None if it is not (another process ran or changed it meanwhile)."""
@@ -606,6 +607,10 @@ class BulkJob:
             self.info = replace(self.info, matched=matched, state=_selecting_state(matched),
                                 params={**self.info.params, "scanned": last_key or self.info.params.get("scanned", "")})
             await self._notify(await self._write())
+            # Looked for here too: a scan can read many pages without a match (nothing to act on, so no chunk
+            # to look for it), and a cancel must not wait for the first one.
+            if await self._cancel_seen():
+                return  # the run records it Canceled; this page's matches stay recorded, not acted on
             keyed = [(key, InstanceOutcome(iid, Outcome.PENDING)) for iid in ids
                      if service_order(key := member_key(iid)) > after]
             if keyed:
@@ -750,8 +755,12 @@ class BulkJob:
                         await self._jobs.claim_through(self.id, max(chunks.claimed, acted_through, key=service_order))
                 raise failure
             if end is JobState.COMPLETED and not self.info.params.get("selected"):
-                self._stopped_because = "asked to stop while selecting (Ctrl-C, or a dashboard step's time was up)"
-                end = JobState.INTERRUPTED  # stopped while selecting, before anything was left to act on
+                # Stopped while selecting, with nothing left to act on: canceled, or asked to stop.
+                if self._cancel_asked:
+                    end = JobState.CANCELED
+                else:
+                    self._stopped_because = "asked to stop while selecting (Ctrl-C, or a dashboard step's time was up)"
+                    end = JobState.INTERRUPTED
         finally:
             if ahead is not None:
                 # Cancelled if still reading; awaited either way, so an error it ended with (the store gone
