@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import markupsafe
 import pytest
 
 from durable_mgmt import BulkRequest, DurableError, ExportRequest, InstanceManager, JobBusy, JobNotFound, JobState, Outcome
@@ -499,10 +500,19 @@ async def test_the_dashboard_job_page_says_the_count_is_partial_until_the_scan_e
         body = page.body_bytes.decode()
         return " ".join(re.search(r'<p id="job-progress">(.*?)</p>', body, re.S).group(1).split())
 
+    async def stopped_text() -> str | None:
+        page = await dashboard.handle(Request.build("GET", "/job", f"id={job.id}", {"host": "127.0.0.1"}))
+        found = re.search(r'<p class="note" id="job-stopped">(.*?)</p>', page.body_bytes.decode(), re.S)
+        return found and found.group(1)
+
     stopped = await job.run(lambda i: job.stop() if i.finished else None)
     assert f"{stopped.finished} of {PAGE}+ handled" in await progress_text()
+    # And why it stopped (runner.BulkJob._finish: params["stopped"]), escaped as every value on a page.
+    assert await stopped_text() == f"It stopped: {markupsafe.escape(stopped.params['stopped'])}. Resume it to go on."
+    assert "asked to stop" in stopped.params["stopped"]
     await (await manager.job(job.id)).run()
     assert f"{len(IDS)} of {len(IDS)} handled" in await progress_text()
+    assert await stopped_text() is None
 
 
 async def test_a_recursive_terminate_sends_once_to_a_child_the_scan_reaches_after_its_parent(hub, manager, monkeypatch):
