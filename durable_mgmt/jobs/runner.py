@@ -89,6 +89,17 @@ class _LeaseRunningOut(Exception):
     """Our lease on the job may lapse before the next operation: stop acting (another may take over)."""
 
 
+class _Halt:
+    """A run's "start no more operations", with why. One per run, not per handle: a later run of the same
+    handle must not lift it for operations an earlier run left behind."""
+
+    def __init__(self) -> None:
+        self.why = ""
+
+    def stop(self, why: str) -> None:
+        self.why = self.why or why
+
+
 @dataclass(frozen=True)
 class _Chunk:
     """Consecutive members of a job, claimed and ready to be acted on."""
@@ -432,7 +443,8 @@ class BulkJob:
             raise JobBusy(f"Job {self.id!r} is already running in this process (this handle's run has not ended); "
                           "wait for it, or stop it first.")
         self._running = True
-        self._stopped_because = ""  # an earlier run's reason does not hold for this one
+        self._stop = False  # a stop asked of an earlier run (stop(), or leaving progress()) is not this one's
+        self._stopped_because = ""  # nor is its reason
         try:
             self._progress = progress
             fresh = await self._acquire_created()
@@ -481,7 +493,8 @@ class BulkJob:
         if etag is None:
             return None
         try:
-            return self.info, await self._jobs.update(self.info, etag, owner=self._owner, lease_seconds=self._lease())
+            return self.info, await self._take_lease(
+                lambda seconds: self._jobs.update(self.info, etag, owner=self._owner, lease_seconds=seconds))
         except DurableError:
             return None  # changed (JobBusy), or gone or unreachable: the usual path reads the row and says which
 
@@ -503,9 +516,10 @@ class BulkJob:
         state = JobState.RUNNING if info.params.get("selected") else _selecting_state(recorded)
         # Why an earlier run stopped no longer holds once this one runs (see _finish).
         info = replace(info, state=state, params={k: v for k, v in info.params.items() if k != "stopped"})
-        return info, await self._jobs.update(info, etag, owner=self._owner, lease_seconds=self._lease())
+        return info, await self._take_lease(
+            lambda seconds: self._jobs.update(info, etag, owner=self._owner, lease_seconds=seconds))
 
-    async def _renew_lease(self) -> None:
+    async def _renew_lease(self, halt: "_Halt") -> None:
         """Take our lease on the job again before an operation starts this close to its end: a write of the
         job row as last recorded, conditional on its ETag. The operations of a chunk that reach this point
         together share one write. _LeaseRunningOut (never a DurableError: an action would take that for the
@@ -515,10 +529,12 @@ class BulkJob:
             if time.monotonic() <= self._lease_deadline - LEASE_MARGIN_SECONDS:
                 return
             if self._renewal is None or self._renewal.done():
-                self._renewal = asyncio.ensure_future(self._write())
+                self._renewal = asyncio.ensure_future(self._write(unless=halt))
             try:
                 await asyncio.shield(self._renewal)
-            except Exception as e:
+            except _LeaseRunningOut:
+                raise
+            except DurableError as e:  # its text is written to be shown (no secret in it); anything else is raised
                 raise _LeaseRunningOut(f"its lease could not be taken again before an operation: {e}") from e
         if time.monotonic() > self._lease_deadline - LEASE_MARGIN_SECONDS:
             raise _LeaseRunningOut(
@@ -526,18 +542,23 @@ class BulkJob:
                 f"than the lease leaves ({LEASE_MARGIN_SECONDS:g} s before its end), so no operation was started "
                 "(the store answers too slowly; resume the job)")
 
-    def _lease(self) -> float:
-        """Seconds of lease to take now (and, as a side effect, when it may run out here: the clock is
-        read before the write, so the local deadline is never later than the stored one)."""
+    def _lease_seconds(self) -> float:
+        """Seconds of lease to take: the chunk acted on while it holds, at the rate, or a generous allowance."""
         req = self.request
         seconds = LEASE_SECONDS + (req.wait_seconds if req.terminate_first else 0)
-        # The chunk acted on while this lease holds: its time at the rate, or a generous allowance without one.
-        seconds += self._chunk_size() * (1 / req.rate if req.rate else UNRATED_SECONDS_PER_INSTANCE)
-        self._lease_deadline = time.monotonic() + seconds
-        return seconds
+        return seconds + self._chunk_size() * (1 / req.rate if req.rate else UNRATED_SECONDS_PER_INSTANCE)
+
+    async def _take_lease(self, write: Callable[[float], Awaitable[str]]) -> str:
+        """``write(lease_seconds)``: a conditional write of the job row taking our lease; its new ETag. Our
+        local deadline moves only once the write lands (a failed one, another process having taken the job,
+        leaves it where it was), from the clock read before it: never later than the stored one."""
+        seconds, started = self._lease_seconds(), time.monotonic()
+        etag = await write(seconds)
+        self._lease_deadline = started + seconds
+        return etag
 
     async def _write(self, outcomes: list[InstanceOutcome] = (), *, acted: dict[str, Any] | None = None,
-                     release: bool = False) -> JobInfo:
+                     release: bool = False, unless: "_Halt | None" = None) -> JobInfo:
         """Write the job row as ``self.info`` is when this write's turn comes (with ``outcomes`` in the same
         transaction, and ``acted``: the counters and cursor they bring it to); the info written.
 
@@ -548,12 +569,19 @@ class BulkJob:
         Interrupted, that carried the cursor of a checkpoint not written yet (queued, or failed) would
         imply its skipped and failed instances "done as usual" with no outcome row. A write is never cut
         short by a cancel: one that landed unseen would leave the next with a stale ETag, and the job
-        could not record its end."""
+        could not record its end. ``unless``: a lease renewal's, not written once its run has stopped acting
+        (it would take back a job the run released)."""
         async def write() -> JobInfo:
             async with self._row_lock:
+                if unless is not None and unless.why:
+                    raise _LeaseRunningOut(unless.why)
                 info = _with_acted(self.info, acted)
-                owner, lease = ("", 0.0) if release else (self._owner, self._lease())
-                self._etag = await self._jobs.commit(info, self._etag, outcomes, owner=owner, lease_seconds=lease)
+                if release:
+                    self._etag = await self._jobs.commit(info, self._etag, outcomes, owner="", lease_seconds=0.0)
+                    self._lease_deadline = 0.0
+                else:
+                    self._etag = await self._take_lease(lambda seconds: self._jobs.commit(
+                        info, self._etag, outcomes, owner=self._owner, lease_seconds=seconds))
                 # The scan may have moved on meanwhile: its side stays, the acting side is what was written.
                 self.info = _with_acted(self.info, acted)
                 return info
@@ -654,11 +682,21 @@ class BulkJob:
         window = 1 if (req.rate or export is not None) else ACTING_CHUNKS
         usual = usual_reason(req) if export is None else None
 
+        halt = _Halt()
+
         async def limited(operation):
             async with sem:
                 await limiter.wait()
+                if halt.why:
+                    raise _LeaseRunningOut(halt.why)
                 if time.monotonic() > self._lease_deadline - LEASE_MARGIN_SECONDS:
-                    await self._renew_lease()
+                    try:
+                        await self._renew_lease(halt)
+                    except BaseException as e:
+                        # No operation of any chunk starts after this one could not keep the lease.
+                        halt.stop(str(e) if isinstance(e, _LeaseRunningOut) else f"{type(e).__name__} while taking "
+                                  "the lease again")
+                        raise
                 return await operation()
 
         async def act(chunk: _Chunk) -> list[InstanceOutcome]:
@@ -693,7 +731,9 @@ class BulkJob:
                 results = await task
             except _LeaseRunningOut as e:
                 # What this chunk did is past the claim mark: a resumed run checks it first. Later chunks
-                # are not recorded either (the cursor only moves forward over recorded instances).
+                # are not recorded either (the cursor only moves forward over recorded instances), so none of
+                # their operations starts from here on.
+                halt.stop(str(e))
                 self._stopped_because = str(e)
                 recordable = False
                 return False
@@ -762,6 +802,10 @@ class BulkJob:
                     self._stopped_because = "asked to stop while selecting (Ctrl-C, or a dashboard step's time was up)"
                     end = JobState.INTERRUPTED
         finally:
+            # Nothing starts once the run stops acting: the operations a chunk still holds (queued behind its
+            # concurrency, in a gather that one failure does not cancel) would otherwise go on after run()
+            # returned, and one near the lease's end would take back the job the run releases.
+            halt.stop(halt.why or "the run stopped acting")
             if ahead is not None:
                 # Cancelled if still reading; awaited either way, so an error it ended with (the store gone
                 # too) is not reported again as never retrieved.
