@@ -13,9 +13,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from durable_mgmt import BulkRequest, InstanceManager, JobState
-from durable_mgmt.taskhub import TaskHub, bulk_ops
+from durable_mgmt.taskhub import TaskHub
 from durable_mgmt.taskhub.events import EventType, event
-from durable_mgmt.taskhub.message_template import MessageTemplate, TemplateUnsupported, template_or_none
+from durable_mgmt.taskhub.message_template import MessageTemplate, TemplateUnsupported
 from durable_mgmt.taskhub.messages import MAX_INLINE_MESSAGE_BYTES, TaskMessage
 from durable_mgmt.taskhub.timefmt import to_iso
 from durable_mgmt.transports import StorageTransport
@@ -68,7 +68,6 @@ def test_a_delayed_message_is_not_templated():
     # look like the probe's markers cannot cut a template: they are JSON-escaped inside a string; see REASONS.)
     with pytest.raises(TemplateUnsupported, match="delay"):
         MessageTemplate(EventType.TimerFired, FireAt=datetime.now(timezone.utc) + timedelta(hours=1), TimerId=1)
-    assert template_or_none(EventType.TimerFired, FireAt=datetime.now(timezone.utc) + timedelta(hours=1)) is None
 
 
 def _reference_iso(value: datetime) -> str:
@@ -142,7 +141,7 @@ async def test_rendered_and_encoded_terminates_agree_on_observers_and_errors(hub
     stop = hub.observe_sends(lambda q, d: seen.append((q, d)))
     template = MessageTemplate(EventType.ExecutionTerminated, Input="r\u2028\"x")
     await hub.send_rendered(template, "obs-1")
-    await bulk_ops.send_terminate(hub, "obs-1", "r\u2028\"x")
+    await hub.send_to_orchestration(template.message("obs-1"))  # encoded whole, as a single terminate is
     stop()
     queue = hub.names.control_queue_for("obs-1")
     assert seen == [(queue, 0), (queue, 0)]
@@ -150,7 +149,7 @@ async def test_rendered_and_encoded_terminates_agree_on_observers_and_errors(hub
     assert [(m.instance_id, m.event.get("Input")) for m in bodies] == [("obs-1", "r\u2028\"x")] * 2
     await hub.queue(queue).delete_queue()
     errors = []
-    for send in (lambda: hub.send_rendered(template, "obs-1"), lambda: bulk_ops.send_terminate(hub, "obs-1", "r\u2028\"x")):
+    for send in (lambda: hub.send_rendered(template, "obs-1"), lambda: hub.send_to_orchestration(template.message("obs-1"))):
         with pytest.raises(Exception) as e:
             await send()
         errors.append((type(e.value), str(e.value)))
@@ -173,8 +172,7 @@ def test_rendered_terminates_match_encode_under_fuzz():
              datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc), datetime(1, 1, 1)]
     for _ in range(3000):
         reason = rng.choice([None, s(rng.randrange(0, 50)), rng.choice(probes), s(5) + rng.choice(probes)])
-        template = template_or_none(EventType.ExecutionTerminated, Input=reason)
-        assert template is not None
+        template = MessageTemplate(EventType.ExecutionTerminated, Input=reason)  # raises if it cannot be made
         for _ in range(5):
             iid = rng.choice([s(rng.randrange(0, 30)), rng.choice(probes), "x" * rng.randrange(0, 2000)])
             now, seq = rng.choice(times), rng.choice([0, 1, 10**18, 2**63 - 1, rng.randrange(10**9)])

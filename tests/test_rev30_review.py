@@ -16,6 +16,30 @@ from .test_h27_review import IDS, _seed, _stall_a_send, _terminated, manager, sm
 from .test_bulk_jobs import drain_messages
 
 
+def _fail_renewal_writes(job, monkeypatch, fault) -> None:
+    """While a lease renewal of ``job`` (runner.BulkJob._renew_lease) writes its row, the job's own SDK client
+    fails with what ``fault()`` gives (None: the write goes through), as a lost connection makes it."""
+    table = job._jobs._table
+    renewing = []
+    real_renew, real_update = runner.BulkJob._renew_lease, table.update_entity
+
+    async def renew(self, *args):
+        renewing.append(True)
+        try:
+            return await real_renew(self, *args)
+        finally:
+            renewing.pop()
+
+    async def update_entity(*args, **kw):
+        error = fault() if renewing else None
+        if error is not None:
+            raise error
+        return await real_update(*args, **kw)
+
+    monkeypatch.setattr(runner.BulkJob, "_renew_lease", renew)
+    monkeypatch.setattr(table, "update_entity", update_entity)
+
+
 async def test_after_a_failed_renewal_no_operation_queued_behind_it_starts(hub, manager, small_pages, monkeypatch):
     # As test_a_job_taken_over_while_its_store_stalls_starts_nothing_more, but the stall is at the 2nd
     # operation of a chunk, so after the operation whose renewal fails, more of the chunk are still queued in
@@ -53,24 +77,9 @@ async def test_a_renewal_that_fails_unexpectedly_does_not_quote_the_error_in_the
     monkeypatch.setattr(runner, "LEASE_SECONDS", 0.5)
     monkeypatch.setattr(runner, "LEASE_MARGIN_SECONDS", 60.0)  # every operation takes the lease again first
     job = await manager.bulk(BulkRequest("terminate", "name = 'Many'", batch_size=5, concurrency=1, rate=100))
-    table = job._jobs._table  # the job's own SDK client for its rows
-    renewing = []
-    real_renew, real_update = runner.BulkJob._renew_lease, table.update_entity
-
-    async def renew(self, *args):
-        renewing.append(True)
-        try:
-            return await real_renew(self, *args)
-        finally:
-            renewing.pop()
-
-    async def update_entity(*args, **kw):
-        if renewing:  # a client-side error whose text holds the request's URL, as some SDK errors do
-            raise ValueError("bad request URL https://acct.table.core.windows.net/Jobs?sv=2024&sig=SECRETSIG")
-        return await real_update(*args, **kw)
-
-    monkeypatch.setattr(runner.BulkJob, "_renew_lease", renew)
-    monkeypatch.setattr(table, "update_entity", update_entity)
+    # A client-side error whose text holds the request's URL, as some SDK errors do.
+    _fail_renewal_writes(job, monkeypatch, lambda: ValueError(
+        "bad request URL https://acct.table.core.windows.net/Jobs?sv=2024&sig=SECRETSIG"))
     with pytest.raises(ValueError):  # not a DurableError: raised as it is, named (not quoted) in the job
         await job.run()
     info = await job.refresh()
@@ -111,25 +120,14 @@ async def test_once_a_renewal_failed_the_run_starts_no_more_operations_in_any_ch
             return await _counted(*args, **kw)
 
         monkeypatch.setattr(queue, "send_message", send_message)
-    table = job._jobs._table
-    renewing, failed_at = [], []
-    real_renew, real_update = runner.BulkJob._renew_lease, table.update_entity
+    failed_at = []
 
-    async def renew(self, *args):
-        renewing.append(True)
-        try:
-            return await real_renew(self, *args)
-        finally:
-            renewing.pop()
-
-    async def update_entity(*args, **kw):
-        if renewing and not failed_at:
+    def fault():  # the first renewal fails (a connection reset), the others go through
+        if not failed_at:
             failed_at.append(len(sends))
-            raise ServiceRequestError("connection reset (injected by the test)")
-        return await real_update(*args, **kw)
+            return ServiceRequestError("connection reset (injected by the test)")
 
-    monkeypatch.setattr(runner.BulkJob, "_renew_lease", renew)
-    monkeypatch.setattr(table, "update_entity", update_entity)
+    _fail_renewal_writes(job, monkeypatch, fault)
     info = await job.run()
     await asyncio.sleep(1.0)
     assert failed_at and info.state is JobState.INTERRUPTED, (failed_at, info)
@@ -184,25 +182,13 @@ async def test_a_run_that_returned_interrupted_never_takes_the_job_again(hub, ma
             return await _counted(*args, **kw)
 
         monkeypatch.setattr(queue, "send_message", send_message)
-    table = job._jobs._table
-    renewing = []
-    real_renew, real_update = runner.BulkJob._renew_lease, table.update_entity
 
-    async def renew(self, *args):
-        renewing.append(True)
-        try:
-            return await real_renew(self, *args)
-        finally:
-            renewing.pop()
-
-    async def update_entity(*args, **kw):
-        if renewing and not failed_at and len(sends) >= 6:  # a renewal mid-chunk fails once (connection reset)
+    def fault():  # a renewal mid-chunk fails once (connection reset)
+        if not failed_at and len(sends) >= 6:
             failed_at.append(len(sends))
-            raise ServiceRequestError("connection reset (injected by the test)")
-        return await real_update(*args, **kw)
+            return ServiceRequestError("connection reset (injected by the test)")
 
-    monkeypatch.setattr(runner.BulkJob, "_renew_lease", renew)
-    monkeypatch.setattr(table, "update_entity", update_entity)
+    _fail_renewal_writes(job, monkeypatch, fault)
     info = await job.run()
     at_return = len(sends)
     await asyncio.sleep(3.0)

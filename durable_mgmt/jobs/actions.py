@@ -54,7 +54,7 @@ class Context:
     hub: Any       # the opened TaskHub (family lookups, batch reads)
     request: BulkRequest
     purger: Any = None  # taskhub.bulk_ops.BatchPurger, for batch purges
-    terminator: Any = None  # taskhub.bulk_ops.TerminateSender, for batch terminates
+    terminate_message: Any = None  # taskhub.bulk_ops.terminate_message(reason), for batch terminates
     # A recursive terminate: the instances this run sent a terminate to, with the member that reached them. A
     # job acts while its scan goes on, so a sub-orchestration the scan reaches after its parent (or one a
     # parent reaches after it) was already sent one: until a host records it Terminated it still looks
@@ -128,7 +128,7 @@ async def _batched(ctx: Context, instance_id: str, current: bulk_ops.BatchStatus
             if status.is_terminal:
                 return InstanceOutcome(instance_id, Outcome.SKIPPED,
                                        f"Cannot terminate instance {instance_id!r}: it is already {status.value}.")
-            await limited(lambda: ctx.terminator.send(instance_id))
+            await limited(lambda: ctx.hub.send_rendered(ctx.terminate_message, instance_id))
             return InstanceOutcome(instance_id, Outcome.DONE, TERMINATE_SENT)
         if not status.is_terminal:
             return InstanceOutcome(instance_id, Outcome.SKIPPED,

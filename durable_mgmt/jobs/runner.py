@@ -65,7 +65,7 @@ from ..taskhub.jobs_table import (LEGACY_LAYOUT, MEMBER_PREFIX, SELECTION_LAYOUT
 from ..taskhub.names import service_order
 from ..taskhub.scan import scan_ids, scan_statuses
 from ..taskhub.timefmt import utcnow
-from ..taskhub.bulk_ops import BatchPurger, TerminateSender
+from ..taskhub.bulk_ops import BatchPurger, terminate_message
 from .actions import Context, Prepared, act_batch, batchable, prepare_batch, usual_reason
 from .export import HistoryExport
 from .models import MAX_BATCH_SIZE, BulkAction, BulkRequest, InstanceOutcome, JobInfo, JobState, Outcome
@@ -672,7 +672,8 @@ class BulkJob:
 
     async def _process(self, *, fresh: bool = False) -> JobState:
         req = self.request
-        ctx = Context(self._manager, self._hub, req, BatchPurger(self._hub), TerminateSender(self._hub, req.reason))
+        ctx = Context(self._manager, self._hub, req, BatchPurger(self._hub),
+                      terminate_message(req.reason) if req.action is BulkAction.TERMINATE else None)
         export = HistoryExport(self._manager, req, self.info) if req.action is BulkAction.EXPORT_HISTORY else None
         limiter = _RateLimiter(req.rate, last_start=self.info.updated if self.info.finished else None)
         sem = asyncio.Semaphore(req.concurrency)

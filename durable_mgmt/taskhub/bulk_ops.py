@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from ..models import PurgeResult, RuntimeStatus
-from .events import EventType, event
-from .message_template import template_or_none
-from .messages import TaskMessage
+from .events import EventType
+from .message_template import MessageTemplate
 from .names import escape_key, service_order, unescape_key
 from .odata import Filter
 from .operations import ListedInstance, TaskHubClient
@@ -73,24 +72,10 @@ async def _read_statuses(hub, wanted: dict[str, str], found: dict[str, BatchStat
     return [k for k in keys if k not in seen]
 
 
-async def send_terminate(hub, instance_id: str, reason: str | None) -> None:
-    """The message ``TaskHubClient.terminate`` sends, for an instance already known to be active."""
-    await hub.send_to_orchestration(TaskMessage(event(EventType.ExecutionTerminated, Input=reason), instance_id, None))
-
-
-class TerminateSender:
-    """``send_terminate`` for the many instances of one job (one reason): the message is encoded once, as a
-    template, and each send puts in its instance id (see message_template)."""
-
-    def __init__(self, hub, reason: str | None):
-        self._hub, self._reason = hub, reason
-        self._template = template_or_none(EventType.ExecutionTerminated, Input=reason)
-
-    async def send(self, instance_id: str) -> None:
-        if self._template is None:
-            await send_terminate(self._hub, instance_id, self._reason)
-        else:
-            await self._hub.send_rendered(self._template, instance_id)
+def terminate_message(reason: str | None) -> MessageTemplate:
+    """The message ``TaskHubClient.terminate`` sends, encoded once for the many instances of a job: each is
+    sent with ``TaskHub.send_rendered``, for an instance already known to be active."""
+    return MessageTemplate(EventType.ExecutionTerminated, Input=reason)
 
 
 class BatchPurger:

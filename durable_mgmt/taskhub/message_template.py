@@ -80,11 +80,3 @@ class MessageTemplate:
                   "instance": _json(instance_id),
                   "sequence": str(sequence_number)}
         return "".join([text + values[slot] for text, slot in self._parts]) + self._tail
-
-
-def template_or_none(event_type: EventType, **props: Any) -> MessageTemplate | None:
-    """A template for the message, or None when it must be encoded whole each time."""
-    try:
-        return MessageTemplate(event_type, **props)
-    except TemplateUnsupported:
-        return None

@@ -152,8 +152,8 @@ def _is_control(code: int) -> bool:
     return code <= 0x1F or 0x7F <= code <= 0x9F
 
 
-# Any character escape_key changes: '^', '/', '\\', '#', '?' and the control characters (_is_control).
-_NEEDS_ESCAPE = re.compile(r"[\^/\\#?\x00-\x1f\x7f-\x9f]")
+# Any character escape_key changes: those of _ESCAPED and the control characters (the ranges of _is_control).
+_NEEDS_ESCAPE = re.compile("[" + re.escape("".join(_ESCAPED)) + "\x00-\x1f\x7f-\x9f]")
 
 
 def escape_key(instance_id: str) -> str:
